@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.models import ApiKey, AuditEvent, Membership, Role, Tenant, validate_cidrs
+from s3av.api import TenantViewSet, request_tenant
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    allowed_cidrs = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+
+    class Meta:
+        model = Tenant
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "status",
+            "allowed_cidrs",
+            "sso_required",
+            "max_scan_bytes",
+            "monthly_scan_bytes_limit",
+            "created_at",
+        ]
+        read_only_fields = ["id", "slug", "status", "created_at"]
+        extra_kwargs = {
+            "max_scan_bytes": {"min_value": 1},
+            "monthly_scan_bytes_limit": {"min_value": 0},
+        }
+
+    def validate_allowed_cidrs(self, value: list[str]) -> list[str]:
+        from django.core.exceptions import ValidationError
+
+        try:
+            validate_cidrs(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return value
+
+
+class MeView(APIView):
+    read_role = Role.NONE
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        key = getattr(request._request, "api_key", None)
+        tenant = getattr(request._request, "tenant", None)
+        body: dict[str, Any] = {
+            "kind": "api_key" if key else "user",
+            "role": getattr(request._request, "role", None) or Role.NONE,
+            "tenant": {"id": str(tenant.pk), "name": tenant.name, "slug": tenant.slug} if tenant else None,
+        }
+        if key is not None:
+            body["api_key"] = {"id": str(key.pk), "name": key.name, "prefix": key.prefix}
+        else:
+            body["user"] = {"id": str(request.user.pk), "email": getattr(request.user, "email", "")}
+        return Response(body)
+
+
+class TenantView(APIView):
+    read_role = Role.VIEWER
+    write_role = Role.ADMIN
+
+    @extend_schema(responses=TenantSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(TenantSerializer(request_tenant(request)).data)
+
+    @extend_schema(request=TenantSerializer, responses=TenantSerializer)
+    def patch(self, request: Request) -> Response:
+        tenant = request_tenant(request)
+        serializer = TenantSerializer(tenant, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.update_tenant_settings(
+            tenant, services.Actor.from_request(request._request), **serializer.validated_data
+        )
+        return Response(TenantSerializer(tenant).data)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email", read_only=True)
+    name = serializers.CharField(source="user.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "name", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class MembershipCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MembershipUpdateSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantViewSet
+):
+    queryset = Membership.objects.none()
+    serializer_class = MembershipSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return super().get_queryset().select_related("user")
+
+    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    def create(self, request: Request) -> Response:
+        body = MembershipCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership = services.add_member(self.tenant, self.actor, **body.validated_data)
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        membership = self.get_object()
+        body = MembershipUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership = services.change_role(self.tenant, self.actor, membership, body.validated_data["role"])
+        return Response(MembershipSerializer(membership).data)
+
+    def perform_destroy(self, instance: Membership) -> None:
+        services.remove_member(self.tenant, self.actor, instance)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "role", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
+        read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    secret = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "secret"]
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = ApiKey.objects.none()
+    serializer_class = ApiKeySerializer
+
+    @extend_schema(request=ApiKeySerializer, responses={201: ApiKeyCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        body = ApiKeySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key, secret = services.create_api_key(self.tenant, self.actor, **body.validated_data)
+        data = ApiKeySerializer(key).data
+        data["secret"] = secret
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: ApiKeySerializer})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        key = services.revoke_api_key(self.tenant, self.actor, self.get_object())
+        return Response(ApiKeySerializer(key).data)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "action",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "details",
+            "ip",
+        ]
+
+
+class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = AuditEvent.objects.none()
+    serializer_class = AuditEventSerializer

@@ -1,0 +1,238 @@
+"""Write operations on tenants, members, API keys and settings.
+
+Each takes the tenant and the acting identity first and writes the audit event.
+Portal views, the API, admin actions and management commands all call these.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+from django_scopes import scopes_disabled
+
+from accounts.models import ApiKey, AuditEvent, Membership, Role, Tenant, User
+
+
+class ServiceError(Exception):
+    """A refused operation; the message is shown to the user."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user, an API key, or the system (neither)."""
+
+    user: User | None = None
+    api_key: ApiKey | None = None
+    ip: str | None = None
+    label_override: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.label_override:
+            return self.label_override
+        if self.api_key is not None:
+            return f"api-key:{self.api_key.prefix} ({self.api_key.name})"
+        if self.user is not None:
+            return self.user.email
+        return "system"
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls(label_override=label)
+
+    @classmethod
+    def from_request(cls, request: Any) -> Actor:
+        api_key = getattr(request, "api_key", None)
+        user = getattr(request, "user", None)
+        if user is not None and not getattr(user, "is_authenticated", False):
+            user = None
+        if api_key is not None:
+            user = None
+        return cls(user=user, api_key=api_key, ip=getattr(request, "client_ip", None))
+
+
+def record(
+    tenant: Tenant | None,
+    actor: Actor,
+    action: str,
+    target: models.Model | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        tenant=tenant,
+        actor_user=actor.user,
+        actor_api_key=actor.api_key,
+        actor_label=actor.label[:254],
+        action=action,
+        details=details or {},
+        ip=actor.ip,
+    )
+    if target is not None:
+        event.target_type = target._meta.label_lower
+        event.target_id = str(target.pk)
+        event.target_repr = str(target)[:254]
+    event.save()
+    return event
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "tenant"
+    slug = base
+    with scopes_disabled():
+        while Tenant.objects.filter(slug=slug).exists():
+            slug = f"{base}-{secrets.token_hex(3)}"
+    return slug
+
+
+@transaction.atomic
+def create_tenant(
+    actor: Actor, name: str, admin_email: str, admin_password: str | None = None
+) -> tuple[Tenant, User, bool]:
+    """Create a tenant and its first admin. Returns (tenant, admin, created_user)."""
+    name = name.strip()
+    if not name:
+        raise ServiceError("A tenant needs a name.", field="name")
+    from django.conf import settings
+
+    tenant = Tenant.objects.create(
+        name=name, slug=_unique_slug(name), allowed_cidrs=list(settings.DEFAULT_ALLOWED_CIDRS)
+    )
+    user, created = _get_or_create_user(admin_email, admin_password)
+    Membership.objects.create(tenant=tenant, user=user, role=Role.ADMIN)
+    record(tenant, actor, "tenant.create", tenant, {"admin": user.email})
+    return tenant, user, created
+
+
+def _get_or_create_user(email: str, password: str | None = None) -> tuple[User, bool]:
+    email = User.objects.normalize_email(email.strip()).lower()
+    if "@" not in email:
+        raise ServiceError(f"{email!r} is not an email address.", field="email")
+    existing = User.objects.filter(email=email).first()
+    if existing is not None:
+        return existing, False
+    return User.objects.create_user(email=email, password=password), True
+
+
+_TENANT_FIELDS = {"name", "allowed_cidrs", "sso_required", "max_scan_bytes", "monthly_scan_bytes_limit"}
+
+
+@transaction.atomic
+def update_tenant_settings(tenant: Tenant, actor: Actor, **changes: Any) -> Tenant:
+    unknown = set(changes) - _TENANT_FIELDS
+    if unknown:
+        raise ServiceError(f"Unknown settings: {', '.join(sorted(unknown))}.")
+    before = {field: getattr(tenant, field) for field in changes}
+    if "allowed_cidrs" in changes:
+        changes["allowed_cidrs"] = [str(c) for c in changes["allowed_cidrs"]]
+        if changes["allowed_cidrs"] and actor.ip and not _cidrs_allow(changes["allowed_cidrs"], actor.ip):
+            raise ServiceError(
+                f"These ranges would lock out your own address {actor.ip}; include it first.",
+                field="allowed_cidrs",
+            )
+    for field, value in changes.items():
+        setattr(tenant, field, value)
+    tenant.full_clean()
+    tenant.save(update_fields=list(changes))
+    record(tenant, actor, "tenant.update", tenant, {"before": before, "after": changes})
+    return tenant
+
+
+def _cidrs_allow(cidrs: list[str], ip: str) -> bool:
+    probe = Tenant(allowed_cidrs=cidrs)
+    return probe.allows_address(ip)
+
+
+def _admin_count(tenant: Tenant) -> int:
+    return Membership.objects.filter(tenant=tenant, role=Role.ADMIN, user__is_active=True).count()
+
+
+@transaction.atomic
+def add_member(tenant: Tenant, actor: Actor, email: str, role: str) -> Membership:
+    user, created = _get_or_create_user(email)
+    if Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise ServiceError(f"{user.email} is already a member.", field="email")
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    record(tenant, actor, "member.add", membership, {"email": user.email, "role": role, "new_user": created})
+    return membership
+
+
+@transaction.atomic
+def change_role(tenant: Tenant, actor: Actor, membership: Membership, role: str) -> Membership:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk, tenant=tenant)
+    old = membership.role
+    if old == Role.ADMIN and role != Role.ADMIN and _admin_count(tenant) <= 1:
+        raise ServiceError("A tenant keeps at least one admin.", field="role")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    record(tenant, actor, "member.role", membership, {"from": old, "to": role})
+    return membership
+
+
+@transaction.atomic
+def remove_member(tenant: Tenant, actor: Actor, membership: Membership) -> None:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk, tenant=tenant)
+    if membership.role == Role.ADMIN and _admin_count(tenant) <= 1:
+        raise ServiceError("A tenant keeps at least one admin.")
+    record(tenant, actor, "member.remove", membership, {"email": membership.user.email})
+    membership.delete()
+
+
+@transaction.atomic
+def create_api_key(
+    tenant: Tenant, actor: Actor, name: str, role: str, expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; the secret is returned once and never stored."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ServiceError("The expiry must be in the future.", field="expires_at")
+    prefix, secret, digest = ApiKey.generate()
+    key = ApiKey.objects.create(
+        tenant=tenant,
+        name=name,
+        role=role,
+        prefix=prefix,
+        secret_hash=digest,
+        created_by=actor.user,
+        expires_at=expires_at,
+    )
+    record(tenant, actor, "api_key.create", key, {"role": role, "expires_at": expires_at})
+    return key, secret
+
+
+@transaction.atomic
+def revoke_api_key(tenant: Tenant, actor: Actor, key: ApiKey) -> ApiKey:
+    if key.tenant_id != tenant.pk:
+        raise ServiceError("No such key.")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        record(tenant, actor, "api_key.revoke", key)
+    return key
+
+
+def authenticate_api_key(secret: str) -> ApiKey | None:
+    """Find the usable key for a presented secret, or None. Runs before any tenant scope."""
+    prefix = ApiKey.prefix_of(secret)
+    if prefix is None:
+        return None
+    with scopes_disabled():
+        key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    if key is None or not key.matches(secret) or not key.is_usable or not key.tenant.is_active:
+        return None
+    now = timezone.now()
+    # Write last-used at most once a minute per key: not a write on every request.
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        with scopes_disabled():
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key

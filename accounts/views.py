@@ -1,0 +1,35 @@
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_scopes import scopes_disabled
+
+from accounts.middleware import SESSION_TENANT_KEY
+from accounts.models import Membership
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    with scopes_disabled():
+        memberships = list(
+            Membership.objects.filter(user_id=str(request.user.pk), tenant__status="active").select_related("tenant")
+        )
+    return render(request, "home.html", {"memberships": memberships})
+
+
+@login_required
+@require_POST
+def switch_tenant(request: HttpRequest) -> HttpResponse:
+    wanted = request.POST.get("tenant", "")
+    with scopes_disabled():
+        if Membership.objects.filter(user_id=str(request.user.pk), tenant_id=wanted).exists():
+            request.session[SESSION_TENANT_KEY] = wanted
+    return redirect("home")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})

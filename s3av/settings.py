@@ -1,0 +1,245 @@
+"""s3av settings: one file, every value from the environment.
+
+See README.md ("Configuration") for the variables. Defaults give a working
+single-machine install (SQLite, a local clamd socket); with S3AV_DEBUG off the
+secure defaults apply and the secret key must be given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from s3av.env import (
+    env_bool,
+    env_cidrs,
+    env_float,
+    env_int,
+    env_list,
+    env_optional,
+    env_size,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("S3AV_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("S3AV_DEBUG", False)
+
+if DEBUG:
+    SECRET_KEY = env_str("S3AV_SECRET_KEY", "insecure-development-key-do-not-use-in-production")
+else:
+    SECRET_KEY = env_optional("S3AV_SECRET_KEY") or ""
+    if len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "S3AV_SECRET_KEY (or S3AV_SECRET_KEY_FILE) must be set to at least 32 random characters "
+            "when S3AV_DEBUG is off."
+        )
+
+ALLOWED_HOSTS = env_list("S3AV_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("S3AV_CSRF_TRUSTED_ORIGINS")
+# Number of reverse proxies in front of the web process whose X-Forwarded-For
+# entries are trusted when deciding the client's address (CIDR allow-lists).
+TRUSTED_PROXY_COUNT = env_int("S3AV_TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Public base URL, used in SAML metadata, emails and command output.
+PUBLIC_URL = env_str("S3AV_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_dramatiq",
+    "allauth",
+    "allauth.account",
+    "accounts",
+    "linked_accounts",
+    "scanning",
+    "sso",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.TenantMiddleware",
+]
+
+ROOT_URLCONF = "s3av.urls"
+WSGI_APPLICATION = "s3av.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.tenant",
+            ],
+        },
+    },
+]
+
+_DEFAULT_DB = f"sqlite:///{VAR_DIR / 's3av.sqlite3'}"
+_database_url = env_url("DATABASE_URL", _DEFAULT_DB, {"sqlite", "postgres", "postgresql", "pgsql", "postgis"})
+DATABASES = {"default": dj_database_url.parse(_database_url or _DEFAULT_DB, conn_max_age=60)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+
+# django-allauth: email login, no self sign-up (tenants are created by staff
+# or by `create_tenant`; people join a tenant when an admin adds them).
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_LOGOUT_ON_GET = False
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("S3AV_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_HSTS_SECONDS = env_int("S3AV_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_SSL_REDIRECT = env_bool("S3AV_SSL_REDIRECT", False)
+    if TRUSTED_PROXY_COUNT:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+EMAIL_BACKEND = env_str("S3AV_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("S3AV_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("S3AV_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("S3AV_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("S3AV_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("S3AV_EMAIL_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("S3AV_EMAIL_FROM", "s3av@localhost")
+
+# --- REST API -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.api_auth.ApiKeyAuthentication",
+        "accounts.api_auth.TenantSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.TenantRolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "s3av.drf.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["s3av.drf.TenantRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"tenant": env_str("S3AV_API_RATE", "6000/min")},
+    "EXCEPTION_HANDLER": "s3av.drf.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "s3av API",
+    "DESCRIPTION": "Malware scanning for Amazon S3. Authenticate with `Authorization: Bearer <api key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Scanning engine, AWS and broker --------------------------------------
+CLAMD_ADDRESS = env_url("S3AV_CLAMD", f"unix://{VAR_DIR / 'clamav' / 'clamd.sock'}", {"unix", "tcp"})
+CLAMD_TIMEOUT = env_float("S3AV_CLAMD_TIMEOUT", 300.0, minimum=1.0)
+# Must equal clamd's StreamMaxLength (scripts/clamav.sh renders both from the
+# same variable): larger objects are Unscannable without being downloaded.
+MAX_OBJECT_SIZE = env_size("S3AV_MAX_OBJECT_SIZE", "1G")
+AWS_ENDPOINT_URL = env_url("S3AV_AWS_ENDPOINT_URL", None, {"http", "https"})
+AWS_REGION = env_str("S3AV_AWS_REGION", "us-east-1")
+# The AWS principal tenants' roles trust (put in their CloudFormation template).
+AWS_SERVICE_PRINCIPAL = env_str("S3AV_AWS_SERVICE_PRINCIPAL", "arn:aws:iam::000000000000:root")
+# Refuse a tenant role that can be assumed without the external id. Endpoints
+# that do not enforce IAM (moto, most S3-compatible stores) cannot prove it.
+AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID = env_bool("S3AV_AWS_CONFUSED_DEPUTY_CHECK", True)
+SCAN_API_MAX_BYTES = env_size("S3AV_SCAN_API_MAX_BYTES", "256M")
+
+BROKER_URL = env_url(
+    "S3AV_BROKER_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "amqp", "amqps", "stub"}
+)
+_broker_scheme = (BROKER_URL or "").split(":", 1)[0]
+_BROKERS = {
+    "redis": "dramatiq.brokers.redis.RedisBroker",
+    "rediss": "dramatiq.brokers.redis.RedisBroker",
+    "amqp": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+    "amqps": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+    "stub": "dramatiq.brokers.stub.StubBroker",
+}
+DRAMATIQ_BROKER = {
+    "BROKER": _BROKERS[_broker_scheme],
+    "OPTIONS": {} if _broker_scheme == "stub" else {"url": BROKER_URL},
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Retries",
+        "dramatiq.middleware.CurrentMessage",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+
+# --- Logging: one JSON object per line -------------------------------------
+LOG_LEVEL = env_str("S3AV_LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"S3AV_LOG_LEVEL={LOG_LEVEL!r} is not a log level.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "s3av.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# Tenants' default CIDR allow-list for new tenants (empty: any address).
+DEFAULT_ALLOWED_CIDRS = env_cidrs("S3AV_DEFAULT_ALLOWED_CIDRS")

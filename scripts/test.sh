@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Lint, type-check and run the test suite against PostgreSQL, Redis, clamd and a local S3 endpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/test-env.sh
+export S3AV_CLAMD="${S3AV_CLAMD:-unix://$PWD/var/clamav/clamd.sock}"
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy .
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,74 @@
+"""A malformed setting stops the process with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from s3av import env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("S3AV_CLAMD", "clamd.sock"),
+        ("S3AV_BROKER_URL", "kafka://x"),
+        ("S3AV_DEBUG", "perhaps"),
+        ("S3AV_MAX_OBJECT_SIZE", "a lot"),
+        ("S3AV_TRUSTED_PROXY_COUNT", "-1"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("S3AV_DEFAULT_ALLOWED_CIDRS", "10.0.0.0/8,nope"),
+    ],
+)
+def test_the_process_refuses_to_start_with_a_bad_setting(name, value):
+    environ = {**os.environ, name: value}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert name in result.stderr
+
+
+def test_it_needs_a_secret_key_when_debug_is_off():
+    environ = {**os.environ, "S3AV_DEBUG": "false", "S3AV_SECRET_KEY": "short"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "S3AV_SECRET_KEY" in result.stderr
+
+
+def test_it_reads_a_secret_from_a_file(tmp_path, monkeypatch):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    monkeypatch.delenv("S3AV_SECRET_KEY", raising=False)
+    monkeypatch.setenv("S3AV_SECRET_KEY_FILE", str(secret))
+    assert env.env_str("S3AV_SECRET_KEY") == "from-a-file"
+
+
+@pytest.mark.parametrize(
+    "text, size", [("512", 512), ("1K", 1024), ("100M", 100 * 1024**2), ("2G", 2 * 1024**3)]
+)
+def test_it_parses_sizes(text, size):
+    assert env.parse_size(text) == size
+
+
+def test_a_bad_boolean_names_the_variable(monkeypatch):
+    monkeypatch.setenv("S3AV_X", "sometimes")
+    with pytest.raises(ImproperlyConfigured, match="S3AV_X"):
+        env.env_bool("S3AV_X", False)
