@@ -202,6 +202,9 @@ AWS_SERVICE_PRINCIPAL = env_str("S3AV_AWS_SERVICE_PRINCIPAL", "arn:aws:iam::0000
 # that do not enforce IAM (moto, most S3-compatible stores) cannot prove it.
 AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID = env_bool("S3AV_AWS_CONFUSED_DEPUTY_CHECK", True)
 SCAN_API_MAX_BYTES = env_size("S3AV_SCAN_API_MAX_BYTES", "256M")
+# A worker's claim on a scan lasts this long and is renewed while the object streams; a claim left by
+# a killed worker is taken over once it runs out.
+SCAN_LEASE_SECONDS = env_int("S3AV_SCAN_LEASE_SECONDS", 300, minimum=5)
 
 BROKER_URL = env_url(
     "S3AV_BROKER_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "amqp", "amqps", "stub"}

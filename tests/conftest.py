@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import Membership, Role, Tenant, User
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.fixtures.s3server", "tests.fixtures.scanning", "tests.fixtures.worker"]
 
 
 @pytest.fixture

@@ -1,0 +1,774 @@
+"""The S3 operations the scanning pipeline needs, with no Django in sight.
+
+Every function takes a boto3 S3 client first; the caller builds it (``make_client``) with the endpoint
+and the assumed-role credentials of the linked account.  Every botocore failure leaves this module as
+``TransientS3Error`` (retry later) or ``PermanentS3Error`` (record an ``Error`` verdict now), so the
+caller never has to read botocore error codes.
+
+An ``ObjectRef`` is the pin of a verdict: (bucket, key, version id, ETag, size).  Reads, tags, copies and
+deletes all go through the pin, so a verdict is never applied to bytes other than those scanned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+Client = Any  # a botocore S3 client; typed loosely so this module needs no stubs at runtime
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+COPY_OBJECT_LIMIT = 5 * GiB  # the largest object one CopyObject call may copy
+MIN_PART_SIZE = 5 * MiB  # S3's smallest part (except the last one)
+MAX_PARTS = 10_000
+
+TAG_LIMIT = 10
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+
+# Headers that belong to the object and must survive a multipart copy, which (unlike CopyObject with
+# MetadataDirective=COPY) starts from nothing.  Head-response name -> CreateMultipartUpload parameter.
+_COPIED_HEADERS = (
+    "ContentType",
+    "ContentEncoding",
+    "ContentDisposition",
+    "ContentLanguage",
+    "CacheControl",
+    "Expires",
+    "WebsiteRedirectLocation",
+)
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+class S3Error(Exception):
+    """An S3 operation failed; ``kind`` says whether trying again may help."""
+
+    kind: Literal["transient", "permanent"] = "transient"
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code  # the S3 error code when there was one ("AccessDenied", "412", ...)
+
+
+class TransientS3Error(S3Error):
+    """Throttling, 5xx, timeouts, dropped connections: retry with backoff."""
+
+    kind = "transient"
+
+
+class PermanentS3Error(S3Error):
+    """Access denied, KMS, gone, changed, archived: retrying will not help."""
+
+    kind = "permanent"
+
+
+class SizeMismatchError(TransientS3Error):
+    """Fewer or more bytes arrived than the pinned size; nothing read may be called Clean."""
+
+
+class CopyVerificationError(PermanentS3Error):
+    """The destination of a copy does not match its source; the source must be kept."""
+
+
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "RequestTimeTooSkewed",
+    "PriorRequestNotComplete",
+    "OperationAborted",
+    # An assumed-role session ran out mid-job; the next attempt assumes the role again.
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "TokenRefreshRequired",
+}
+
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+_ACCESS_CODES = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+}
+
+# Raised by botocore/urllib3 when the connection fails or breaks while a body is being read.
+_TRANSIENT_EXCEPTIONS: tuple[type[Exception], ...] = (
+    HTTPClientError,  # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ...
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    IncompleteReadError,
+    FlexibleChecksumError,  # the body did not match the checksum S3 sent: a corrupted transfer
+    CredentialRetrievalError,
+    Urllib3HTTPError,
+    http.client.IncompleteRead,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def classify_client_error(
+    exc: BaseException, target: str = "the object", doing: str = "reading"
+) -> tuple[Literal["transient", "permanent"], str]:
+    """Say whether a botocore failure is worth retrying, and describe it for a person.
+
+    ``target`` names what was being worked on (``s3://bucket/key``), ``doing`` the verb for the
+    message ("reading", "tagging", "copying", "deleting").
+    """
+    if isinstance(exc, S3Error):
+        return exc.kind, exc.message
+    if isinstance(exc, ClientError):
+        return _classify_response_error(exc, target, doing)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return "permanent", f"no usable AWS credentials for {doing} {target}"
+    if isinstance(exc, _TRANSIENT_EXCEPTIONS):
+        return "transient", f"connection problem {doing} {target}: {exc}"
+    if isinstance(exc, BotoCoreError):
+        return "permanent", f"error {doing} {target}: {exc}"
+    return "transient", f"unexpected error {doing} {target}: {exc!r}"
+
+
+def _classify_response_error(
+    exc: ClientError, target: str, doing: str
+) -> tuple[Literal["transient", "permanent"], str]:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    detail = str(error.get("Message", "") or "")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if not status and code.isdigit():
+        status = int(code)  # HEAD errors carry no body, only the status as the code
+
+    if code.startswith("KMS.") or (code in _ACCESS_CODES and "kms" in detail.lower()):
+        if "Throttl" in code:
+            return "transient", f"KMS throttled {doing} {target}"
+        return "permanent", f"KMS key unusable {doing} {target} ({code}: {detail})"
+    if code in _TRANSIENT_CODES or status in (408, 429) or status >= 500:
+        return "transient", f"S3 is unavailable or throttling {doing} {target} ({code or status})"
+    if code == "InvalidObjectState":
+        return "permanent", f"object is archived (Glacier) and must be restored before {doing} {target}"
+    if code in _ACCESS_CODES or status == 403:
+        return "permanent", f"access denied {doing} {target}"
+    if code == "NoSuchBucket":
+        return "permanent", f"bucket does not exist {doing} {target}"
+    if code in _NOT_FOUND_CODES or status == 404:
+        return "permanent", f"object no longer exists ({target})"
+    if code in ("PreconditionFailed", "412") or status == 412:
+        return "permanent", f"object changed since it was pinned ({target})"
+    if code == "EntityTooLarge":
+        return "permanent", f"object too large {doing} {target}"
+    return "permanent", f"S3 error {doing} {target}: {code or status} {detail}".rstrip()
+
+
+def to_s3_error(exc: BaseException, target: str = "the object", doing: str = "reading") -> S3Error:
+    """Turn a botocore failure into ``TransientS3Error`` or ``PermanentS3Error``."""
+    if isinstance(exc, S3Error):
+        return exc
+    kind, message = classify_client_error(exc, target, doing)
+    code = ""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+    cls = TransientS3Error if kind == "transient" else PermanentS3Error
+    return cls(message, code=code)
+
+
+_TRANSLATED: tuple[type[Exception], ...] = (ClientError, BotoCoreError, *_TRANSIENT_EXCEPTIONS)
+
+
+@contextmanager
+def _translated(target: str, doing: str) -> Iterator[None]:
+    """Re-raise botocore failures inside the block as ``TransientS3Error`` / ``PermanentS3Error``."""
+    try:
+        yield
+    except S3Error:
+        raise
+    except _TRANSLATED as exc:
+        raise to_s3_error(exc, target, doing) from exc
+
+
+# --- the pin -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One exact object version: what a verdict is about."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str  # without the surrounding quotes
+    size: int
+    last_modified: datetime | None = None
+    content_type: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def __str__(self) -> str:
+        if self.version_id:
+            return f"{self.url} (version {self.version_id})"
+        return self.url
+
+    @property
+    def quoted_etag(self) -> str:
+        return f'"{self.etag}"'
+
+    def version_args(self) -> dict[str, str]:
+        return {"VersionId": self.version_id} if self.version_id else {}
+
+
+def _strip_etag(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+def _ref_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectRef:
+    return ObjectRef(
+        bucket=bucket,
+        key=key,
+        version_id=head.get("VersionId"),
+        etag=_strip_etag(head.get("ETag")),
+        size=int(head["ContentLength"]),
+        last_modified=head.get("LastModified"),
+        content_type=head.get("ContentType"),
+    )
+
+
+def head_object(client: Client, bucket: str, key: str, version_id: str | None = None) -> ObjectRef:
+    """Pin the current (or the given) version of an object."""
+    args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        args["VersionId"] = version_id
+    with _translated(f"s3://{bucket}/{key}", "reading"):
+        head = client.head_object(**args)
+    return _ref_from_head(bucket, key, head)
+
+
+def _pinned_args(ref: ObjectRef) -> dict[str, Any]:
+    # IfMatch even with a version id: in a bucket whose versioning is suspended the "null" version is
+    # overwritten in place, so a version id alone does not pin the bytes.
+    return {"Bucket": ref.bucket, "Key": ref.key, "IfMatch": ref.quoted_etag, **ref.version_args()}
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+def stream_object(client: Client, ref: ObjectRef, chunk_size: int = MiB) -> Iterator[bytes]:
+    """Yield the pinned object's bytes in chunks of at most ``chunk_size``.
+
+    GetObject is sent at once (so access denied, gone and changed surface here, not at the first
+    ``next()``); the body is read lazily and closed when the iterator is closed or exhausted.  Wrap the
+    result in ``DigestingStream`` and call ``check_size`` before trusting what was read.
+    """
+    with _translated(str(ref), "reading"):
+        response = client.get_object(**_pinned_args(ref))
+    return _iter_body(response["Body"], chunk_size, str(ref))
+
+
+def _iter_body(body: Any, chunk_size: int, target: str) -> Iterator[bytes]:
+    try:
+        with _translated(target, "reading"):
+            yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
+class DigestingStream:
+    """Pass chunks through while counting bytes and computing their SHA-256."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._hash = hashlib.sha256()
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self._hash.update(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def check_size(self, ref: ObjectRef) -> None:
+        """Raise ``SizeMismatchError`` unless exactly ``ref.size`` bytes went through."""
+        if self.bytes_read != ref.size:
+            raise SizeMismatchError(
+                f"read {self.bytes_read} of {ref.size} bytes of {ref}", code="SizeMismatch"
+            )
+
+
+# --- tags --------------------------------------------------------------------------------------------
+
+_TAG_PUNCTUATION = set("+-=._:/@ ")
+
+
+def sanitize_tag_text(text: str, limit: int) -> str:
+    """Make text acceptable to S3 as a tag key or value and cut it to ``limit`` characters.
+
+    S3 accepts Unicode letters, numbers and spaces and ``+ - = . _ : / @``; anything else (a virus name
+    with brackets, a message with a comma or a newline) is replaced with ``_``.
+    """
+    cleaned = "".join(
+        ch if ch in _TAG_PUNCTUATION or unicodedata.category(ch)[0] in "LNZ" else "_" for ch in text
+    )
+    return cleaned[:limit]
+
+
+def merge_tags(
+    existing: list[dict[str, str]],
+    ours: Iterable[tuple[str, str]],
+    limit: int = TAG_LIMIT,
+    managed_keys: Iterable[str] = (),
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Combine the object's tags with ours without ever dropping the customer's.
+
+    ``ours`` is in priority order (``scan-result`` first).  ``managed_keys`` lists every key we may
+    have written before (all of the policy's tag names), so that a stale ``virus-name`` from an earlier
+    scan is removed rather than kept as if it were the customer's.  Returns the tag set to write and
+    the keys of ours that did not fit.
+    """
+    ours_clean: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for key, value in ours:
+        clean_key = sanitize_tag_text(key, TAG_KEY_MAX)
+        if clean_key in seen:
+            continue
+        seen.add(clean_key)
+        ours_clean.append((clean_key, sanitize_tag_text(value, TAG_VALUE_MAX)))
+
+    owned = seen | {sanitize_tag_text(k, TAG_KEY_MAX) for k in managed_keys}
+    customer = [tag for tag in existing if tag["Key"] not in owned]
+    room = max(limit - len(customer), 0)
+    written = [{"Key": k, "Value": v} for k, v in ours_clean[:room]]
+    dropped = [k for k, _ in ours_clean[room:]]
+    return customer + written, dropped
+
+
+def get_tags(client: Client, ref: ObjectRef) -> list[dict[str, str]]:
+    with _translated(str(ref), "reading tags of"):
+        response = client.get_object_tagging(Bucket=ref.bucket, Key=ref.key, **ref.version_args())
+    return [{"Key": t["Key"], "Value": t["Value"]} for t in response.get("TagSet", [])]
+
+
+def put_scan_tags(
+    client: Client,
+    ref: ObjectRef,
+    ours: Iterable[tuple[str, str]],
+    managed_keys: Iterable[str] = (),
+) -> list[str]:
+    """Write our tags on the pinned version, keeping the customer's; return the keys that didn't fit.
+
+    PutObjectTagging replaces the whole set and S3 has no conditional form of it: a customer tag
+    written between our read and our write is lost.  The window is one round trip.
+    """
+    tagset, dropped = merge_tags(get_tags(client, ref), ours, managed_keys=managed_keys)
+    with _translated(str(ref), "tagging"):
+        client.put_object_tagging(
+            Bucket=ref.bucket, Key=ref.key, Tagging={"TagSet": tagset}, **ref.version_args()
+        )
+    return dropped
+
+
+# --- copy, move, delete ------------------------------------------------------------------------------
+
+
+def copy_object_verified(
+    client: Client,
+    ref: ObjectRef,
+    dest_bucket: str,
+    dest_key: str,
+    dest_client: Client | None = None,
+    extra_tags: Iterable[tuple[str, str]] | None = None,
+    multipart_threshold: int = COPY_OBJECT_LIMIT,
+    part_size: int = 512 * MiB,
+) -> ObjectRef:
+    """Copy the pinned version with its metadata, content type and tags, then check the copy.
+
+    Objects up to ``multipart_threshold`` (at most 5 GB) are copied with one CopyObject; larger ones
+    with UploadPartCopy, sending the metadata, headers and tags the source had, since a multipart
+    upload starts empty.  Every request names the source version and its ETag (CopySourceIfMatch), so a
+    replaced source fails with "object changed" instead of copying other bytes.
+
+    The copy is done by ``dest_client`` (the destination account's principal; it needs read access to
+    the source); ``client`` reads the source's metadata and tags.  ``extra_tags`` replace tags of the
+    same key (e.g. ``scan-result``) and are subject to the 10-tag limit like ``merge_tags``.
+
+    Verified after the copy, by a HEAD of the destination version:
+    - the size equals the source's;
+    - for a single CopyObject of a source whose ETag is a plain MD5 (no ``-N`` multipart suffix, not
+      SSE-KMS / SSE-C), the ETag equals the source's;
+    - when both sides report a full-object checksum of the same algorithm (S3 adds CRC64NVME to new
+      objects), the checksums are equal; multipart ETags are not compared, since our part boundaries
+      differ from the source's;
+    - the content type, user metadata and tag set equal what was sent.
+    Anything else raises ``CopyVerificationError`` and the destination is left for inspection.
+    """
+    dest = dest_client or client
+    target = f"{ref} to s3://{dest_bucket}/{dest_key}"
+    with _translated(str(ref), "reading"):
+        source = client.head_object(ChecksumMode="ENABLED", **_pinned_args(ref))
+    tags = get_tags(client, ref)
+    if extra_tags:
+        tags, _ = merge_tags(tags, extra_tags)
+    tagging = urlencode([(t["Key"], t["Value"]) for t in tags])
+    copy_source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key, **ref.version_args()}
+
+    multipart = ref.size > min(multipart_threshold, COPY_OBJECT_LIMIT)
+    with _translated(target, "copying"):
+        if multipart:
+            dest_version = _multipart_copy(
+                dest, ref, copy_source, source, dest_bucket, dest_key, tagging, part_size
+            )
+        else:
+            response = dest.copy_object(
+                Bucket=dest_bucket,
+                Key=dest_key,
+                CopySource=copy_source,
+                CopySourceIfMatch=ref.quoted_etag,
+                MetadataDirective="COPY",
+                TaggingDirective="REPLACE",
+                Tagging=tagging,
+            )
+            dest_version = response.get("VersionId")
+
+    copied = _verify_copy(dest, ref, source, tags, dest_bucket, dest_key, dest_version, multipart)
+    return copied
+
+
+def _multipart_copy(
+    dest: Client,
+    ref: ObjectRef,
+    copy_source: dict[str, str],
+    source: dict[str, Any],
+    dest_bucket: str,
+    dest_key: str,
+    tagging: str,
+    part_size: int,
+) -> str | None:
+    part_size = max(part_size, MIN_PART_SIZE, math.ceil(ref.size / MAX_PARTS))
+    create_args: dict[str, Any] = {name: source[name] for name in _COPIED_HEADERS if source.get(name)}
+    upload = dest.create_multipart_upload(
+        Bucket=dest_bucket, Key=dest_key, Metadata=source.get("Metadata", {}), Tagging=tagging, **create_args
+    )
+    upload_id = upload["UploadId"]
+    try:
+        parts = []
+        for number, start in enumerate(range(0, ref.size, part_size), start=1):
+            end = min(start + part_size, ref.size) - 1
+            response = dest.upload_part_copy(
+                Bucket=dest_bucket,
+                Key=dest_key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=copy_source,
+                CopySourceIfMatch=ref.quoted_etag,
+                CopySourceRange=f"bytes={start}-{end}",
+            )
+            parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+        done = dest.complete_multipart_upload(
+            Bucket=dest_bucket, Key=dest_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        # An abandoned upload keeps its parts (and their cost) until aborted.
+        try:
+            dest.abort_multipart_upload(Bucket=dest_bucket, Key=dest_key, UploadId=upload_id)
+        except (ClientError, BotoCoreError):
+            pass
+        raise
+    return done.get("VersionId")
+
+
+def _full_object_checksum(head: dict[str, Any]) -> tuple[str, str] | None:
+    if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    for name in ("ChecksumCRC64NVME", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256"):
+        if head.get(name):
+            return name, head[name]
+    return None
+
+
+def _plain_md5_etag(head: dict[str, Any]) -> bool:
+    encrypted = head.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or head.get(
+        "SSECustomerAlgorithm"
+    )
+    return "-" not in _strip_etag(head.get("ETag")) and not encrypted
+
+
+def _verify_copy(
+    dest: Client,
+    ref: ObjectRef,
+    source: dict[str, Any],
+    tags: list[dict[str, str]],
+    dest_bucket: str,
+    dest_key: str,
+    dest_version: str | None,
+    multipart: bool,
+) -> ObjectRef:
+    target = f"s3://{dest_bucket}/{dest_key}"
+    args: dict[str, Any] = {"Bucket": dest_bucket, "Key": dest_key}
+    # "null" (an unversioned or suspended destination) names whatever is current; moto also refuses
+    # it on HEAD, so read the current object, which we have just written.
+    if dest_version and dest_version != "null":
+        args["VersionId"] = dest_version
+    with _translated(target, "verifying the copy at"):
+        head = dest.head_object(ChecksumMode="ENABLED", **args)
+        dest_tags = dest.get_object_tagging(**args).get("TagSet", [])
+    copied = _ref_from_head(dest_bucket, dest_key, head)
+
+    problems = []
+    if copied.size != ref.size:
+        problems.append(f"size {copied.size} != {ref.size}")
+    if not multipart and _plain_md5_etag(source) and _plain_md5_etag(head) and copied.etag != ref.etag:
+        problems.append(f"ETag {copied.etag} != {ref.etag}")
+    source_sum, dest_sum = _full_object_checksum(source), _full_object_checksum(head)
+    if source_sum and dest_sum and source_sum[0] == dest_sum[0] and source_sum != dest_sum:
+        problems.append(f"{source_sum[0]} {dest_sum[1]} != {source_sum[1]}")
+    if head.get("ContentType") != source.get("ContentType"):
+        problems.append(f"content type {head.get('ContentType')!r} != {source.get('ContentType')!r}")
+    if head.get("Metadata", {}) != source.get("Metadata", {}):
+        problems.append("user metadata differs")
+    if _tag_dict(dest_tags) != _tag_dict(tags):
+        problems.append("tags differ")
+    if problems:
+        raise CopyVerificationError(
+            f"copy of {ref} to {target} does not match: {'; '.join(problems)}", code="CopyMismatch"
+        )
+    return copied
+
+
+def _tag_dict(tags: Iterable[dict[str, str]]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+def delete_version(client: Client, ref: ObjectRef) -> None:
+    """Delete the pinned version itself, never just hide it.
+
+    With a version id the version is removed for good (no delete marker is added, and deleting it
+    twice succeeds, so a retried actor is safe).  Without one the bucket is unversioned and a delete
+    cannot be undone: the key is deleted only if its ETag still matches the pin.  The HEAD leaves a
+    one-round-trip window, so the DELETE carries If-Match as well, which S3 honours where it supports
+    conditional deletes.
+    """
+    target = str(ref)
+    with _translated(target, "deleting"):
+        if ref.version_id and ref.version_id != "null":
+            client.delete_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)
+            return
+        client.head_object(**_pinned_args(ref))
+        client.delete_object(**_pinned_args(ref))
+
+
+def move_object_verified(
+    client: Client,
+    ref: ObjectRef,
+    dest_bucket: str,
+    dest_key: str,
+    dest_client: Client | None = None,
+    extra_tags: Iterable[tuple[str, str]] | None = None,
+    multipart_threshold: int = COPY_OBJECT_LIMIT,
+    part_size: int = 512 * MiB,
+) -> ObjectRef:
+    """Copy, verify, and only then delete the source version; return the copy's pin."""
+    copied = copy_object_verified(
+        client,
+        ref,
+        dest_bucket,
+        dest_key,
+        dest_client=dest_client,
+        extra_tags=extra_tags,
+        multipart_threshold=multipart_threshold,
+        part_size=part_size,
+    )
+    delete_version(client, ref)
+    return copied
+
+
+# --- listing -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    refs: list[ObjectRef]
+    next_token: str | None  # pass back as ``token`` to continue after this page; None at the end
+
+
+def iter_keys(
+    client: Client,
+    bucket: str,
+    prefix: str = "",
+    versions: bool = False,
+    token: str | None = None,
+    start_after: str | None = None,
+    page_size: int = 1000,
+) -> Iterator[ListingPage]:
+    """Yield pages of objects under ``prefix`` so a caller can checkpoint ``next_token`` after each.
+
+    With ``versions`` every version is listed (delete markers are skipped); the token is then an
+    opaque JSON pair of key and version-id markers.  ``start_after`` applies to the first page when
+    there is no token.
+    """
+    target = f"s3://{bucket}/{prefix}"
+    while True:
+        with _translated(target, "listing"):
+            if versions:
+                page = _list_versions_page(client, bucket, prefix, token, start_after, page_size)
+            else:
+                page = _list_objects_page(client, bucket, prefix, token, start_after, page_size)
+        yield page
+        if page.next_token is None:
+            return
+        token = page.next_token
+
+
+def _list_objects_page(
+    client: Client, bucket: str, prefix: str, token: str | None, start_after: str | None, page_size: int
+) -> ListingPage:
+    args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    if token:
+        args["ContinuationToken"] = token
+    elif start_after:
+        args["StartAfter"] = start_after
+    response = client.list_objects_v2(**args)
+    refs = [
+        ObjectRef(
+            bucket=bucket,
+            key=item["Key"],
+            version_id=None,
+            etag=_strip_etag(item.get("ETag")),
+            size=int(item["Size"]),
+            last_modified=item.get("LastModified"),
+        )
+        for item in response.get("Contents", [])
+    ]
+    next_token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+    return ListingPage(refs, next_token)
+
+
+def _list_versions_page(
+    client: Client, bucket: str, prefix: str, token: str | None, start_after: str | None, page_size: int
+) -> ListingPage:
+    args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    if token:
+        key_marker, version_marker = json.loads(token)
+        args["KeyMarker"] = key_marker
+        if version_marker:
+            args["VersionIdMarker"] = version_marker
+    elif start_after:
+        args["KeyMarker"] = start_after
+    response = client.list_object_versions(**args)
+    refs = [
+        ObjectRef(
+            bucket=bucket,
+            key=item["Key"],
+            version_id=item.get("VersionId"),
+            etag=_strip_etag(item.get("ETag")),
+            size=int(item["Size"]),
+            last_modified=item.get("LastModified"),
+        )
+        for item in response.get("Versions", [])
+    ]
+    next_token = None
+    if response.get("IsTruncated"):
+        next_token = json.dumps([response.get("NextKeyMarker", ""), response.get("NextVersionIdMarker")])
+    return ListingPage(refs, next_token)
+
+
+# --- addresses and clients ---------------------------------------------------------------------------
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``; ValueError otherwise."""
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise ValueError(f"not an s3:// URL: {url!r}")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not _BUCKET_NAME.match(bucket) or ".." in bucket:
+        raise ValueError(f"not a valid bucket name in {url!r}")
+    return bucket, prefix
+
+
+def make_client(
+    service: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    credentials: dict[str, str] | None = None,
+) -> Client:
+    """A boto3 client with bounded timeouts and standard retries.
+
+    ``credentials`` is the ``Credentials`` dict from STS AssumeRole (AccessKeyId, SecretAccessKey,
+    SessionToken); without it the default chain is used.  A custom endpoint (moto, MinIO) gets path-
+    style addressing, since it rarely serves bucket subdomains.
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    keys: dict[str, Any] = {}
+    if credentials:
+        keys = {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials.get("SessionToken"),
+        }
+    # A session per client: boto3's default session is not safe to share between threads.
+    session = boto3.session.Session()
+    return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
+        service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
+    )

@@ -1,0 +1,125 @@
+"""Scan one pinned S3 object version with clamd. Plain Python: no Django, no database.
+
+Used by the worker pipeline and by the one-shot `scan` command. Fails closed: the outcome is Clean
+only when clamd answered OK after the terminating frame and exactly ``ref.size`` bytes went through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from scanning import engine, s3ops
+
+CLEAN = "Clean"
+INFECTED = "Infected"
+UNSCANNABLE = "Unscannable"
+ERROR = "Error"
+
+_ENGINE_STATUS = {engine.CLEAN: CLEAN, engine.INFECTED: INFECTED, engine.UNSCANNABLE: UNSCANNABLE}
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    signatures: list[str] = field(default_factory=list)
+    message: str = ""
+    sha256: str = ""
+    bytes_read: int = 0
+    engine: str = ""
+    signature_version: str = ""
+    duration_ms: int = 0
+
+
+class EngineIdentity:
+    """The engine and signature version, asked of clamd at most once a minute per process."""
+
+    def __init__(self, client: engine.ClamdClient, db_dir: str | None = None, ttl: float = 60.0):
+        self.client = client
+        self.db_dir = db_dir
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[float, str, str] | None = None
+
+    def get(self) -> tuple[str, str]:
+        with self._lock:
+            if self._value and time.monotonic() - self._value[0] < self.ttl:
+                return self._value[1], self._value[2]
+        version = self.client.version()
+        signature_version = version.signature_version or _database_digest(self.db_dir)
+        with self._lock:
+            self._value = (time.monotonic(), version.engine, signature_version)
+        return version.engine, signature_version
+
+
+def _database_digest(db_dir: str | None) -> str:
+    # With only custom databases clamd reports no version: name the set by a digest of its files,
+    # so a changed database still changes the signature version results are pinned to.
+    if not db_dir or not os.path.isdir(db_dir):
+        return "custom"
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(db_dir)):
+        path = os.path.join(db_dir, name)
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}\n".encode())
+    return f"custom-{digest.hexdigest()[:12]}"
+
+
+def _with_heartbeat(
+    chunks: Iterator[bytes], beat: Callable[[], None] | None, every: float
+) -> Iterator[bytes]:
+    last = time.monotonic()
+    for chunk in chunks:
+        if beat is not None and time.monotonic() - last > every:
+            beat()
+            last = time.monotonic()
+        yield chunk
+
+
+def scan_ref(
+    s3: Any,
+    clamd: engine.ClamdClient,
+    identity: EngineIdentity,
+    ref: s3ops.ObjectRef,
+    max_size: int,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_every: float = 30.0,
+) -> Outcome:
+    """Scan ``ref``. Raises TransientS3Error / EngineUnavailable for the caller to retry; a permanent
+    S3 failure becomes an Error outcome."""
+    started = time.monotonic()
+    engine_name, signature_version = identity.get()
+    outcome = Outcome(verdict=ERROR, engine=engine_name, signature_version=signature_version)
+    if ref.size > max_size:
+        outcome.verdict = UNSCANNABLE
+        outcome.message = f"object is {ref.size} bytes, larger than the {max_size}-byte limit; not downloaded"
+        return outcome
+    try:
+        stream = s3ops.DigestingStream(s3ops.stream_object(s3, ref))
+    except s3ops.PermanentS3Error as exc:
+        outcome.message = exc.message
+        return outcome
+    try:
+        reply = clamd.scan_stream(_with_heartbeat(stream, heartbeat, heartbeat_every))
+    except s3ops.PermanentS3Error as exc:
+        outcome.message = exc.message
+        return outcome
+    finally:
+        stream.close()
+    outcome.verdict = _ENGINE_STATUS[reply.status]
+    outcome.signatures = list(reply.signatures)
+    outcome.sha256 = stream.sha256
+    outcome.bytes_read = stream.bytes_read
+    if reply.status == engine.UNSCANNABLE:
+        outcome.message = f"the engine could not inspect it fully: {reply.reason}"
+    if reply.status == engine.CLEAN:
+        # Fail closed: OK covers only what was sent. Fewer bytes than the pin says is a retry.
+        stream.check_size(ref)
+    outcome.duration_ms = int((time.monotonic() - started) * 1000)
+    return outcome

@@ -1,0 +1,437 @@
+"""Write operations of scanning: request a scan, run it, act on the verdict, triage.
+
+Each public function takes the tenant and the acting identity first and writes the audit event
+where a person or key acted. Slow S3 and clamd work happens outside database transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from accounts.services import Actor, ServiceError, record
+from linked_accounts.aws import client_for
+from scanning import engine, s3ops, scanner
+from scanning.models import (
+    Bucket,
+    InfectedAction,
+    ProblemAction,
+    ScanPolicy,
+    ScanResult,
+    Trigger,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ScanInProgress(Exception):
+    """Another worker holds a live claim on this scan; try again later."""
+
+
+def dedupe_key_for(bucket: Bucket, key: str, version_id: str | None, etag: str | None, force: bool) -> str:
+    if force or not etag:
+        # Nothing pins the bytes (or a person asked again): this is a scan of its own.
+        return uuid.uuid4().hex
+    raw = f"{bucket.pk}\0{key}\0{version_id or ''}\0{etag.strip(chr(34))}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def request_scan(
+    tenant: Tenant,
+    actor: Actor | None,
+    bucket: Bucket,
+    key: str,
+    *,
+    version_id: str | None = None,
+    etag: str | None = None,
+    size: int | None = None,
+    trigger: str = Trigger.EVENT,
+    job_id: str | None = None,
+    force: bool = False,
+) -> str:
+    """Enqueue a scan of one object version after the current transaction commits.
+
+    Requests for the same (bucket, key, version id, ETag) share a dedupe key and so end in one scan.
+    Returns the dedupe key.
+    """
+    if bucket.tenant_id != tenant.pk:
+        raise ServiceError("No such bucket.", field="bucket")
+    dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
+    from scanning.actors import scan_object
+
+    message = scan_object.message(
+        str(tenant.pk),
+        str(bucket.pk),
+        key,
+        version_id=version_id,
+        etag=etag,
+        size=size,
+        trigger=trigger,
+        dedupe_key=dedupe,
+        job_id=job_id,
+    )
+    transaction.on_commit(lambda: scan_object.broker.enqueue(message))
+    if actor is not None and trigger in {Trigger.MANUAL, Trigger.API}:
+        record(tenant, actor, "scan.request", bucket, {"key": key, "version_id": version_id})
+    return dedupe
+
+
+# --- running a scan ----------------------------------------------------------------------------------
+
+
+def clamd_client() -> engine.ClamdClient:
+    return engine.ClamdClient(settings.CLAMD_ADDRESS, timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT)
+
+
+_identity: scanner.EngineIdentity | None = None
+
+
+def engine_identity() -> scanner.EngineIdentity:
+    global _identity
+    if _identity is None:
+        _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.VAR_DIR / "clamav" / "db"))
+    return _identity
+
+
+def _claim(
+    tenant: Tenant, bucket: Bucket, key: str, dedupe_key: str, trigger: str, job_id: str | None
+) -> ScanResult:
+    """Create or take over the claim row for this scan. Raises ScanInProgress if another worker has it."""
+    lease = ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+    try:
+        with transaction.atomic():
+            return ScanResult.objects.create(
+                tenant=tenant,
+                bucket=bucket,
+                bucket_name=bucket.name,
+                key=key,
+                dedupe_key=dedupe_key,
+                trigger=trigger,
+                claimed_until=lease,
+                attempts=1,
+            )
+    except IntegrityError:
+        pass
+    existing = ScanResult.objects.get(tenant=tenant, dedupe_key=dedupe_key)
+    if existing.is_final:
+        return existing
+    # Take over only a claim whose lease ran out (its worker died); the conditional update makes
+    # exactly one of several redelivered copies win.
+    taken = (
+        ScanResult.objects.filter(pk=existing.pk, verdict="", claimed_until=existing.claimed_until)
+        .filter(claimed_until__lt=timezone.now())
+        .update(claimed_until=lease, attempts=existing.attempts + 1)
+    )
+    if existing.claimed_until is None:
+        taken = ScanResult.objects.filter(pk=existing.pk, verdict="", claimed_until__isnull=True).update(
+            claimed_until=lease, attempts=existing.attempts + 1
+        )
+    if not taken:
+        raise ScanInProgress(f"scan {existing.pk} is claimed until {existing.claimed_until}")
+    existing.refresh_from_db()
+    return existing
+
+
+def _release_claim(result: ScanResult) -> None:
+    ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=None)
+
+
+def run_scan(
+    tenant: Tenant,
+    bucket: Bucket,
+    key: str,
+    *,
+    version_id: str | None,
+    etag: str | None,
+    trigger: str,
+    dedupe_key: str,
+    job_id: str | None = None,
+    final_attempt: bool = False,
+) -> ScanResult | None:
+    """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
+
+    Transient failures raise (the actor retries) unless ``final_attempt``: then the verdict is Error.
+    Returns None when the request is moot (key excluded by policy, object replaced since the event).
+    """
+    policy = bucket.effective_policy()
+    if not policy.wants(key):
+        return None
+    result = _claim(tenant, bucket, key, dedupe_key, trigger, job_id)
+    if result.is_final:
+        if result.action_status == ScanResult.ActionStatus.PENDING:
+            _act(tenant, bucket, policy, result)
+        return result
+
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    try:
+        ref = s3ops.head_object(s3, bucket.name, key, version_id)
+        if etag and not version_id and ref.etag != etag.strip('"'):
+            # The key now holds other bytes; their own event scans them.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return None
+        result.version_id = ref.version_id or ""
+        result.etag = ref.etag
+        result.size = ref.size
+        outcome = scanner.scan_ref(
+            s3,
+            clamd_client(),
+            engine_identity(),
+            ref,
+            policy.max_object_size,
+            heartbeat=lambda: ScanResult.objects.filter(pk=result.pk, verdict="").update(
+                claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+            ),
+        )
+    except s3ops.PermanentS3Error as exc:
+        outcome = scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
+    except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
+        if not final_attempt:
+            _release_claim(result)
+            raise
+        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+
+    result.verdict = outcome.verdict
+    result.signatures = outcome.signatures
+    result.message = outcome.message
+    result.sha256 = outcome.sha256
+    result.engine = outcome.engine
+    result.signature_version = outcome.signature_version
+    result.duration_ms = outcome.duration_ms
+    result.scanned_at = timezone.now()
+    result.claimed_until = None
+    result.action_status = ScanResult.ActionStatus.PENDING
+    fields = [
+        "version_id", "etag", "size", "verdict", "signatures", "message", "sha256", "engine",
+        "signature_version", "duration_ms", "scanned_at", "claimed_until", "action_status",
+    ]  # fmt: skip
+    saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
+        **{name: getattr(result, name) for name in fields}
+    )
+    if not saved:  # another worker finished first; its verdict stands
+        result.refresh_from_db()
+        return result
+    log.info(
+        "scanned",
+        extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},
+    )
+    _act(tenant, bucket, policy, result)
+    return result
+
+
+# --- acting on a verdict -----------------------------------------------------------------------------
+
+
+def _ref_of(result: ScanResult) -> s3ops.ObjectRef:
+    return s3ops.ObjectRef(
+        bucket=result.bucket_name,
+        key=result.key,
+        version_id=result.version_id or None,
+        etag=result.etag,
+        size=result.size or 0,
+    )
+
+
+def scan_tags(policy: ScanPolicy, result: ScanResult) -> list[tuple[str, str]]:
+    when = (result.scanned_at or timezone.now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tags = [(policy.tag_result_key, result.verdict), (policy.tag_date_key, when)]
+    if result.signatures:
+        tags.append((policy.tag_virus_key, result.signatures[0]))
+    if result.message and result.verdict in {Verdict.UNSCANNABLE, Verdict.ERROR}:
+        tags.append((policy.tag_message_key, result.message))
+    return tags
+
+
+def _newer_verdict_exists(result: ScanResult) -> bool:
+    return (
+        ScanResult.objects.final()
+        .filter(
+            tenant_id=result.tenant_id,
+            bucket_id=result.bucket_id,
+            key=result.key,
+            version_id=result.version_id,
+        )
+        .filter(created_at__gt=result.created_at)
+        .exclude(pk=result.pk)
+        .exists()
+    )
+
+
+def _act(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult) -> None:
+    """Tag, then quarantine or delete as the policy says. Re-runnable until it records done."""
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    ref = _ref_of(result)
+    actions: list[str] = []
+    detail = ""
+    object_gone = result.verdict == Verdict.ERROR and "no longer exists" in result.message
+    try:
+        if _newer_verdict_exists(result):
+            # An older verdict never overwrites a newer one on the object.
+            actions.append("superseded")
+        elif object_gone:
+            actions.append("none")
+        else:
+            if policy.tag_objects:
+                dropped = s3ops.put_scan_tags(
+                    s3, ref, scan_tags(policy, result), managed_keys=policy.managed_tag_keys
+                )
+                if dropped:
+                    result.tags_dropped = dropped
+                actions.append("tagged")
+            wanted = _wanted_action(policy, result.verdict)
+            if wanted == InfectedAction.QUARANTINE:
+                _quarantine(s3, bucket, policy, result, ref)
+                actions.append("quarantined")
+            elif wanted == InfectedAction.DELETE:
+                s3ops.delete_version(s3, ref)
+                actions.append("deleted")
+        status = ScanResult.ActionStatus.DONE
+    except s3ops.TransientS3Error:
+        raise
+    except (s3ops.PermanentS3Error, ServiceError) as exc:
+        status = ScanResult.ActionStatus.FAILED
+        detail = getattr(exc, "message", str(exc))
+        actions.append("failed")
+    result.action = "+".join(actions) or "none"
+    result.action_status = status
+    result.action_detail = detail
+    result.save(
+        update_fields=[
+            "action", "action_status", "action_detail", "tags_dropped",
+            "quarantine_bucket", "quarantine_key", "quarantine_version_id",
+        ]
+    )  # fmt: skip
+
+
+def _wanted_action(policy: ScanPolicy, verdict: str) -> str:
+    if verdict == Verdict.INFECTED:
+        return policy.on_infected
+    if verdict == Verdict.UNSCANNABLE:
+        return policy.on_unscannable
+    if verdict == Verdict.ERROR:
+        return policy.on_error
+    return ProblemAction.KEEP
+
+
+def quarantine_key_for(policy: ScanPolicy, bucket: Bucket, key: str) -> str:
+    return f"{policy.quarantine_prefix}{bucket.name}/{key}"
+
+
+def _quarantine(
+    s3: Any, bucket: Bucket, policy: ScanPolicy, result: ScanResult, ref: s3ops.ObjectRef
+) -> None:
+    if not policy.quarantine_bucket:
+        raise ServiceError(f"policy {policy.name!r} quarantines but names no quarantine bucket")
+    dest_key = quarantine_key_for(policy, bucket, result.key)
+    try:
+        copy = s3ops.move_object_verified(s3, ref, policy.quarantine_bucket, dest_key)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code not in {"NoSuchKey", "NoSuchVersion", "404"}:
+            raise
+        # A redelivered message: the source went in an earlier attempt. Done if the copy is there.
+        copy = s3ops.head_object(s3, policy.quarantine_bucket, dest_key)
+    result.quarantine_bucket = policy.quarantine_bucket
+    result.quarantine_key = dest_key
+    result.quarantine_version_id = copy.version_id or ""
+
+
+# --- triage ------------------------------------------------------------------------------------------
+
+
+def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
+    """Copy a quarantined object back to where it was, tagged InfectedAllowed."""
+    if result.verdict != Verdict.INFECTED or not result.quarantine_key:
+        raise ServiceError("Only a quarantined infected object can be released.")
+    bucket = result.bucket
+    assert bucket is not None
+    policy = bucket.effective_policy()
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    source = s3ops.head_object(
+        s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
+    )
+    when = timezone.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
+        s3ops.put_scan_tags(
+            s3,
+            restored,
+            [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
+            managed_keys=(policy.tag_result_key, policy.tag_date_key),
+        )
+        s3ops.delete_version(s3, source)
+    except s3ops.S3Error as exc:
+        raise ServiceError(f"Release failed: {exc.message}") from exc
+    with transaction.atomic():
+        released = ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key=result.key,
+            version_id=restored.version_id or "",
+            etag=restored.etag,
+            size=restored.size,
+            sha256=result.sha256,
+            verdict=Verdict.INFECTED_ALLOWED,
+            signatures=result.signatures,
+            message=f"released from quarantine by {actor.label}",
+            engine=result.engine,
+            signature_version=result.signature_version,
+            action="released",
+            action_status=ScanResult.ActionStatus.DONE,
+            trigger=Trigger.MANUAL,
+            dedupe_key=uuid.uuid4().hex,
+            scanned_at=timezone.now(),
+        )
+        record(tenant, actor, "result.release", result, {"restored_as": str(released.pk)})
+    return released
+
+
+def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
+    """Delete the exact object version a finding is about (or its quarantined copy)."""
+    if result.verdict not in {Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR}:
+        raise ServiceError("Only an Infected, Unscannable or Error object can be deleted from here.")
+    bucket = result.bucket
+    assert bucket is not None
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    try:
+        if result.quarantine_key:
+            target = s3ops.head_object(
+                s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
+            )
+        else:
+            target = _ref_of(result)
+        s3ops.delete_version(s3, target)
+    except s3ops.S3Error as exc:
+        raise ServiceError(f"Delete failed: {exc.message}") from exc
+    result.action = f"{result.action}+deleted" if result.action else "deleted"
+    result.save(update_fields=["action"])
+    record(tenant, actor, "result.delete_object", result, {"bucket": target.bucket, "key": target.key})
+    return result
+
+
+def rescan(tenant: Tenant, actor: Actor, result: ScanResult) -> str:
+    bucket = result.bucket
+    if bucket is None:
+        raise ServiceError("This result has no bucket to rescan.")
+    return request_scan(
+        tenant,
+        actor,
+        bucket,
+        result.key,
+        version_id=result.version_id or None,
+        etag=result.etag or None,
+        trigger=Trigger.MANUAL,
+        force=True,
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

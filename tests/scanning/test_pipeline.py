@@ -1,0 +1,272 @@
+"""The scan pipeline on real parts: clamd and moto's S3 HTTP server."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from django_scopes import scope
+
+from scanning import services
+from scanning.models import ScanResult, Verdict
+from tests.fixtures.scanning import EICAR, TESTFILES
+
+pytestmark = pytest.mark.django_db
+
+
+def _put(s3_client, bucket, key, body, tags=None):
+    extra = {}
+    if tags:
+        extra["Tagging"] = "&".join(f"{k}={v}" for k, v in tags.items())
+    response = s3_client.put_object(Bucket=bucket.name, Key=key, Body=body, **extra)
+    return response.get("VersionId"), response["ETag"]
+
+
+def _scan(tenant, bucket, key, version_id=None, etag=None, **kwargs):
+    with scope(tenant=tenant):
+        dedupe = services.dedupe_key_for(bucket, key, version_id, etag, force=etag is None)
+        return services.run_scan(
+            tenant,
+            bucket,
+            key,
+            version_id=version_id,
+            etag=etag,
+            trigger="event",
+            dedupe_key=dedupe,
+            **kwargs,
+        )
+
+
+def _tags(s3_client, bucket, key, version_id=None):
+    args = {"Bucket": bucket.name, "Key": key}
+    if version_id:
+        args["VersionId"] = version_id
+    return {t["Key"]: t["Value"] for t in s3_client.get_object_tagging(**args)["TagSet"]}
+
+
+def test_it_tags_a_clean_object_clean(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "docs/report.txt", b"quarterly numbers\n" * 100)
+    result = _scan(tenant, bucket, "docs/report.txt", etag=etag)
+    assert result.verdict == Verdict.CLEAN
+    assert result.size == 1800
+    assert len(result.sha256) == 64
+    assert result.engine.startswith("ClamAV")
+    assert result.signature_version
+    tags = _tags(s3_client, bucket, "docs/report.txt")
+    assert tags["scan-result"] == "Clean"
+    assert tags["date-scanned"].endswith("Z")
+
+
+def test_it_finds_eicar_and_tags_the_signature(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "eicar.com", EICAR)
+    result = _scan(tenant, bucket, "eicar.com", etag=etag)
+    assert result.verdict == Verdict.INFECTED
+    assert result.signatures
+    tags = _tags(s3_client, bucket, "eicar.com")
+    assert tags["scan-result"] == "Infected"
+    assert tags["virus-name"]
+
+
+@pytest.mark.parametrize("sample", ["clam.exe", "clam.zip", "clam.7z", "clam.tar.gz", "clam.pdf", "clam.ole.doc"])
+def test_it_finds_the_clamav_test_files(tenant, make_linked_bucket, s3_client, sample):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, f"samples/{sample}", (TESTFILES / sample).read_bytes())
+    assert _scan(tenant, bucket, f"samples/{sample}", etag=etag).verdict == Verdict.INFECTED
+
+
+def test_it_reports_an_encrypted_archive_unscannable(tenant, make_linked_bucket, s3_client, tmp_path):
+    import subprocess
+
+    (tmp_path / "inner.txt").write_text("secret payload " * 50)
+    subprocess.run(["zip", "-q", "-P", "hunter2", "enc.zip", "inner.txt"], cwd=tmp_path, check=True)
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "enc.zip", (tmp_path / "enc.zip").read_bytes())
+    result = _scan(tenant, bucket, "enc.zip", etag=etag)
+    assert result.verdict == Verdict.UNSCANNABLE
+    assert "Encrypted" in result.message
+    assert _tags(s3_client, bucket, "enc.zip")["scan-result"] == "Unscannable"
+
+
+def test_an_object_over_the_policy_limit_is_unscannable_and_not_downloaded(
+    tenant, make_linked_bucket, s3_client
+):
+    bucket = make_linked_bucket(tenant, max_object_size=1024)
+    _, etag = _put(s3_client, bucket, "big.bin", b"\0" * 4096)
+    result = _scan(tenant, bucket, "big.bin", etag=etag)
+    assert result.verdict == Verdict.UNSCANNABLE
+    assert "larger than" in result.message
+    assert result.sha256 == ""
+    tags = _tags(s3_client, bucket, "big.bin")
+    assert tags["scan-result"] == "Unscannable"
+    assert "larger" in tags["message"]
+
+
+def test_a_zip_bomb_is_unscannable_not_clean(tenant, make_linked_bucket, s3_client):
+    # Ten thousand and one small members pass clamd's MaxFiles (10000): reported, never passed.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for n in range(10_001):
+            archive.writestr(f"f{n}.txt", f"{n}")
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "bomb.zip", buffer.getvalue())
+    result = _scan(tenant, bucket, "bomb.zip", etag=etag)
+    assert result.verdict == Verdict.UNSCANNABLE
+
+
+@pytest.mark.parametrize("key", ["with space/a b.txt", "plus+sign.txt", "100%.txt", "ünïcödé/файл.txt"])
+def test_it_handles_awkward_keys(tenant, make_linked_bucket, s3_client, key):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, key, EICAR)
+    result = _scan(tenant, bucket, key, etag=etag)
+    assert result.verdict == Verdict.INFECTED
+    assert result.key == key
+    assert _tags(s3_client, bucket, key)["scan-result"] == "Infected"
+
+
+def test_it_keeps_ten_customer_tags_and_records_the_shortfall(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    customer = {f"team{n}": f"value{n}" for n in range(10)}
+    _, etag = _put(s3_client, bucket, "tagged.txt", EICAR, tags=customer)
+    result = _scan(tenant, bucket, "tagged.txt", etag=etag)
+    assert result.verdict == Verdict.INFECTED
+    assert _tags(s3_client, bucket, "tagged.txt") == customer
+    assert "scan-result" in result.tags_dropped
+
+
+def test_it_writes_scan_result_first_when_room_is_short(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    customer = {f"team{n}": "x" for n in range(9)}
+    _, etag = _put(s3_client, bucket, "nine.txt", EICAR, tags=customer)
+    result = _scan(tenant, bucket, "nine.txt", etag=etag)
+    tags = _tags(s3_client, bucket, "nine.txt")
+    assert tags["scan-result"] == "Infected"
+    assert len(tags) == 10
+    assert "virus-name" in result.tags_dropped
+
+
+def test_it_quarantines_infected_objects_and_keeps_clean_ones(tenant, make_linked_bucket, make_bucket, s3_client):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    _, bad = _put(s3_client, bucket, "in/evil.exe", (TESTFILES / "clam.exe").read_bytes())
+    _, good = _put(s3_client, bucket, "in/good.txt", b"hello")
+    infected = _scan(tenant, bucket, "in/evil.exe", etag=bad)
+    clean = _scan(tenant, bucket, "in/good.txt", etag=good)
+    assert infected.action == "tagged+quarantined"
+    assert clean.action == "tagged"
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket.name).get("Contents", [])]
+    assert keys == ["in/good.txt"]
+    moved = s3_client.get_object(Bucket=quarantine, Key=infected.quarantine_key)
+    assert moved["Body"].read() == (TESTFILES / "clam.exe").read_bytes()
+    assert _tags(s3_client, type(bucket)(name=quarantine), infected.quarantine_key)["scan-result"] == "Infected"
+
+
+def test_delete_removes_the_infected_version_itself(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant, versioned=True, on_infected="delete")
+    clean_version, _ = _put(s3_client, bucket, "doc.txt", b"first, clean")
+    bad_version, bad_etag = _put(s3_client, bucket, "doc.txt", EICAR)
+    result = _scan(tenant, bucket, "doc.txt", version_id=bad_version, etag=bad_etag)
+    assert result.verdict == Verdict.INFECTED
+    assert result.action == "tagged+deleted"
+    versions = s3_client.list_object_versions(Bucket=bucket.name, Prefix="doc.txt")
+    assert [v["VersionId"] for v in versions.get("Versions", [])] == [clean_version]
+    assert not versions.get("DeleteMarkers")
+
+
+def test_it_scans_the_pinned_version_not_the_latest(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant, versioned=True)
+    bad_version, bad_etag = _put(s3_client, bucket, "v.txt", EICAR)
+    _put(s3_client, bucket, "v.txt", b"now clean")
+    result = _scan(tenant, bucket, "v.txt", version_id=bad_version, etag=bad_etag)
+    assert result.verdict == Verdict.INFECTED
+    assert result.version_id == bad_version
+    assert _tags(s3_client, bucket, "v.txt", bad_version)["scan-result"] == "Infected"
+    assert "scan-result" not in _tags(s3_client, bucket, "v.txt")
+
+
+def test_a_duplicate_request_does_not_scan_or_act_twice(tenant, make_linked_bucket, make_bucket, s3_client):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    _, etag = _put(s3_client, bucket, "dup.exe", EICAR)
+    first = _scan(tenant, bucket, "dup.exe", etag=etag)
+    second = _scan(tenant, bucket, "dup.exe", etag=etag)
+    assert first.pk == second.pk
+    with scope(tenant=tenant):
+        assert ScanResult.objects.filter(tenant=tenant, key="dup.exe").count() == 1
+
+
+def test_a_gone_object_is_an_error_and_is_not_retried(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    result = _scan(tenant, bucket, "never-uploaded.txt", etag='"0123"', version_id=None)
+    assert result.verdict == Verdict.ERROR
+    assert result.message
+
+
+def test_engine_down_retries_then_ends_as_error_never_clean(tenant, make_linked_bucket, s3_client, aws_settings):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "x.txt", b"fine")
+    aws_settings.CLAMD_ADDRESS = "tcp://127.0.0.1:9"
+    services._identity = None
+    try:
+        with pytest.raises(Exception) as raised:
+            _scan(tenant, bucket, "x.txt", etag=etag)
+        assert "clamd" in str(raised.value)
+        result = _scan(tenant, bucket, "x.txt", etag=etag, final_attempt=True)
+    finally:
+        services._identity = None
+    assert result.verdict == Verdict.ERROR
+    assert "gave up" in result.message
+    assert _tags(s3_client, bucket, "x.txt")["scan-result"] == "Error"
+
+
+def test_a_live_claim_is_not_taken_twice(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "busy.txt", b"x")
+    with scope(tenant=tenant):
+        dedupe = services.dedupe_key_for(bucket, "busy.txt", None, etag, False)
+        services._claim(tenant, bucket, "busy.txt", dedupe, "event", None)
+        with pytest.raises(services.ScanInProgress):
+            services._claim(tenant, bucket, "busy.txt", dedupe, "event", None)
+        # A claim whose lease ran out (its worker died) is taken over.
+        ScanResult.objects.filter(dedupe_key=dedupe).update(claimed_until=ScanResult.lease(-60))
+        taken = services._claim(tenant, bucket, "busy.txt", dedupe, "event", None)
+    assert taken.attempts == 2
+
+
+def test_an_excluded_key_is_not_scanned(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant, exclude_patterns=["logs/*"])
+    _, etag = _put(s3_client, bucket, "logs/app.log", EICAR)
+    assert _scan(tenant, bucket, "logs/app.log", etag=etag) is None
+
+
+def test_a_stale_event_for_a_replaced_object_is_dropped(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant)
+    _, old_etag = _put(s3_client, bucket, "r.txt", EICAR)
+    _put(s3_client, bucket, "r.txt", b"replaced")
+    assert _scan(tenant, bucket, "r.txt", etag=old_etag) is None
+    assert "scan-result" not in _tags(s3_client, bucket, "r.txt")
+
+
+def test_request_scan_enqueues_only_after_commit(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    from scanning.actors import scan_object
+
+    broker = scan_object.broker
+    broker.flush_all()
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = services.request_scan(tenant, None, bucket, "k", etag="abc")
+        again = services.request_scan(tenant, None, bucket, "k", etag='"abc"')
+    assert first == again  # the same object version: one dedupe key
+    assert broker.queues["scans"].qsize() == 0
+    for callback in callbacks:
+        callback()
+    assert broker.queues["scans"].qsize() == 2
+    message = json.loads(broker.queues["scans"].get())
+    assert message["args"] == [str(tenant.pk), str(bucket.pk), "k"]
+    assert message["kwargs"]["dedupe_key"] == first
+    broker.flush_all()
