@@ -186,6 +186,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ProblemActionEnum": "scanning.models.ProblemAction",
+        "InfectedActionEnum": "scanning.models.InfectedAction",
+        "RoleEnum": "accounts.models.Role",
+    },
 }
 
 # --- Scanning engine, AWS and broker --------------------------------------
@@ -193,7 +198,7 @@ CLAMD_ADDRESS = env_url("S3AV_CLAMD", f"unix://{VAR_DIR / 'clamav' / 'clamd.sock
 CLAMD_TIMEOUT = env_float("S3AV_CLAMD_TIMEOUT", 300.0, minimum=1.0)
 # Must equal clamd's StreamMaxLength (scripts/clamav.sh renders both from the
 # same variable): larger objects are Unscannable without being downloaded.
-MAX_OBJECT_SIZE = env_size("S3AV_MAX_OBJECT_SIZE", "1G")
+MAX_OBJECT_SIZE = env_size("S3AV_MAX_OBJECT_SIZE", "1024M")
 AWS_ENDPOINT_URL = env_url("S3AV_AWS_ENDPOINT_URL", None, {"http", "https"})
 AWS_REGION = env_str("S3AV_AWS_REGION", "us-east-1")
 # The AWS principal tenants' roles trust (put in their CloudFormation template).

@@ -1,0 +1,167 @@
+"""One-shot scan of a bucket or prefix with the process's own AWS credentials (no tenant, no database).
+
+Exit status follows clamscan: 0 all Clean, 1 any Infected, 2 any Unscannable or Error (or bad usage).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TextIO
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from s3av.env import parse_size
+from scanning import engine, s3ops, scanner
+
+RETRIES = 3
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.lock = threading.Lock()
+
+    def show(self, done: int, listed: int, listing: bool, counts: Counter[str]) -> None:
+        if not self.enabled:
+            return
+        total = f"{listed}+" if listing else str(listed)
+        width = 30
+        filled = width if not listed else int(width * done / max(listed, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        summary = " ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+        with self.lock:
+            self.stream.write(f"\r[{bar}] {done}/{total} {summary}\x1b[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+class Command(BaseCommand):
+    help = "Scan every object under s3://BUCKET[/PREFIX] and print one line per object and a summary."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("url", help="s3://BUCKET or s3://BUCKET/PREFIX")
+        parser.add_argument("--endpoint-url", default=None, help="S3-compatible or local endpoint")
+        parser.add_argument("--region", default=None)
+        parser.add_argument("--json", action="store_true", help="JSON lines on stdout; summary on stderr")
+        parser.add_argument(
+            "--all-versions", action="store_true", help="scan every version, not just the latest"
+        )
+        parser.add_argument("--concurrency", type=int, default=4)
+        parser.add_argument("--max-size", default=None, help="larger objects are Unscannable (e.g. 512M)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            bucket, prefix = s3ops.parse_s3_url(options["url"])
+            max_size = parse_size(options["max_size"]) if options["max_size"] else settings.MAX_OBJECT_SIZE
+        except ValueError as exc:
+            raise CommandError(str(exc), returncode=2) from exc
+        if options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1", returncode=2)
+        s3 = s3ops.make_client(
+            "s3",
+            endpoint_url=options["endpoint_url"] or settings.AWS_ENDPOINT_URL,
+            region=options["region"] or settings.AWS_REGION,
+        )
+        clamd = engine.ClamdClient(settings.CLAMD_ADDRESS, timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT)
+        try:
+            identity = scanner.EngineIdentity(clamd, db_dir=str(settings.VAR_DIR / "clamav" / "db"))
+            identity.get()
+        except engine.EngineUnavailable as exc:
+            raise CommandError(
+                f"clamd is not answering at {settings.CLAMD_ADDRESS}: {exc}", returncode=2
+            ) from exc
+
+        counts: Counter[str] = Counter()
+        progress = Progress(sys.stderr)
+        out_lock = threading.Lock()
+        done = listed = 0
+        listing = True
+        pending: set[Future[tuple[s3ops.ObjectRef, scanner.Outcome]]] = set()
+
+        def scan_one(ref: s3ops.ObjectRef) -> tuple[s3ops.ObjectRef, scanner.Outcome]:
+            for attempt in range(RETRIES + 1):
+                try:
+                    return ref, scanner.scan_ref(s3, clamd, identity, ref, max_size)
+                except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
+                    if attempt == RETRIES:
+                        return ref, scanner.Outcome(
+                            verdict=scanner.ERROR, message=f"gave up after retries: {exc}"
+                        )
+                    time.sleep(2**attempt)
+            raise AssertionError("unreachable")
+
+        def report(future: Future[tuple[s3ops.ObjectRef, scanner.Outcome]]) -> None:
+            nonlocal done
+            ref, outcome = future.result()
+            counts[outcome.verdict] += 1
+            done += 1
+            with out_lock:
+                self.stdout.write(self._line(ref, outcome, options["json"]))
+            progress.show(done, listed, listing, counts)
+
+        with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
+            try:
+                for page in s3ops.iter_keys(s3, bucket, prefix, versions=options["all_versions"]):
+                    for ref in page.refs:
+                        listed += 1
+                        pending.add(pool.submit(scan_one, ref))
+                        # Keep memory flat on huge buckets: never more than a few scans queued.
+                        while len(pending) >= options["concurrency"] * 4:
+                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                            for future in finished:
+                                report(future)
+            except s3ops.S3Error as exc:
+                for future in pending:
+                    future.cancel()
+                progress.close()
+                raise CommandError(
+                    f"listing s3://{bucket}/{prefix} failed: {exc.message}", returncode=2
+                ) from exc
+            listing = False
+            for future in list(pending):
+                future.result()
+                report(future)
+        progress.close()
+
+        summary = {"scanned": done, **{v.lower(): counts.get(v, 0) for v in scanner.VERDICTS}}
+        if options["json"]:
+            sys.stderr.write(json.dumps({"summary": summary}) + "\n")
+        else:
+            self.stdout.write(
+                f"scanned {done}: " + ", ".join(f"{v.lower()} {counts.get(v, 0)}" for v in scanner.VERDICTS)
+            )
+        if counts.get(scanner.INFECTED):
+            sys.exit(1)
+        if counts.get(scanner.UNSCANNABLE) or counts.get(scanner.ERROR):
+            sys.exit(2)
+
+    @staticmethod
+    def _line(ref: s3ops.ObjectRef, outcome: scanner.Outcome, as_json: bool) -> str:
+        if as_json:
+            return json.dumps(
+                {
+                    "bucket": ref.bucket,
+                    "key": ref.key,
+                    "version_id": ref.version_id,
+                    "verdict": outcome.verdict,
+                    "signatures": outcome.signatures,
+                    "message": outcome.message,
+                },
+                ensure_ascii=False,
+            )
+        version = f" (version {ref.version_id})" if ref.version_id else ""
+        detail = ", ".join(outcome.signatures) or outcome.message
+        return f"s3://{ref.bucket}/{ref.key}{version}: {outcome.verdict}" + (f" {detail}" if detail else "")
