@@ -35,6 +35,14 @@ class TenantSerializer(serializers.ModelSerializer):
             "monthly_scan_bytes_limit": {"min_value": 0},
         }
 
+    def validate_sso_required(self, value: bool) -> bool:
+        if value:
+            # Requiring SSO before a SAML connection exists would lock every member out.
+            raise serializers.ValidationError(
+                "SAML single sign-on is not configured for this tenant, so it cannot be required yet."
+            )
+        return value
+
     def validate_allowed_cidrs(self, value: list[str]) -> list[str]:
         from django.core.exceptions import ValidationError
 
@@ -94,7 +102,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipCreateSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices)
 
 

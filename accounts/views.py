@@ -1,3 +1,5 @@
+import uuid
+
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -13,7 +15,9 @@ from accounts.models import Membership
 def home(request: HttpRequest) -> HttpResponse:
     with scopes_disabled():
         memberships = list(
-            Membership.objects.filter(user_id=str(request.user.pk), tenant__status="active").select_related("tenant")
+            Membership.objects.filter(user_id=str(request.user.pk), tenant__status="active").select_related(
+                "tenant"
+            )
         )
     return render(request, "home.html", {"memberships": memberships})
 
@@ -21,7 +25,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def switch_tenant(request: HttpRequest) -> HttpResponse:
-    wanted = request.POST.get("tenant", "")
+    try:
+        wanted = str(uuid.UUID(request.POST.get("tenant", "")))
+    except ValueError:
+        return redirect("home")
     with scopes_disabled():
         if Membership.objects.filter(user_id=str(request.user.pk), tenant_id=wanted).exists():
             request.session[SESSION_TENANT_KEY] = wanted

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -112,7 +113,7 @@ def credentials_for(account: Any) -> dict[str, Any]:
             return cached[1]
     credentials = assume_role(account.role_arn, account.external_id, f"s3av-{str(account.tenant_id)[:8]}")
     expiration = credentials.get("Expiration")
-    expires_at = expiration.timestamp() if hasattr(expiration, "timestamp") else now + SESSION_SECONDS
+    expires_at = expiration.timestamp() if isinstance(expiration, datetime) else now + SESSION_SECONDS
     # Never trust a session beyond the cap we asked for, whatever the endpoint answered.
     expires_at = min(expires_at, now + SESSION_SECONDS)
     with _lock:
@@ -124,12 +125,29 @@ def forget_credentials(account: Any) -> None:
     with _lock:
         for key in [k for k in _cache if k[0] == str(account.pk)]:
             _cache.pop(key, None)
+        for client_key in [k for k in _clients if k[0] == str(account.pk)]:
+            _clients.pop(client_key, None)
+
+
+# Building a boto3 client costs ~120 ms of CPU (bench/pipeline.py measured it as most of a 1 MiB
+# scan's cost), so clients are reused while their credentials are. boto3 clients are thread-safe.
+_clients: dict[tuple[str, ...], Any] = {}
 
 
 def client_for(account: Any, service: str, region: str | None = None) -> Any:
-    return s3ops.make_client(
-        service,
-        endpoint_url=settings.AWS_ENDPOINT_URL,
-        region=region or settings.AWS_REGION,
-        credentials=credentials_for(account),
-    )
+    credentials = credentials_for(account)
+    region = region or settings.AWS_REGION
+    endpoint = settings.AWS_ENDPOINT_URL or ""
+    base = (*_cache_key(account), service, region, endpoint)
+    key = (*base, str(credentials.get("AccessKeyId", "")))
+    with _lock:
+        client = _clients.get(key)
+    if client is not None:
+        return client
+    client = s3ops.make_client(service, endpoint_url=endpoint or None, region=region, credentials=credentials)
+    with _lock:
+        # Drop this account's clients built on older credentials for the same service and region.
+        for stale in [k for k in _clients if k[: len(base)] == base]:
+            del _clients[stale]
+        _clients[key] = client
+    return client

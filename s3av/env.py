@@ -124,6 +124,18 @@ def env_url(name: str, default: str | None, schemes: set[str]) -> str | None:
     return value
 
 
+_RATE_RE = re.compile(r"^(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)$", re.IGNORECASE)
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as ``6000/min`` (per second, minute, hour or day)."""
+    value = (_raw(name) or default).replace(" ", "")
+    match = _RATE_RE.match(value)
+    if match is None or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate such as 6000/min or 100/s.")
+    return value
+
+
 def env_cidrs(name: str) -> list[str]:
     result = []
     for item in env_list(name):

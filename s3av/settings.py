@@ -19,6 +19,7 @@ from s3av.env import (
     env_int,
     env_list,
     env_optional,
+    env_rate,
     env_size,
     env_str,
     env_url,
@@ -173,7 +174,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["s3av.drf.TenantRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"tenant": env_str("S3AV_API_RATE", "6000/min")},
+    "DEFAULT_THROTTLE_RATES": {"tenant": env_rate("S3AV_API_RATE", "6000/min")},
     "EXCEPTION_HANDLER": "s3av.drf.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -194,7 +195,14 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Scanning engine, AWS and broker --------------------------------------
-CLAMD_ADDRESS = env_url("S3AV_CLAMD", f"unix://{VAR_DIR / 'clamav' / 'clamd.sock'}", {"unix", "tcp"})
+_clamd_address = env_url("S3AV_CLAMD", f"unix://{VAR_DIR / 'clamav' / 'clamd.sock'}", {"unix", "tcp"})
+CLAMD_ADDRESS: str = _clamd_address or ""
+try:
+    from scanning.engine import ClamdClient as _ClamdClient
+
+    _ClamdClient(CLAMD_ADDRESS)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"S3AV_CLAMD: {_exc}") from None
 CLAMD_TIMEOUT = env_float("S3AV_CLAMD_TIMEOUT", 300.0, minimum=1.0)
 # Must equal clamd's StreamMaxLength (scripts/clamav.sh renders both from the
 # same variable): larger objects are Unscannable without being downloaded.
@@ -202,7 +210,15 @@ MAX_OBJECT_SIZE = env_size("S3AV_MAX_OBJECT_SIZE", "1024M")
 AWS_ENDPOINT_URL = env_url("S3AV_AWS_ENDPOINT_URL", None, {"http", "https"})
 AWS_REGION = env_str("S3AV_AWS_REGION", "us-east-1")
 # The AWS principal tenants' roles trust (put in their CloudFormation template).
-AWS_SERVICE_PRINCIPAL = env_str("S3AV_AWS_SERVICE_PRINCIPAL", "arn:aws:iam::000000000000:root")
+# Required outside debug mode: a placeholder principal would go into every tenant's trust policy.
+AWS_SERVICE_PRINCIPAL = env_str(
+    "S3AV_AWS_SERVICE_PRINCIPAL", "arn:aws:iam::000000000000:root" if DEBUG else None
+)
+if not AWS_SERVICE_PRINCIPAL.startswith("arn:"):
+    raise ImproperlyConfigured(
+        f"S3AV_AWS_SERVICE_PRINCIPAL={AWS_SERVICE_PRINCIPAL!r} must be an IAM ARN, "
+        "e.g. arn:aws:iam::123456789012:role/s3av."
+    )
 # Refuse a tenant role that can be assumed without the external id. Endpoints
 # that do not enforce IAM (moto, most S3-compatible stores) cannot prove it.
 AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID = env_bool("S3AV_AWS_CONFUSED_DEPUTY_CHECK", True)
@@ -234,7 +250,7 @@ DRAMATIQ_BROKER = {
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors"]
 
 # --- Logging: one JSON object per line -------------------------------------
 LOG_LEVEL = env_str("S3AV_LOG_LEVEL", "INFO").upper()

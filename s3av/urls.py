@@ -5,6 +5,10 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from accounts import views as accounts_views
+from linked_accounts import api as linked_accounts_api
+from scanning import api as scanning_api
+from scanning import buckets_api, jobs_api, scan_api
+from scanning import views as scanning_views
 
 
 class Router(SimpleRouter):
@@ -17,12 +21,21 @@ class Router(SimpleRouter):
 
 router = Router()
 router.register("members", accounts_api.MemberViewSet, basename="member")
+router.register("results", scanning_api.ScanResultViewSet, basename="result")
+router.register("policies", scanning_api.ScanPolicyViewSet, basename="policy")
 router.register("api-keys", accounts_api.ApiKeyViewSet, basename="api-key")
 router.register("audit-events", accounts_api.AuditEventViewSet, basename="audit-event")
+router.register("accounts", linked_accounts_api.AccountViewSet, basename="account")
+router.register("buckets", buckets_api.BucketViewSet, basename="bucket")
+router.register("jobs", jobs_api.ScanJobViewSet, basename="job")
+router.register("schedules", jobs_api.ScheduleViewSet, basename="schedule")
 
 api_v1 = [
     path("me", accounts_api.MeView.as_view(), name="me"),
     path("tenant", accounts_api.TenantView.as_view(), name="tenant"),
+    path("usage", jobs_api.UsageView.as_view(), name="usage"),
+    path("scan", scan_api.ScanUploadView.as_view(), name="scan"),
+    path("scan/existing", scan_api.ScanExistingView.as_view(), name="scan-existing"),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -42,6 +55,8 @@ urlpatterns = [
     path("", accounts_views.home, name="home"),
     path("tenant/switch", accounts_views.switch_tenant, name="switch-tenant"),
     path("healthz", accounts_views.healthz, name="healthz"),
+    path("results/", scanning_views.results, name="results"),
+    path("buckets/", scanning_views.buckets, name="buckets"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

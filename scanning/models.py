@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import fnmatch
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
 from django.utils import timezone
 from django_scopes import ScopedManager
 
@@ -52,7 +54,9 @@ class ScanPolicy(models.Model):
     name = models.CharField(max_length=100)
     is_default = models.BooleanField(default=False)
     max_object_size = models.BigIntegerField(default=_default_max_size, validators=[MinValueValidator(1)])
-    include_patterns = models.JSONField(default=list, blank=True, help_text="Glob patterns; empty: every key.")
+    include_patterns = models.JSONField(
+        default=list, blank=True, help_text="Glob patterns; empty: every key."
+    )
     exclude_patterns = models.JSONField(default=list, blank=True)
     tag_objects = models.BooleanField(default=True)
     tag_result_key = models.CharField(max_length=128, default="scan-result")
@@ -60,12 +64,33 @@ class ScanPolicy(models.Model):
     tag_virus_key = models.CharField(max_length=128, default="virus-name")
     tag_message_key = models.CharField(max_length=128, default="message")
     on_infected = models.CharField(max_length=16, choices=InfectedAction.choices, default=InfectedAction.KEEP)
-    on_unscannable = models.CharField(max_length=16, choices=ProblemAction.choices, default=ProblemAction.KEEP)
+    on_unscannable = models.CharField(
+        max_length=16, choices=ProblemAction.choices, default=ProblemAction.KEEP
+    )
     on_error = models.CharField(max_length=16, choices=ProblemAction.choices, default=ProblemAction.KEEP)
     quarantine_bucket = models.CharField(max_length=63, blank=True)
     quarantine_prefix = models.CharField(max_length=512, blank=True, default="quarantine/")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # The two-bucket system, rescans on new signatures, and scanning the rest of a bucket on malware.
+    promote_to_bucket = models.ForeignKey(
+        "Bucket",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Copy Clean objects to this bucket of the same tenant (the two-bucket system).",
+    )
+    promote_prefix = models.CharField(max_length=512, blank=True, help_text="Prepended to the key.")
+    delete_staging_after_promote = models.BooleanField(default=False)
+    rescan_days_on_signature_change = models.PositiveIntegerField(
+        default=0,
+        help_text="When the signatures change, rescan objects modified in the last N days; 0: never.",
+    )
+    scan_bucket_on_infected = models.BooleanField(
+        default=False, help_text="When malware is found, scan the rest of the bucket's unscanned objects."
+    )
 
     objects = ScopedManager(tenant="tenant")
 
@@ -92,13 +117,29 @@ class ScanPolicy(models.Model):
             return False
         return not any(fnmatch.fnmatchcase(key, p) for p in self.exclude_patterns)
 
+    def clean(self) -> None:
+        super().clean()
+        target = self.promote_to_bucket
+        if target is not None and target.tenant_id != self.tenant_id:
+            raise ValidationError({"promote_to_bucket": "The bucket belongs to another tenant."})
+
     def needs_quarantine_bucket(self) -> bool:
         return InfectedAction.QUARANTINE in {self.on_infected, self.on_unscannable, self.on_error}
 
     @classmethod
     def default_for(cls, tenant: Tenant) -> ScanPolicy:
-        policy, _ = cls.objects.get_or_create(tenant=tenant, is_default=True, defaults={"name": "Default"})
-        return policy
+        policy = cls.objects.filter(tenant=tenant, is_default=True).first()
+        if policy is not None:
+            return policy
+        # The tenant may already have a policy of its own called "Default".
+        name = "Default"
+        if cls.objects.filter(tenant=tenant, name=name).exists():
+            name = f"Default (built-in {uuid.uuid4().hex[:6]})"
+        try:
+            with transaction.atomic():
+                return cls.objects.create(tenant=tenant, is_default=True, name=name)
+        except IntegrityError:  # created concurrently by another worker
+            return cls.objects.get(tenant=tenant, is_default=True)
 
 
 class Bucket(models.Model):
@@ -106,12 +147,16 @@ class Bucket(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="buckets")
-    account = models.ForeignKey("linked_accounts.AwsAccount", on_delete=models.CASCADE, related_name="buckets")
+    account = models.ForeignKey(
+        "linked_accounts.AwsAccount", on_delete=models.CASCADE, related_name="buckets"
+    )
     name = models.CharField(max_length=63)
     region = models.CharField(max_length=32, default="us-east-1")
     versioning = models.CharField(max_length=16, blank=True, help_text="Enabled, Suspended, or empty.")
     encryption = models.CharField(max_length=32, blank=True)
-    policy = models.ForeignKey(ScanPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="buckets")
+    policy = models.ForeignKey(
+        ScanPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="buckets"
+    )
     protected = models.BooleanField(default=False)
     protection = models.JSONField(default=dict, blank=True, help_text="What s3av created to protect it.")
     missing_since = models.DateTimeField(null=True, blank=True)
@@ -130,6 +175,13 @@ class Bucket(models.Model):
     @property
     def versioned(self) -> bool:
         return self.versioning in {"Enabled", "Suspended"}
+
+    def clean(self) -> None:
+        super().clean()
+        if self.account_id and self.account.tenant_id != self.tenant_id:
+            raise ValidationError({"account": "The account belongs to another tenant."})
+        if self.policy_id and self.policy is not None and self.policy.tenant_id != self.tenant_id:
+            raise ValidationError({"policy": "The policy belongs to another tenant."})
 
     def effective_policy(self) -> ScanPolicy:
         return self.policy or ScanPolicy.default_for(self.tenant)
@@ -157,7 +209,9 @@ class ScanResult(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="scan_results")
-    bucket = models.ForeignKey(Bucket, null=True, blank=True, on_delete=models.CASCADE, related_name="results")
+    bucket = models.ForeignKey(
+        Bucket, null=True, blank=True, on_delete=models.CASCADE, related_name="results"
+    )
     bucket_name = models.CharField(max_length=63)
     key = models.TextField()
     version_id = models.CharField(max_length=1024, blank=True)
@@ -169,7 +223,7 @@ class ScanResult(models.Model):
     message = models.TextField(blank=True)
     engine = models.CharField(max_length=100, blank=True)
     signature_version = models.CharField(max_length=100, blank=True)
-    action = models.CharField(max_length=32, blank=True)
+    action = models.CharField(max_length=128, blank=True)
     action_status = models.CharField(max_length=16, choices=ActionStatus.choices, blank=True)
     action_detail = models.TextField(blank=True)
     tags_dropped = models.JSONField(default=list, blank=True)
@@ -203,3 +257,223 @@ class ScanResult(models.Model):
     @staticmethod
     def lease(seconds: int) -> Any:
         return timezone.now() + timedelta(seconds=seconds)
+
+
+# =====================================================================================================
+# issue 5: bucket scans, schedules and usage. Kept together at the end of the module.
+# =====================================================================================================
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    LISTING = "listing"
+    SCANNING = "scanning"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.LISTING, JobStatus.SCANNING)
+
+
+class JobTrigger(models.TextChoices):
+    MANUAL = "manual"
+    API = "api"
+    SCHEDULE = "schedule"
+    PROTECT = "protect", "First protection of the bucket"
+    INFECTED = "infected", "Malware found in the bucket"
+    SIGNATURES = "signatures", "Signature database changed"
+
+
+class ScanJobQuerySet(models.QuerySet["ScanJob"]):
+    def running(self) -> ScanJobQuerySet:
+        return self.filter(status__in=ACTIVE_JOB_STATUSES)
+
+    def for_target(self, bucket: Bucket, prefix: str = "", key: str = "") -> ScanJobQuerySet:
+        return self.filter(bucket=bucket, prefix=prefix, key=key)
+
+
+class ScanJob(models.Model):
+    """A scan of what a bucket (or a prefix of it, or one object) already holds.
+
+    Counters: ``listed`` objects were in scope; each ends ``skipped`` (already known with the current
+    signatures, or moot) or ``scanned`` (then one of clean_count/infected/unscannable/errors). ``queued``
+    were sent to the scan queue. The job is done when listing ended and scanned + skipped == listed.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="scan_jobs")
+    bucket = models.ForeignKey(Bucket, on_delete=models.CASCADE, related_name="jobs")
+    prefix = models.CharField(max_length=1024, blank=True)
+    key = models.TextField(blank=True, help_text="Set for a scan of one object (the scan API's async mode).")
+    version_id = models.CharField(max_length=1024, blank=True)
+    modified_after = models.DateTimeField(null=True, blank=True)
+    modified_before = models.DateTimeField(null=True, blank=True)
+    all_versions = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=16, choices=JobTrigger.choices, default=JobTrigger.MANUAL)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    listed = models.BigIntegerField(default=0)
+    queued = models.BigIntegerField(default=0)
+    scanned = models.BigIntegerField(default=0)
+    clean_count = models.BigIntegerField(default=0)  # not "clean": that would hide Model.clean()
+    infected = models.BigIntegerField(default=0)
+    unscannable = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    skipped = models.BigIntegerField(default=0)
+    pages_listed = models.PositiveIntegerField(default=0)
+    # The listing's continuation token after the last page whose scans were enqueued: a restarted
+    # worker resumes here instead of starting over.
+    list_token = models.TextField(blank=True)
+    signature_version = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    result = models.ForeignKey(ScanResult, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedManager(tenant="tenant", _manager_class=models.Manager.from_queryset(ScanJobQuerySet))
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Never two running jobs for the same target (schedules, protection and people alike).
+            models.UniqueConstraint(
+                fields=["bucket", "prefix", "key"],
+                condition=models.Q(status__in=["queued", "listing", "scanning"]),
+                name="scanjob_one_running_per_target",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="scanjob_tenant_created_idx")]
+
+    def __str__(self) -> str:
+        target = self.key or self.prefix
+        return f"scan of s3://{self.bucket.name}/{target} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_JOB_STATUSES
+
+    @property
+    def pending(self) -> int:
+        return max(self.listed - self.scanned - self.skipped, 0)
+
+    def in_window(self, modified: Any) -> bool:
+        if modified is None:
+            return self.modified_after is None and self.modified_before is None
+        if self.modified_after is not None and modified < self.modified_after:
+            return False
+        return not (self.modified_before is not None and modified >= self.modified_before)
+
+
+class ScanJobItem(models.Model):
+    """One scan a job enqueued and has not counted yet; makes counting exactly-once per job.
+
+    A redelivered scan message finds its item done and counts nothing; cancelling deletes the items,
+    which turns the job's pending scans into no-ops. A finished job's items are deleted.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(ScanJob, on_delete=models.CASCADE, related_name="items")
+    dedupe_key = models.CharField(max_length=64)
+    done = models.BooleanField(default=False)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "dedupe_key"], name="scanjobitem_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.dedupe_key[:12]} {'done' if self.done else 'pending'}"
+
+
+def validate_cron(value: str) -> None:
+    """A five-field cron expression (or @hourly ... @yearly) that fires at most once an hour."""
+    from croniter import croniter
+
+    text = (value or "").strip()
+    aliases = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+    if text.startswith("@"):
+        if text not in aliases:
+            raise ValidationError(f"Use one of {', '.join(sorted(aliases))}, or five cron fields.")
+        return
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValidationError(
+            "A cron expression has five fields: minute hour day-of-month month day-of-week."
+        )
+    if not croniter.is_valid(text):
+        raise ValidationError(f"{text!r} is not a valid cron expression.")
+    minutes = croniter(text).expanded[0]
+    if len(minutes) != 1 or minutes[0] == "*":
+        raise ValidationError("Schedules run at most once an hour: give one fixed minute, e.g. '0 * * * *'.")
+    try:
+        croniter(text, timezone.now()).get_next(datetime)
+    except Exception:  # croniter raises CroniterBadDateError for dates that never come (31 February)
+        raise ValidationError(f"{text!r} never fires.") from None
+
+
+class Schedule(models.Model):
+    """A cron schedule (UTC) that starts a scan of a bucket or prefix."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="schedules")
+    bucket = models.ForeignKey(Bucket, on_delete=models.CASCADE, related_name="schedules")
+    prefix = models.CharField(max_length=1024, blank=True)
+    cron = models.CharField(max_length=100, validators=[validate_cron], help_text="UTC, at most hourly.")
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job = models.ForeignKey(ScanJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="schedule_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.cron} s3://{self.bucket.name}/{self.prefix}"
+
+    def next_after(self, when: datetime) -> datetime:
+        from croniter import croniter
+
+        return croniter(self.cron.strip(), when.astimezone(UTC)).get_next(datetime)
+
+
+class UsageMonth(models.Model):
+    """Objects and bytes a tenant scanned in one calendar month (UTC).
+
+    Counted as scans finish rather than computed from ScanResult: the scan API's uploads leave no
+    result row, results may be pruned, and the usage report must stay one cheap query.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_months")
+    month = models.DateField(help_text="The first day of the month.")
+    objects_scanned = models.BigIntegerField(default=0)
+    bytes_scanned = models.BigIntegerField(default=0)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "month"], name="usage_month_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.month:%Y-%m}"
+
+    @classmethod
+    def add(cls, tenant: Tenant, objects: int = 1, size: int = 0, when: datetime | None = None) -> None:
+        """Count scans with F() increments, creating the month's row on first use."""
+        month = (when or timezone.now()).astimezone(UTC).date().replace(day=1)
+        bump = {"objects_scanned": F("objects_scanned") + objects, "bytes_scanned": F("bytes_scanned") + size}
+        if cls.objects.filter(tenant=tenant, month=month).update(**bump):
+            return
+        try:
+            with transaction.atomic():
+                cls.objects.create(tenant=tenant, month=month, objects_scanned=objects, bytes_scanned=size)
+        except IntegrityError:  # another scan created the row first
+            cls.objects.filter(tenant=tenant, month=month).update(**bump)

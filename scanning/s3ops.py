@@ -414,8 +414,16 @@ def put_scan_tags(
 
     PutObjectTagging replaces the whole set and S3 has no conditional form of it: a customer tag
     written between our read and our write is lost.  The window is one round trip.
+
+    Without a real version id (an unversioned or suspended bucket) the key may hold other bytes by now:
+    a conditional HEAD right before the write refuses to tag them (``PermanentS3Error`` with code
+    ``PreconditionFailed``), so a verdict never lands on bytes it was not about.  One round trip of race
+    remains, as S3 has no conditional tagging.
     """
     tagset, dropped = merge_tags(get_tags(client, ref), ours, managed_keys=managed_keys)
+    if not ref.version_id or ref.version_id == "null":
+        with _translated(str(ref), "checking before tagging"):
+            client.head_object(**_pinned_args(ref))
     with _translated(str(ref), "tagging"):
         client.put_object_tagging(
             Bucket=ref.bucket, Key=ref.key, Tagging={"TagSet": tagset}, **ref.version_args()

@@ -6,9 +6,11 @@ where a person or key acted. Slow S3 and clamd work happens outside database tra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +21,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
 from linked_accounts.aws import client_for
-from scanning import engine, s3ops, scanner
+from scanning import engine, promotion, s3ops, scanner
 from scanning.models import (
     Bucket,
     InfectedAction,
@@ -27,6 +29,7 @@ from scanning.models import (
     ScanPolicy,
     ScanResult,
     Trigger,
+    UsageMonth,
     Verdict,
 )
 
@@ -141,10 +144,40 @@ def _claim(
     return existing
 
 
+def _released_as_allowed(
+    tenant: Tenant, bucket: Bucket, key: str, ref: s3ops.ObjectRef, trigger: str
+) -> ScanResult | None:
+    if trigger == Trigger.MANUAL:
+        return None  # a person asked for this scan: do it
+    # Matched on the bytes (ETag), not the version: the release records its result before it copies,
+    # so the copy's event finds it even before the copy's version id is known.
+    return ScanResult.objects.filter(
+        tenant=tenant, bucket=bucket, key=key, etag=ref.etag, verdict=Verdict.INFECTED_ALLOWED
+    ).first()
+
+
+def _renew_claim(result: ScanResult) -> None:
+    ScanResult.objects.filter(pk=result.pk, verdict="").update(
+        claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+    )
+
+
 def _release_claim(result: ScanResult) -> None:
     ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=None)
 
 
+def _job_hooks(run: Callable[..., ScanResult | None]) -> Callable[..., ScanResult | None]:
+    # issue 5: a cancelled job's scan is a no-op; a job's finished scan updates the job's counters.
+    @functools.wraps(run)
+    def wrapper(tenant: Tenant, bucket: Bucket, key: str, **kwargs: Any) -> ScanResult | None:
+        from scanning import jobs
+
+        return jobs.around_scan(run, tenant, bucket, key, **kwargs)
+
+    return wrapper
+
+
+@_job_hooks
 def run_scan(
     tenant: Tenant,
     bucket: Bucket,
@@ -168,16 +201,22 @@ def run_scan(
     result = _claim(tenant, bucket, key, dedupe_key, trigger, job_id)
     if result.is_final:
         if result.action_status == ScanResult.ActionStatus.PENDING:
-            _act(tenant, bucket, policy, result)
+            _act(tenant, bucket, policy, result, final_attempt)
         return result
 
-    s3 = client_for(bucket.account, "s3", bucket.region)
     try:
+        s3 = client_for(bucket.account, "s3", bucket.region)
         ref = s3ops.head_object(s3, bucket.name, key, version_id)
         if etag and not version_id and ref.etag != etag.strip('"'):
             # The key now holds other bytes; their own event scans them.
             ScanResult.objects.filter(pk=result.pk, verdict="").delete()
             return None
+        released = _released_as_allowed(tenant, bucket, key, ref, trigger)
+        if released is not None:
+            # These bytes are an operator's released false positive (the release's own copy event,
+            # or a duplicate of it): scanning them again would quarantine them again.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return released
         result.version_id = ref.version_id or ""
         result.etag = ref.etag
         result.size = ref.size
@@ -187,9 +226,7 @@ def run_scan(
             engine_identity(),
             ref,
             policy.max_object_size,
-            heartbeat=lambda: ScanResult.objects.filter(pk=result.pk, verdict="").update(
-                claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
-            ),
+            heartbeat=lambda: _renew_claim(result),
         )
     except s3ops.PermanentS3Error as exc:
         outcome = scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
@@ -197,6 +234,14 @@ def run_scan(
         if not final_attempt:
             _release_claim(result)
             raise
+        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+    except Exception as exc:
+        # Anything else (the tenant's role gone, a bad engine address, a bug): retried like a
+        # transient failure, and on the last attempt recorded as Error, never left pending.
+        if not final_attempt:
+            _release_claim(result)
+            raise
+        log.exception("scan failed", extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key})
         outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
 
     result.verdict = outcome.verdict
@@ -219,11 +264,12 @@ def run_scan(
     if not saved:  # another worker finished first; its verdict stands
         result.refresh_from_db()
         return result
+    UsageMonth.add(tenant, objects=1, size=outcome.bytes_read)  # issue 5
     log.info(
         "scanned",
         extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},
     )
-    _act(tenant, bucket, policy, result)
+    _act(tenant, bucket, policy, result, final_attempt)
     return result
 
 
@@ -265,14 +311,20 @@ def _newer_verdict_exists(result: ScanResult) -> bool:
     )
 
 
-def _act(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult) -> None:
-    """Tag, then quarantine or delete as the policy says. Re-runnable until it records done."""
-    s3 = client_for(bucket.account, "s3", bucket.region)
+def _act(
+    tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult, final_attempt: bool = True
+) -> None:
+    """Tag, then quarantine or delete as the policy says. Re-runnable until it records done.
+
+    A transient failure raises so the message is retried (the verdict is already recorded, and a
+    retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
+    """
     ref = _ref_of(result)
     actions: list[str] = []
     detail = ""
     object_gone = result.verdict == Verdict.ERROR and "no longer exists" in result.message
     try:
+        s3 = client_for(bucket.account, "s3", bucket.region)
         if _newer_verdict_exists(result):
             # An older verdict never overwrites a newer one on the object.
             actions.append("superseded")
@@ -286,6 +338,10 @@ def _act(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult)
                 if dropped:
                     result.tags_dropped = dropped
                 actions.append("tagged")
+            if result.verdict == Verdict.CLEAN and promotion.promote_if_wanted(  # issue 5
+                tenant, bucket, policy, result
+            ):
+                actions.append("promoted")
             wanted = _wanted_action(policy, result.verdict)
             if wanted == InfectedAction.QUARANTINE:
                 _quarantine(s3, bucket, policy, result, ref)
@@ -294,11 +350,25 @@ def _act(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult)
                 s3ops.delete_version(s3, ref)
                 actions.append("deleted")
         status = ScanResult.ActionStatus.DONE
-    except s3ops.TransientS3Error:
-        raise
-    except (s3ops.PermanentS3Error, ServiceError) as exc:
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in {"PreconditionFailed", "412"}:
+            # The key holds other bytes now (unversioned bucket): this verdict is not about them.
+            status = ScanResult.ActionStatus.DONE
+            actions.append("superseded")
+        else:
+            status = ScanResult.ActionStatus.FAILED
+            detail = exc.message
+            actions.append("failed")
+    except ServiceError as exc:
         status = ScanResult.ActionStatus.FAILED
-        detail = getattr(exc, "message", str(exc))
+        detail = exc.message
+        actions.append("failed")
+    except Exception as exc:
+        if not final_attempt:
+            raise
+        log.exception("actions failed", extra={"tenant": str(tenant.pk), "result": str(result.pk)})
+        status = ScanResult.ActionStatus.FAILED
+        detail = f"gave up after retries: {exc}"
         actions.append("failed")
     result.action = "+".join(actions) or "none"
     result.action_status = status
@@ -321,8 +391,9 @@ def _wanted_action(policy: ScanPolicy, verdict: str) -> str:
     return ProblemAction.KEEP
 
 
-def quarantine_key_for(policy: ScanPolicy, bucket: Bucket, key: str) -> str:
-    return f"{policy.quarantine_prefix}{bucket.name}/{key}"
+def quarantine_key_for(policy: ScanPolicy, bucket: Bucket, result: ScanResult) -> str:
+    # One key per finding: two infected versions of one key never share (or overwrite) a copy.
+    return f"{policy.quarantine_prefix}{bucket.name}/{result.pk}/{result.key}"
 
 
 def _quarantine(
@@ -330,7 +401,7 @@ def _quarantine(
 ) -> None:
     if not policy.quarantine_bucket:
         raise ServiceError(f"policy {policy.name!r} quarantines but names no quarantine bucket")
-    dest_key = quarantine_key_for(policy, bucket, result.key)
+    dest_key = quarantine_key_for(policy, bucket, result)
     try:
         copy = s3ops.move_object_verified(s3, ref, policy.quarantine_bucket, dest_key)
     except s3ops.PermanentS3Error as exc:
@@ -346,38 +417,52 @@ def _quarantine(
 # --- triage ------------------------------------------------------------------------------------------
 
 
+_TRIAGED = r"(^|\+)(releasing|released|deleting|deleted)$"
+
+
+def _claim_triage(result: ScanResult, doing: str) -> str:
+    """Mark a finding as being released/deleted; exactly one caller wins. Returns the old action."""
+    old = result.action
+    claimed = (
+        ScanResult.objects.filter(pk=result.pk, action=old)
+        .exclude(action__regex=_TRIAGED)
+        .update(action=f"{old}+{doing}" if old else doing)
+    )
+    if not claimed:
+        raise ServiceError("This finding was already released or deleted, or that is under way.")
+    return old
+
+
+def _finish_triage(result: ScanResult, old: str, done: str | None) -> None:
+    action = (f"{old}+{done}" if old else done) if done else old
+    ScanResult.objects.filter(pk=result.pk).update(action=action)
+    result.action = action
+
+
 def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
     """Copy a quarantined object back to where it was, tagged InfectedAllowed."""
     if result.verdict != Verdict.INFECTED or not result.quarantine_key:
         raise ServiceError("Only a quarantined infected object can be released.")
     bucket = result.bucket
     assert bucket is not None
-    policy = bucket.effective_policy()
-    s3 = client_for(bucket.account, "s3", bucket.region)
-    source = s3ops.head_object(
-        s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
-    )
-    when = timezone.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = _claim_triage(result, "releasing")
+    released: ScanResult | None = None
     try:
-        restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
-        s3ops.put_scan_tags(
-            s3,
-            restored,
-            [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
-            managed_keys=(policy.tag_result_key, policy.tag_date_key),
+        policy = bucket.effective_policy()
+        s3 = client_for(bucket.account, "s3", bucket.region)
+        source = s3ops.head_object(
+            s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
         )
-        s3ops.delete_version(s3, source)
-    except s3ops.S3Error as exc:
-        raise ServiceError(f"Release failed: {exc.message}") from exc
-    with transaction.atomic():
+        if result.size is not None and source.size != result.size:
+            raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
+        # Recorded before the copy: the copy's own S3 event must find it and leave the object alone.
         released = ScanResult.objects.create(
             tenant=tenant,
             bucket=bucket,
             bucket_name=bucket.name,
             key=result.key,
-            version_id=restored.version_id or "",
-            etag=restored.etag,
-            size=restored.size,
+            etag=source.etag,
+            size=source.size,
             sha256=result.sha256,
             verdict=Verdict.INFECTED_ALLOWED,
             signatures=result.signatures,
@@ -390,7 +475,30 @@ def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) ->
             dedupe_key=uuid.uuid4().hex,
             scanned_at=timezone.now(),
         )
-        record(tenant, actor, "result.release", result, {"restored_as": str(released.pk)})
+        when = timezone.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
+        ScanResult.objects.filter(pk=released.pk).update(
+            version_id=restored.version_id or "", etag=restored.etag
+        )
+        released.refresh_from_db()
+        s3ops.put_scan_tags(
+            s3,
+            restored,
+            [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
+            managed_keys=(policy.tag_result_key, policy.tag_date_key),
+        )
+        s3ops.delete_version(s3, source)
+    except Exception as exc:
+        if released is not None:
+            ScanResult.objects.filter(pk=released.pk).delete()
+        _finish_triage(result, old, None)
+        if isinstance(exc, ServiceError):
+            raise
+        if isinstance(exc, s3ops.S3Error):
+            raise ServiceError(f"Release failed: {exc.message}") from exc
+        raise
+    _finish_triage(result, old, "released")
+    record(tenant, actor, "result.release", result, {"restored_as": str(released.pk)})
     return released
 
 
@@ -400,19 +508,28 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
         raise ServiceError("Only an Infected, Unscannable or Error object can be deleted from here.")
     bucket = result.bucket
     assert bucket is not None
-    s3 = client_for(bucket.account, "s3", bucket.region)
+    old = _claim_triage(result, "deleting")
     try:
+        s3 = client_for(bucket.account, "s3", bucket.region)
         if result.quarantine_key:
             target = s3ops.head_object(
                 s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
             )
+            if result.size is not None and target.size != result.size:
+                raise ServiceError(
+                    "The quarantined copy is not the object this finding is about; not deleted."
+                )
         else:
             target = _ref_of(result)
         s3ops.delete_version(s3, target)
-    except s3ops.S3Error as exc:
-        raise ServiceError(f"Delete failed: {exc.message}") from exc
-    result.action = f"{result.action}+deleted" if result.action else "deleted"
-    result.save(update_fields=["action"])
+    except Exception as exc:
+        _finish_triage(result, old, None)
+        if isinstance(exc, ServiceError):
+            raise
+        if isinstance(exc, s3ops.S3Error):
+            raise ServiceError(f"Delete failed: {exc.message}") from exc
+        raise
+    _finish_triage(result, old, "deleted")
     record(tenant, actor, "result.delete_object", result, {"bucket": target.bucket, "key": target.key})
     return result
 

@@ -24,6 +24,13 @@ def staff_client(client):
         "/admin/accounts/apikey/",
         "/admin/accounts/auditevent/",
         "/admin/accounts/user/",
+        "/admin/scanning/scanresult/",
+        "/admin/scanning/bucket/",
+        "/admin/scanning/scanpolicy/",
+        "/admin/scanning/scanjob/",
+        "/admin/scanning/schedule/",
+        "/admin/scanning/usagemonth/",
+        "/admin/linked_accounts/awsaccount/",
     ],
 )
 def test_staff_see_every_admin_page(staff_client, tenant, outsider_tenant, url):

@@ -47,3 +47,9 @@ def test_the_portal_home_shows_the_tenant(client):
     assert client.login(username=user.email, password=password)
     body = client.get("/").content.decode()
     assert "Portal Org" in body and "admin" in body
+
+
+def test_switching_to_a_malformed_tenant_id_is_ignored(client, tenant, make_user):
+    client.force_login(make_user(tenant=tenant, role=Role.VIEWER))
+    response = client.post("/tenant/switch", {"tenant": "not-a-uuid"})
+    assert response.status_code == 302

@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
         ("S3AV_TRUSTED_PROXY_COUNT", "-1"),
         ("DATABASE_URL", "mysql://x/y"),
         ("S3AV_DEFAULT_ALLOWED_CIDRS", "10.0.0.0/8,nope"),
+        ("S3AV_API_RATE", "lots"),
+        ("S3AV_CLAMD", "tcp://clamd.internal"),
+        ("S3AV_AWS_SERVICE_PRINCIPAL", "s3av"),
     ],
 )
 def test_the_process_refuses_to_start_with_a_bad_setting(name, value):
@@ -51,6 +54,21 @@ def test_it_needs_a_secret_key_when_debug_is_off():
     )
     assert result.returncode != 0
     assert "S3AV_SECRET_KEY" in result.stderr
+
+
+def test_it_needs_the_service_principal_when_debug_is_off():
+    environ = {k: v for k, v in os.environ.items() if k != "S3AV_AWS_SERVICE_PRINCIPAL"}
+    environ["S3AV_DEBUG"] = "false"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "S3AV_AWS_SERVICE_PRINCIPAL" in result.stderr
 
 
 def test_it_reads_a_secret_from_a_file(tmp_path, monkeypatch):

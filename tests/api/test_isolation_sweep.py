@@ -38,11 +38,74 @@ def _audit_event(tenant: Tenant) -> str:
     return str(services.record(tenant, services.Actor.system("test"), "sweep.test").pk)
 
 
+def _sweep_bucket(tenant: Tenant) -> Any:
+    from linked_accounts.models import AwsAccount
+    from scanning.models import Bucket
+
+    account, _ = AwsAccount.objects.get_or_create(
+        tenant=tenant, account_id="210987654321", defaults={"role_arn": "arn:aws:iam::210987654321:role/s3av"}
+    )
+    return Bucket.objects.create(tenant=tenant, account=account, name=f"sweep-{uuid.uuid4().hex[:12]}")
+
+
+def _result(tenant: Tenant) -> str:
+    from scanning.models import ScanResult
+
+    bucket = _sweep_bucket(tenant)
+    result = ScanResult.objects.create(
+        tenant=tenant,
+        bucket=bucket,
+        bucket_name=bucket.name,
+        key="k",
+        verdict="Infected",
+        quarantine_bucket="q",
+        quarantine_key="quarantine/k",
+        dedupe_key=uuid.uuid4().hex,
+    )
+    return str(result.pk)
+
+
+def _policy(tenant: Tenant) -> str:
+    from scanning.models import ScanPolicy
+
+    return str(ScanPolicy.objects.create(tenant=tenant, name=f"sweep {uuid.uuid4().hex[:8]}").pk)
+
+
+def _aws_account(tenant: Tenant) -> str:
+    from tests.linked_accounts.factories import make_account
+
+    return str(make_account(tenant).pk)
+
+
+def _bucket(tenant: Tenant) -> str:
+    return str(_sweep_bucket(tenant).pk)
+
+
+def _job(tenant: Tenant) -> str:
+    from scanning.models import ScanJob
+
+    bucket = _sweep_bucket(tenant)
+    return str(ScanJob.objects.create(tenant=tenant, bucket=bucket, status="scanning").pk)
+
+
+def _schedule(tenant: Tenant) -> str:
+    from scanning.models import Schedule
+
+    bucket = _sweep_bucket(tenant)
+    return str(Schedule.objects.create(tenant=tenant, bucket=bucket, cron="0 * * * *").pk)
+
+
 # Path prefix under /api/v1/ -> function making an object of that kind in a tenant.
 OBJECT_FACTORIES: dict[str, Callable[[Tenant], str]] = {
     "members": _member,
     "api-keys": _api_key,
     "audit-events": _audit_event,
+    "results": _result,
+    "policies": _policy,
+    "jobs": _job,
+    "schedules": _schedule,
+    "accounts": _aws_account,
+    "buckets": _bucket,
 }
 
 

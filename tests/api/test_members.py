@@ -80,3 +80,12 @@ def test_the_member_list_costs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(4):
         response = admin.get("/api/v1/members/")
     assert len(response.json()["results"]) == 9
+
+
+def test_an_over_long_email_is_a_field_error(tenant, key_client):
+    email = "x" * 300 + "@example.com"
+    response = key_client(tenant, Role.ADMIN).post(
+        "/api/v1/members/", {"email": email, "role": "viewer"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "email" in response.json()

@@ -20,7 +20,13 @@ def _message(tenant, bucket, key, etag, version_id=None):
     with scope(tenant=tenant):
         dedupe = services.dedupe_key_for(bucket, key, version_id, etag, False)
     return dedupe, scan_object.message(
-        str(tenant.pk), str(bucket.pk), key, version_id=version_id, etag=etag, trigger="event", dedupe_key=dedupe
+        str(tenant.pk),
+        str(bucket.pk),
+        key,
+        version_id=version_id,
+        etag=etag,
+        trigger="event",
+        dedupe_key=dedupe,
     )
 
 
@@ -69,7 +75,9 @@ def test_a_worker_scans_and_acts_on_real_objects(
     left = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket.name)["Contents"]]
     assert left == ["uploads/report final+v2.pdf"]
     quarantined = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=quarantine)["Contents"])
-    assert quarantined == sorted(f"quarantine/{bucket.name}/{k}" for k in ("uploads/clam.zip", "uploads/eicar.txt"))
+    assert quarantined == sorted(
+        f"quarantine/{bucket.name}/{results[k].pk}/{k}" for k in ("uploads/clam.zip", "uploads/eicar.txt")
+    )
 
 
 def test_a_worker_killed_mid_scan_leaves_one_final_verdict(
@@ -86,7 +94,9 @@ def test_a_worker_killed_mid_scan_leaves_one_final_verdict(
 
     def claimed():
         with scopes_disabled():
-            return ScanResult.objects.filter(dedupe_key=dedupe, verdict="", claimed_until__isnull=False).exists()
+            return ScanResult.objects.filter(
+                dedupe_key=dedupe, verdict="", claimed_until__isnull=False
+            ).exists()
 
     _wait_for(claimed, 60, "the first worker to claim the scan", first)
     first.kill()

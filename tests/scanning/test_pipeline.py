@@ -71,7 +71,9 @@ def test_it_finds_eicar_and_tags_the_signature(tenant, make_linked_bucket, s3_cl
     assert tags["virus-name"]
 
 
-@pytest.mark.parametrize("sample", ["clam.exe", "clam.zip", "clam.7z", "clam.tar.gz", "clam.pdf", "clam.ole.doc"])
+@pytest.mark.parametrize(
+    "sample", ["clam.exe", "clam.zip", "clam.7z", "clam.tar.gz", "clam.pdf", "clam.ole.doc"]
+)
 def test_it_finds_the_clamav_test_files(tenant, make_linked_bucket, s3_client, sample):
     bucket = make_linked_bucket(tenant)
     _, etag = _put(s3_client, bucket, f"samples/{sample}", (TESTFILES / sample).read_bytes())
@@ -148,7 +150,9 @@ def test_it_writes_scan_result_first_when_room_is_short(tenant, make_linked_buck
     assert "virus-name" in result.tags_dropped
 
 
-def test_it_quarantines_infected_objects_and_keeps_clean_ones(tenant, make_linked_bucket, make_bucket, s3_client):
+def test_it_quarantines_infected_objects_and_keeps_clean_ones(
+    tenant, make_linked_bucket, make_bucket, s3_client
+):
     quarantine = make_bucket()
     bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
     _, bad = _put(s3_client, bucket, "in/evil.exe", (TESTFILES / "clam.exe").read_bytes())
@@ -161,7 +165,9 @@ def test_it_quarantines_infected_objects_and_keeps_clean_ones(tenant, make_linke
     assert keys == ["in/good.txt"]
     moved = s3_client.get_object(Bucket=quarantine, Key=infected.quarantine_key)
     assert moved["Body"].read() == (TESTFILES / "clam.exe").read_bytes()
-    assert _tags(s3_client, type(bucket)(name=quarantine), infected.quarantine_key)["scan-result"] == "Infected"
+    assert (
+        _tags(s3_client, type(bucket)(name=quarantine), infected.quarantine_key)["scan-result"] == "Infected"
+    )
 
 
 def test_delete_removes_the_infected_version_itself(tenant, make_linked_bucket, s3_client):
@@ -205,7 +211,9 @@ def test_a_gone_object_is_an_error_and_is_not_retried(tenant, make_linked_bucket
     assert result.message
 
 
-def test_engine_down_retries_then_ends_as_error_never_clean(tenant, make_linked_bucket, s3_client, aws_settings):
+def test_engine_down_retries_then_ends_as_error_never_clean(
+    tenant, make_linked_bucket, s3_client, aws_settings
+):
     bucket = make_linked_bucket(tenant)
     _, etag = _put(s3_client, bucket, "x.txt", b"fine")
     aws_settings.CLAMD_ADDRESS = "tcp://127.0.0.1:9"
@@ -270,3 +278,58 @@ def test_request_scan_enqueues_only_after_commit(
     assert message["args"] == [str(tenant.pk), str(bucket.pk), "k"]
     assert message["kwargs"]["dedupe_key"] == first
     broker.flush_all()
+
+
+def test_a_verdict_is_not_tagged_onto_bytes_that_replaced_the_scanned_ones(
+    tenant, make_linked_bucket, s3_client
+):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "swap.txt", b"harmless")
+    with scope(tenant=tenant):
+        result = ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key="swap.txt",
+            etag=etag.strip('"'),
+            size=8,
+            verdict=Verdict.CLEAN,
+            action_status="pending",
+            dedupe_key="swap",
+        )
+        _put(s3_client, bucket, "swap.txt", EICAR)  # replaced between the scan and the tagging
+        services._act(tenant, bucket, bucket.effective_policy(), result)
+    assert result.action == "superseded"
+    assert "scan-result" not in _tags(s3_client, bucket, "swap.txt")
+
+
+def test_an_unexpected_failure_on_the_last_attempt_is_recorded_as_error(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    from linked_accounts import aws
+
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "role-gone.txt", b"x")
+
+    def refuse(*args, **kwargs):
+        raise aws.AssumeRoleFailed("s3av may not assume the role", "AccessDenied")
+
+    monkeypatch.setattr(services, "client_for", refuse)
+    with pytest.raises(aws.AssumeRoleFailed):
+        _scan(tenant, bucket, "role-gone.txt", etag=etag)
+    result = _scan(tenant, bucket, "role-gone.txt", etag=etag, final_attempt=True)
+    assert result.verdict == Verdict.ERROR
+    assert "may not assume" in result.message
+    assert result.action_status == "failed"
+
+
+def test_a_tenant_policy_named_default_does_not_break_scanning(tenant, make_linked_bucket, s3_client):
+    from scanning.models import ScanPolicy
+
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        ScanPolicy.objects.create(tenant=tenant, name="Default")
+        bucket.policy = None
+        bucket.save(update_fields=["policy"])
+    _, etag = _put(s3_client, bucket, "d.txt", b"fine")
+    assert _scan(tenant, bucket, "d.txt", etag=etag).verdict == Verdict.CLEAN

@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, endpoint, clamd):
-    env = {**os.environ, "S3AV_CLAMD": clamd, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    env = {
+        **os.environ,
+        "S3AV_CLAMD": clamd,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
     return subprocess.run(
         [sys.executable, "manage.py", "scan", *args, "--endpoint-url", endpoint],
         cwd=ROOT,
@@ -52,13 +57,17 @@ def test_it_exits_0_when_everything_is_clean(fill, s3_endpoint, clamd_address):
 
 
 def test_it_exits_1_and_names_what_is_infected(fill, s3_endpoint, clamd_address):
-    bucket = fill({"ok.txt": b"fine", "bad/eicar.com": EICAR, "bad/clam.zip": (TESTFILES / "clam.zip").read_bytes()})
+    bucket = fill(
+        {"ok.txt": b"fine", "bad/eicar.com": EICAR, "bad/clam.zip": (TESTFILES / "clam.zip").read_bytes()}
+    )
     result = _run(f"s3://{bucket}", "--json", endpoint=s3_endpoint, clamd=clamd_address)
     assert result.returncode == 1, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     verdicts = {row["key"]: row["verdict"] for row in rows}
     assert verdicts == {"ok.txt": "Clean", "bad/eicar.com": "Infected", "bad/clam.zip": "Infected"}
-    assert all(set(row) == {"bucket", "key", "version_id", "verdict", "signatures", "message"} for row in rows)
+    assert all(
+        set(row) == {"bucket", "key", "version_id", "verdict", "signatures", "message"} for row in rows
+    )
     assert all(row["signatures"] for row in rows if row["verdict"] == "Infected")
     summary = json.loads(result.stderr.strip().splitlines()[-1])["summary"]
     assert summary["infected"] == 2 and summary["clean"] == 1

@@ -75,7 +75,9 @@ class Command(BaseCommand):
             endpoint_url=options["endpoint_url"] or settings.AWS_ENDPOINT_URL,
             region=options["region"] or settings.AWS_REGION,
         )
-        clamd = engine.ClamdClient(settings.CLAMD_ADDRESS, timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT)
+        clamd = engine.ClamdClient(
+            str(settings.CLAMD_ADDRESS), timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT
+        )
         try:
             identity = scanner.EngineIdentity(clamd, db_dir=str(settings.VAR_DIR / "clamav" / "db"))
             identity.get()

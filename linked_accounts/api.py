@@ -1,0 +1,145 @@
+"""REST API for linked AWS accounts: /api/v1/accounts/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Role
+from linked_accounts import services, templates
+from linked_accounts.models import AwsAccount
+from s3av.api import TenantViewSet
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AwsAccount
+        fields = [
+            "id",
+            "account_id",
+            "name",
+            "role_arn",
+            "external_id",
+            "status",
+            "last_checked_at",
+            "last_error",
+            "created_at",
+        ]
+        read_only_fields = [f for f in fields if f not in {"account_id", "name"}]
+
+
+class AccountCreateSerializer(serializers.Serializer):
+    account_id = serializers.RegexField(
+        r"^\d{12}$", error_messages={"invalid": "An AWS account id is 12 digits."}
+    )
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class AccountUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, allow_blank=True)
+
+
+class VerifySerializer(serializers.Serializer):
+    role_arn = serializers.CharField(max_length=2048)
+
+
+TeardownSerializer = inline_serializer(
+    "Teardown",
+    {
+        "removed": serializers.ListField(child=serializers.CharField()),
+        "not_removed": serializers.ListField(child=serializers.CharField()),
+    },
+)
+DiscoverySerializer = inline_serializer(
+    "Discovery",
+    {
+        "found": serializers.IntegerField(),
+        "new": serializers.IntegerField(),
+        "newly_missing": serializers.IntegerField(),
+        "problems": serializers.ListField(child=serializers.CharField()),
+    },
+)
+
+
+class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Linked AWS accounts. Reading needs viewer; linking, verifying and removing need admin."""
+
+    queryset = AwsAccount.objects.none()
+    serializer_class = AccountSerializer
+    read_role = Role.VIEWER
+    write_role = Role.ADMIN
+    action_roles = {"discover": Role.OPERATOR}
+
+    @extend_schema(request=AccountCreateSerializer, responses={201: AccountSerializer})
+    def create(self, request: Request) -> Response:
+        body = AccountCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        account = services.link_account(self.tenant, self.actor, **body.validated_data)
+        return Response(AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AccountUpdateSerializer, responses=AccountSerializer)
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        account = self.get_object()
+        body = AccountUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        account = services.update_account(self.tenant, self.actor, account, **body.validated_data)
+        return Response(AccountSerializer(account).data)
+
+    @extend_schema(
+        responses={200: TeardownSerializer},
+        description="Remove everything s3av created in the account, then unlink it. The answer lists "
+        "what was removed and what could not be.",
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        report = services.delete_account(self.tenant, self.actor, self.get_object())
+        return Response(report.as_dict())
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "kind", str, enum=["account", "stackset"], description="stackset: for an Organization"
+            ),
+            OpenApiParameter("syntax", str, enum=["json", "yaml"]),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get"])
+    def template(self, request: Request, pk: str | None = None) -> Any:
+        account = self.get_object()
+        kind = request.query_params.get("kind", "account")
+        syntax = request.query_params.get("syntax", "json")
+        if kind not in {"account", "stackset"}:
+            raise ValidationError({"kind": ["Choose account or stackset."]})
+        if syntax not in {"json", "yaml"}:
+            raise ValidationError({"syntax": ["Choose json or yaml."]})
+        render = templates.stackset_template if kind == "stackset" else templates.role_template
+        template = render(settings.AWS_SERVICE_PRINCIPAL, account.external_id)
+        if syntax == "json":
+            return Response(template)
+        response = HttpResponse(templates.render(template, "yaml"), content_type="application/yaml")
+        response["Content-Disposition"] = f'attachment; filename="s3av-{account.account_id}-{kind}.yaml"'
+        return response
+
+    @extend_schema(request=VerifySerializer, responses=AccountSerializer)
+    @action(detail=True, methods=["post"])
+    def verify(self, request: Request, pk: str | None = None) -> Response:
+        account = self.get_object()
+        body = VerifySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        account = services.verify_account(self.tenant, self.actor, account, body.validated_data["role_arn"])
+        return Response(AccountSerializer(account).data)
+
+    @extend_schema(request=None, responses={200: DiscoverySerializer})
+    @action(detail=True, methods=["post"])
+    def discover(self, request: Request, pk: str | None = None) -> Response:
+        account = self.get_object()
+        return Response(services.discover_buckets(self.tenant, self.actor, account))

@@ -1,0 +1,256 @@
+"""Write operations on linked AWS accounts: link, verify, discover, update, tear down, delete.
+
+Each takes the tenant and the acting identity first and writes the audit event. AWS errors reach the
+tenant as sentences (``ServiceError`` / ``last_error``), never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from accounts.services import Actor, ServiceError, record
+from linked_accounts import aws
+from linked_accounts.models import AwsAccount
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TeardownReport:
+    """What a tear-down removed and what it could not (with why, in words)."""
+
+    removed: list[str] = field(default_factory=list)
+    not_removed: list[str] = field(default_factory=list)
+
+    def extend(self, other: TeardownReport) -> None:
+        self.removed.extend(other.removed)
+        self.not_removed.extend(other.not_removed)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"removed": list(self.removed), "not_removed": list(self.not_removed)}
+
+
+def link_account(tenant: Tenant, actor: Actor, account_id: str, name: str = "") -> AwsAccount:
+    account_id = (account_id or "").strip()
+    if len(account_id) != 12 or not account_id.isdigit():
+        raise ServiceError("An AWS account id is 12 digits.", field="account_id")
+    try:
+        with transaction.atomic():
+            account = AwsAccount.objects.create(tenant=tenant, account_id=account_id, name=name.strip())
+            record(tenant, actor, "account.link", account, {"account_id": account_id})
+    except IntegrityError:
+        raise ServiceError(f"Account {account_id} is already linked.", field="account_id") from None
+    return account
+
+
+@transaction.atomic
+def update_account(tenant: Tenant, actor: Actor, account: AwsAccount, *, name: str) -> AwsAccount:
+    _check_owner(tenant, account)
+    before = account.name
+    account.name = name.strip()
+    account.save(update_fields=["name"])
+    record(tenant, actor, "account.update", account, {"name": {"from": before, "to": account.name}})
+    return account
+
+
+def verify_account(tenant: Tenant, actor: Actor, account: AwsAccount, role_arn: str) -> AwsAccount:
+    """Assume ``role_arn`` with the account's external id and mark the account connected or in error.
+
+    With ``settings.AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID`` (on by default) the role is also assumed
+    *without* the external id; if that works, anyone who learns the ARN could make s3av act on this
+    account for them (the confused deputy), so the role is refused. Raises ``ServiceError`` after saving
+    the error state when the role is refused.
+    """
+    _check_owner(tenant, account)
+    role_arn = (role_arn or "").strip()
+    parsed = aws.parse_role_arn(role_arn)
+    if parsed is None:
+        raise ServiceError(
+            "That is not an IAM role ARN (arn:aws:iam::<account id>:role/<name>).", field="role_arn"
+        )
+    if parsed[1] != account.account_id:
+        raise ServiceError(
+            f"That role belongs to account {parsed[1]}, not to the linked account {account.account_id}.",
+            field="role_arn",
+        )
+
+    problem = _check_role(account, role_arn)
+    account.role_arn = role_arn
+    account.last_checked_at = timezone.now()
+    account.status = AwsAccount.Status.ERROR if problem else AwsAccount.Status.CONNECTED
+    account.last_error = problem or ""
+    aws.forget_credentials(account)
+    with transaction.atomic():
+        account.save(update_fields=["role_arn", "last_checked_at", "status", "last_error"])
+        record(tenant, actor, "account.verify", account, {"role_arn": role_arn, "status": account.status})
+    if problem:
+        raise ServiceError(problem, field="role_arn")
+    return account
+
+
+def _check_role(account: AwsAccount, role_arn: str) -> str | None:
+    """None when the role is usable, else what is wrong with it, in words."""
+    try:
+        aws.assume_role(role_arn, account.external_id, f"s3av-verify-{str(account.tenant_id)[:8]}")
+    except aws.AssumeRoleFailed as exc:
+        return exc.message
+    if not settings.AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID:
+        return None
+    try:
+        aws.assume_role(role_arn, None, f"s3av-verify-{str(account.tenant_id)[:8]}")
+    except aws.AssumeRoleFailed as exc:
+        if exc.code == "AccessDenied":
+            return None  # what we want: the external id is required
+        return f"s3av could not confirm that the role requires the external id: {exc.message}"
+    return (
+        f"The role {role_arn} can be assumed without the external id. Anyone who learns its ARN could "
+        "then have s3av act on your account. Add the sts:ExternalId condition from the template s3av "
+        "generated for this account to the role's trust policy, then verify again."
+    )
+
+
+def _region_of(s3: Any, name: str) -> str:
+    location = s3.get_bucket_location(Bucket=name).get("LocationConstraint")
+    if not location:
+        return "us-east-1"
+    if location == "EU":
+        return "eu-west-1"
+    return str(location)
+
+
+def _encryption_of(s3: Any, name: str) -> str:
+    try:
+        rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as exc:
+        if aws.error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+            return ""
+        raise
+    for rule in rules:
+        algorithm = rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+        if algorithm:
+            return str(algorithm)
+    return ""
+
+
+def discover_buckets(tenant: Tenant, actor: Actor, account: AwsAccount) -> dict[str, Any]:
+    """Refresh the account's buckets: add new ones, update region/versioning/encryption, mark missing.
+
+    Buckets that are gone are marked with ``missing_since`` and kept with their history.
+    """
+    from scanning.models import Bucket
+
+    _check_owner(tenant, account)
+    if account.status != AwsAccount.Status.CONNECTED:
+        raise ServiceError("Verify the account's role before discovering its buckets.")
+    try:
+        s3 = aws.client_for(account, "s3")
+        names = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    except aws.AssumeRoleFailed as exc:
+        _mark_error(account, exc.message)
+        raise ServiceError(exc.message) from None
+    except (ClientError, BotoCoreError) as exc:
+        message = f"Listing the account's buckets failed: {aws.error_code(exc) or type(exc).__name__}."
+        _mark_error(account, message)
+        raise ServiceError(message) from None
+
+    seen: dict[str, dict[str, str]] = {}
+    problems: list[str] = []
+    for name in names:
+        info = {"region": "us-east-1", "versioning": "", "encryption": ""}
+        try:
+            info["region"] = _region_of(s3, name)
+            regional = aws.client_for(account, "s3", info["region"])
+            info["versioning"] = str(regional.get_bucket_versioning(Bucket=name).get("Status", ""))
+            info["encryption"] = _encryption_of(regional, name)
+        except (ClientError, BotoCoreError) as exc:
+            problems.append(f"{name}: {aws.error_code(exc) or type(exc).__name__}")
+        seen[name] = info
+
+    now = timezone.now()
+    created = missing = 0
+    with transaction.atomic():
+        existing = {
+            b.name: b for b in Bucket.objects.select_for_update().filter(tenant=tenant, account=account)
+        }
+        for name, info in seen.items():
+            bucket = existing.get(name)
+            if bucket is None:
+                Bucket.objects.create(tenant=tenant, account=account, name=name, discovered_at=now, **info)
+                created += 1
+                continue
+            for attr, value in info.items():
+                setattr(bucket, attr, value)
+            bucket.missing_since = None
+            bucket.save(update_fields=["region", "versioning", "encryption", "missing_since"])
+        for name, bucket in existing.items():
+            if name not in seen and bucket.missing_since is None:
+                bucket.missing_since = now
+                bucket.save(update_fields=["missing_since"])
+                missing += 1
+        account.last_checked_at = now
+        account.last_error = ""
+        account.save(update_fields=["last_checked_at", "last_error"])
+        summary = {"found": len(seen), "new": created, "newly_missing": missing, "problems": problems}
+        record(tenant, actor, "account.discover", account, summary)
+    return summary
+
+
+def _mark_error(account: AwsAccount, message: str) -> None:
+    account.status = AwsAccount.Status.ERROR
+    account.last_error = message
+    account.last_checked_at = timezone.now()
+    account.save(update_fields=["status", "last_error", "last_checked_at"])
+
+
+def teardown_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> TeardownReport:
+    """Remove every notification and queue s3av created in this account; report what stayed."""
+    from scanning import protection
+    from scanning.models import Bucket
+
+    _check_owner(tenant, account)
+    report = TeardownReport()
+    buckets = Bucket.objects.filter(tenant=tenant, account=account).select_related("account")
+    for bucket in buckets:
+        if not bucket.protected and not bucket.protection:
+            continue
+        report.extend(protection.remove_protection(tenant, bucket))
+    record(tenant, actor, "account.teardown", account, report.as_dict())
+    return report
+
+
+def teardown_tenant(tenant: Tenant, actor: Actor) -> TeardownReport:
+    """Tear down every linked account of the tenant (the accounts and their rows stay)."""
+    report = TeardownReport()
+    for account in AwsAccount.objects.filter(tenant=tenant):
+        report.extend(teardown_account(tenant, actor, account))
+    record(tenant, actor, "tenant.teardown", tenant, report.as_dict())
+    return report
+
+
+def delete_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> TeardownReport:
+    """Tear the account down, then forget it (its buckets and their results go with it)."""
+    report = teardown_account(tenant, actor, account)
+    with transaction.atomic():
+        record(
+            tenant,
+            actor,
+            "account.delete",
+            account,
+            {"account_id": account.account_id, **report.as_dict()},
+        )
+        aws.forget_credentials(account)
+        account.delete()
+    return report
+
+
+def _check_owner(tenant: Tenant, account: AwsAccount) -> None:
+    if account.tenant_id != tenant.pk:
+        raise ServiceError("No such account.")

@@ -1,0 +1,212 @@
+"""CloudFormation templates a tenant deploys to let s3av into one AWS account (or an Organization).
+
+A plain module: no Django. ``role_template`` is the per-account stack; ``stackset_template`` wraps it in
+a service-managed StackSet for the management account of an AWS Organization (Control Tower landing
+zones deploy it to every account of the chosen OUs, including accounts added later).
+
+What the role may do, and why (least privilege; everything else is denied):
+
+- read objects and versions, list buckets and their versions, read bucket location, versioning and
+  encryption: discovery and scanning;
+- read and write object (version) tags: the verdict tags;
+- put objects, delete objects and versions, multipart copy: quarantine, promotion and the delete action;
+- read and write the bucket notification configuration: protection (s3av merges, never replaces);
+- create, configure, read from and delete SQS queues named ``s3av-*`` in this account only: the
+  event queues of protected buckets and their dead-letter queues;
+- optionally ``kms:Decrypt`` and ``kms:GenerateDataKey`` on the KMS keys the tenant lists;
+- optionally read and write bucket policies, only if the tenant opts into the read gate.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+QUEUE_PREFIX = "s3av-"
+ROLE_NAME_DEFAULT = "s3av-scanner"
+
+_S3_BUCKET_ACTIONS = [
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketLocation",
+    "s3:GetBucketVersioning",
+    "s3:GetEncryptionConfiguration",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+    "s3:GetBucketNotification",
+    "s3:PutBucketNotification",
+]
+_S3_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
+_SQS_ACTIONS = [
+    "sqs:CreateQueue",
+    "sqs:DeleteQueue",
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
+    "sqs:SetQueueAttributes",
+    "sqs:TagQueue",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+]
+
+
+def role_template(service_principal: str, external_id: str, description: str = "") -> dict[str, Any]:
+    """The per-account stack: one IAM role trusting ``service_principal`` only with ``external_id``."""
+    statements: list[Any] = [
+        {"Sid": "Buckets", "Effect": "Allow", "Action": _S3_BUCKET_ACTIONS, "Resource": "*"},
+        {
+            "Sid": "Objects",
+            "Effect": "Allow",
+            "Action": _S3_OBJECT_ACTIONS,
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"},
+        },
+        {
+            "Sid": "EventQueues",
+            "Effect": "Allow",
+            "Action": _SQS_ACTIONS,
+            "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:sqs:*:${{AWS::AccountId}}:{QUEUE_PREFIX}*"},
+        },
+        {
+            "Fn::If": [
+                "HasKmsKeys",
+                {
+                    "Sid": "Kms",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": {"Ref": "KmsKeyArns"},
+                },
+                {"Ref": "AWS::NoValue"},
+            ]
+        },
+        {
+            "Fn::If": [
+                "AllowReadGate",
+                {
+                    "Sid": "ReadGate",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetBucketPolicy", "s3:PutBucketPolicy"],
+                    "Resource": "*",
+                },
+                {"Ref": "AWS::NoValue"},
+            ]
+        },
+    ]
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": description
+        or "s3av: a role that lets s3av scan this account's S3 buckets for malware.",
+        "Parameters": {
+            "RoleName": {
+                "Type": "String",
+                "Default": ROLE_NAME_DEFAULT,
+                "AllowedPattern": r"[\w+=,.@-]{1,64}",
+            },
+            "KmsKeyArns": {
+                "Type": "CommaDelimitedList",
+                "Default": "",
+                "Description": "ARNs of the KMS keys that encrypt scanned objects (empty: none).",
+            },
+            "EnableReadGate": {
+                "Type": "String",
+                "Default": "false",
+                "AllowedValues": ["true", "false"],
+                "Description": "Let s3av add its deny-unless-Clean statement to bucket policies.",
+            },
+        },
+        "Conditions": {
+            "HasKmsKeys": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "KmsKeyArns"}]}, ""]}]},
+            "AllowReadGate": {"Fn::Equals": [{"Ref": "EnableReadGate"}, "true"]},
+        },
+        "Resources": {
+            "S3avRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": {"Ref": "RoleName"},
+                    "MaxSessionDuration": 3600,
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"AWS": service_principal},
+                                "Action": "sts:AssumeRole",
+                                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+                            }
+                        ],
+                    },
+                    "Policies": [
+                        {
+                            "PolicyName": "s3av-scanning",
+                            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                        }
+                    ],
+                },
+            }
+        },
+        "Outputs": {
+            "RoleArn": {
+                "Description": "Give this ARN to s3av (verify the account).",
+                "Value": {"Fn::GetAtt": ["S3avRole", "Arn"]},
+            }
+        },
+    }
+
+
+def stackset_template(service_principal: str, external_id: str) -> dict[str, Any]:
+    """For an Organization's management account: deploy the role to every account of the given OUs."""
+    member = role_template(service_principal, external_id)
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "s3av: deploy the s3av scanning role to every account of the given OUs.",
+        "Parameters": {
+            "OrganizationalUnitIds": {
+                "Type": "CommaDelimitedList",
+                "Description": "The OUs (ou-... or the root r-...) whose accounts get the role.",
+            },
+            "Regions": {
+                "Type": "CommaDelimitedList",
+                "Default": "us-east-1",
+                "Description": "One region is enough: IAM is global.",
+            },
+        },
+        "Resources": {
+            "S3avRoleStackSet": {
+                "Type": "AWS::CloudFormation::StackSet",
+                "Properties": {
+                    "StackSetName": "s3av-scanner",
+                    "PermissionModel": "SERVICE_MANAGED",
+                    "AutoDeployment": {"Enabled": True, "RetainStacksOnAccountRemoval": False},
+                    "Capabilities": ["CAPABILITY_NAMED_IAM"],
+                    "ManagedExecution": {"Active": True},
+                    "OperationPreferences": {"FailureTolerancePercentage": 10, "MaxConcurrentPercentage": 25},
+                    "StackInstancesGroup": [
+                        {
+                            "DeploymentTargets": {"OrganizationalUnitIds": {"Ref": "OrganizationalUnitIds"}},
+                            "Regions": {"Ref": "Regions"},
+                        }
+                    ],
+                    "TemplateBody": json.dumps(member, sort_keys=False),
+                },
+            }
+        },
+    }
+
+
+def render(template: dict[str, Any], syntax: str = "json") -> str:
+    if syntax == "yaml":
+        import yaml  # PyYAML; only needed for YAML output
+
+        return str(yaml.safe_dump(template, sort_keys=False, width=120))
+    return json.dumps(template, indent=2)

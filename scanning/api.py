@@ -1,0 +1,204 @@
+"""REST API for scan results (with triage) and scan policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Role
+from accounts.services import record
+from s3av.api import TenantViewSet
+from scanning import services
+from scanning.models import Bucket, InfectedAction, ScanPolicy, ScanResult, Verdict
+
+
+class ScanResultSerializer(serializers.ModelSerializer):
+    bucket = serializers.UUIDField(source="bucket_id", read_only=True)
+
+    class Meta:
+        model = ScanResult
+        fields = [
+            "id", "bucket", "bucket_name", "key", "version_id", "etag", "size", "sha256", "verdict",
+            "signatures", "message", "engine", "signature_version", "action", "action_status",
+            "action_detail", "tags_dropped", "quarantine_bucket", "quarantine_key", "trigger",
+            "duration_ms", "scanned_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+RESULT_FILTERS = [
+    OpenApiParameter("verdict", OpenApiTypes.STR, enum=[v.value for v in Verdict]),
+    OpenApiParameter("bucket", OpenApiTypes.UUID, description="a bucket id"),
+    OpenApiParameter("key", OpenApiTypes.STR, description="exact key"),
+    OpenApiParameter("key_prefix", OpenApiTypes.STR),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="scanned at or after (ISO 8601)"),
+]
+
+
+@extend_schema(parameters=RESULT_FILTERS)
+class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    queryset = ScanResult.objects.none()
+    serializer_class = ScanResultSerializer
+    action_roles = {"rescan": Role.OPERATOR, "release": Role.OPERATOR, "delete_object": Role.OPERATOR}
+
+    def get_queryset(self) -> models.QuerySet[Any]:
+        queryset = super().get_queryset().exclude(verdict="")
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        errors: dict[str, list[str]] = {}
+        if verdict := params.get("verdict"):
+            if verdict not in Verdict.values:
+                errors["verdict"] = [f"Use one of: {', '.join(Verdict.values)}."]
+            queryset = queryset.filter(verdict=verdict)
+        if bucket := params.get("bucket"):
+            try:
+                queryset = queryset.filter(bucket_id=serializers.UUIDField().to_internal_value(bucket))
+            except ValidationError:
+                errors["bucket"] = ["Not a bucket id."]
+        for name in ("key", "key_prefix"):
+            if "\x00" in params.get(name, ""):
+                errors[name] = ["A key cannot contain NUL characters."]
+        if (key := params.get("key")) and "key" not in errors:
+            queryset = queryset.filter(key=key)
+        if (prefix := params.get("key_prefix")) and "key_prefix" not in errors:
+            queryset = queryset.filter(key__startswith=prefix)
+        if since := params.get("since"):
+            try:
+                when = parse_datetime(since)
+            except ValueError:  # well-formed but impossible, e.g. month 13
+                when = None
+            if when is None or when.tzinfo is None:
+                errors["since"] = ["Use an ISO 8601 time with a zone, e.g. 2026-01-31T00:00:00Z."]
+            queryset = queryset.filter(scanned_at__gte=when) if when else queryset
+        if errors:
+            raise ValidationError(errors)
+        return queryset
+
+    @extend_schema(request=None, responses={202: dict})
+    @action(detail=True, methods=["post"])
+    def rescan(self, request: Request, pk: str | None = None) -> Response:
+        result = self.get_object()
+        services.rescan(self.tenant, self.actor, result)
+        return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=ScanResultSerializer)
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str | None = None) -> Response:
+        released = services.release_from_quarantine(self.tenant, self.actor, self.get_object())
+        return Response(ScanResultSerializer(released).data)
+
+    @extend_schema(request=None, responses=ScanResultSerializer)
+    @action(detail=True, methods=["post"], url_path="delete-object")
+    def delete_object(self, request: Request, pk: str | None = None) -> Response:
+        result = services.delete_scanned_object(self.tenant, self.actor, self.get_object())
+        return Response(ScanResultSerializer(result).data)
+
+
+def pattern_list() -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=1024), required=False, max_length=100)
+
+
+class ScanPolicySerializer(serializers.ModelSerializer):
+    include_patterns = pattern_list()
+    exclude_patterns = pattern_list()
+
+    class Meta:
+        model = ScanPolicy
+        fields = [
+            "id", "name", "is_default", "max_object_size", "include_patterns", "exclude_patterns",
+            "tag_objects", "tag_result_key", "tag_date_key", "tag_virus_key", "tag_message_key",
+            "on_infected", "on_unscannable", "on_error", "quarantine_bucket", "quarantine_prefix",
+            "promote_to_bucket", "promote_prefix", "delete_staging_after_promote",
+            "rescan_days_on_signature_change", "scan_bucket_on_infected",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["id", "is_default", "created_at", "updated_at"]
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        # A referenced bucket must be the caller's tenant's: another tenant's id is "does not exist".
+        request = self.context.get("request")
+        tenant = getattr(getattr(request, "_request", None), "tenant", None)
+        fields["promote_to_bucket"].queryset = (  # type: ignore[attr-defined]
+            Bucket.objects.filter(tenant=tenant) if tenant is not None else Bucket.objects.none()
+        )
+        return fields
+
+    def validate_max_object_size(self, value: int) -> int:
+        from django.conf import settings
+
+        if value > settings.MAX_OBJECT_SIZE:
+            raise serializers.ValidationError(
+                f"The engine on this deployment accepts at most {settings.MAX_OBJECT_SIZE} bytes "
+                "(S3AV_MAX_OBJECT_SIZE); larger objects are always Unscannable."
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        merged = (
+            {field: getattr(self.instance, field, None) for field in self.Meta.fields}
+            if self.instance
+            else {}
+        )
+        merged.update(attrs)
+        actions = {merged.get("on_infected"), merged.get("on_unscannable"), merged.get("on_error")}
+        if InfectedAction.QUARANTINE in actions and not merged.get("quarantine_bucket"):
+            raise ValidationError(
+                {"quarantine_bucket": ["Name the bucket that quarantined objects move to."]}
+            )
+        defaults = ScanPolicy()
+        tag_keys = [
+            merged.get(k) or getattr(defaults, k)
+            for k in ("tag_result_key", "tag_date_key", "tag_virus_key", "tag_message_key")
+        ]
+        if len(set(tag_keys)) != len(tag_keys):
+            raise ValidationError({"tag_result_key": ["The four tag keys must differ."]})
+        return attrs
+
+
+class ScanPolicyViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    TenantViewSet,
+):
+    queryset = ScanPolicy.objects.none()
+    serializer_class = ScanPolicySerializer
+    http_method_names = ["get", "post", "patch", "delete"]
+
+    def perform_create(self, serializer: Any) -> None:
+        if ScanPolicy.objects.filter(tenant=self.tenant, name=serializer.validated_data["name"]).exists():
+            raise ValidationError({"name": ["A policy with this name exists."]})
+        policy = serializer.save(tenant=self.tenant)
+        record(self.tenant, self.actor, "policy.create", policy, serializer.data)
+
+    def perform_update(self, serializer: Any) -> None:
+        name = serializer.validated_data.get("name")
+        if (
+            name
+            and ScanPolicy.objects.filter(tenant=self.tenant, name=name)
+            .exclude(pk=serializer.instance.pk)
+            .exists()
+        ):
+            raise ValidationError({"name": ["A policy with this name exists."]})
+        policy = serializer.save()
+        record(self.tenant, self.actor, "policy.update", policy, dict(self.request.data))
+
+    def perform_destroy(self, instance: ScanPolicy) -> None:
+        in_use = Bucket.objects.filter(tenant=self.tenant, policy=instance).count()
+        record(
+            self.tenant, self.actor, "policy.delete", instance, {"buckets_falling_back_to_default": in_use}
+        )
+        instance.delete()

@@ -1,0 +1,459 @@
+"""The scan API: ``POST /api/v1/scan`` (a verdict for an upload) and ``POST /api/v1/scan/existing``.
+
+An upload is streamed to clamd as it arrives and never held in memory: a raw body is read from the
+request stream in 64 KiB chunks; a multipart body goes through an upload handler that passes each chunk
+to a thread feeding clamd's INSTREAM through a small bounded queue. Past the size limit the request is
+answered 413 without reading the rest. Only when the caller asks to store a clean upload is it also
+spooled to a temporary file on disk, to be written to the bucket after the verdict.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import queue
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import HttpRequest
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Role, Tenant, role_at_least
+from accounts.services import Actor, ServiceError, record
+from linked_accounts import aws
+from s3av.api import request_tenant
+from scanning import engine, jobs, s3ops, scanner, services
+from scanning.models import Bucket, JobTrigger, ScanJob, ScanResult, Trigger, UsageMonth, Verdict
+
+CHUNK = 64 * 1024
+_END = object()
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+class LengthRequired(APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = "Send the upload with a Content-Length (chunked bodies are not accepted)."
+    default_code = "length_required"
+
+
+class EngineBusy(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The scanning engine is unavailable; try again shortly."
+    default_code = "engine_unavailable"
+
+
+def upload_limit(tenant: Tenant) -> int:
+    """The tenant's limit when set, never above the deployment's."""
+    limit = int(settings.SCAN_API_MAX_BYTES)
+    if tenant.max_scan_bytes:
+        limit = min(limit, int(tenant.max_scan_bytes))
+    return limit
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The upload is larger than this tenant's scan API limit of {limit} bytes. "
+        "Store the object in a protected bucket and scan it there instead."
+    )
+
+
+class UploadScan:
+    """Counts, hashes and optionally spools the bytes of one upload on their way to clamd."""
+
+    def __init__(self, limit: int, spool: bool) -> None:
+        self.limit = limit
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)  # for S3's Content-MD5 integrity check only
+        self.spool: IO[bytes] | None = tempfile.TemporaryFile() if spool else None  # noqa: SIM115
+        self.reply: engine.EngineReply | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _too_large(self.limit)
+        self.sha256.update(chunk)
+        if self.spool is not None:
+            self.md5.update(chunk)
+            self.spool.write(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
+
+def _clamd() -> engine.ClamdClient:
+    return services.clamd_client()
+
+
+class ClamdUploadHandler(FileUploadHandler):
+    """Scans the first file of a multipart body while Django parses it; keeps none of it in memory.
+
+    Django's parser pushes chunks; clamd's client pulls them. A thread runs the scan, reading from a
+    queue of at most four chunks, so a slow clamd slows the upload instead of buffering it.
+    """
+
+    chunk_size = CHUNK
+
+    def __init__(self, request: HttpRequest, scan: UploadScan) -> None:
+        super().__init__(request)
+        self.scan = scan
+        self.chunks: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.handled = False
+
+    def _run(self) -> None:
+        def pull() -> Iterator[bytes]:
+            while True:
+                item = self.chunks.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        try:
+            self.scan.reply = _clamd().scan_stream(pull())
+        except BaseException as exc:  # handed to the request thread in file_complete
+            self.error = exc
+
+    def _put(self, item: Any) -> None:
+        while True:
+            if self.thread is None or not self.thread.is_alive():
+                return  # the scan ended early (clamd gone); file_complete reports it
+            try:
+                self.chunks.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                continue
+
+    def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
+        super().new_file(field_name, *args, **kwargs)
+        if self.thread is None and not self.handled:
+            self.thread = threading.Thread(target=self._run, name="scan-upload", daemon=True)
+            self.thread.start()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        if self.handled or self.thread is None:
+            return None  # only the first file is scanned; the rest is dropped
+        try:
+            self._put(self.scan.feed(raw_data))
+        except PayloadTooLarge as exc:
+            self._put(exc)
+            self.thread.join(timeout=30)
+            raise
+        return None
+
+    def file_complete(self, file_size: int) -> Any:
+        if self.thread is None or self.handled:
+            return None
+        self._put(_END)
+        self.thread.join(timeout=settings.CLAMD_TIMEOUT + 30)
+        self.handled = True
+        return _ScannedMarker(self.field_name or "file", self.scan.size)
+
+
+class _ScannedMarker:
+    """Stands in request.FILES for the scanned file, which was never stored."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+
+    def close(self) -> None:
+        pass
+
+
+def _raw_chunks(request: HttpRequest, scan: UploadScan) -> Iterator[bytes]:
+    while True:
+        chunk = request.read(CHUNK)
+        if not chunk:
+            return
+        yield scan.feed(chunk)
+
+
+def _is_multipart(request: HttpRequest) -> bool:
+    return (request.content_type or "").startswith("multipart/")
+
+
+ScanVerdictSerializer = inline_serializer(
+    "ScanVerdict",
+    {
+        "verdict": serializers.ChoiceField(choices=[v.value for v in Verdict]),
+        "signatures": serializers.ListField(child=serializers.CharField()),
+        "message": serializers.CharField(),
+        "sha256": serializers.CharField(),
+        "size": serializers.IntegerField(),
+        "engine": serializers.CharField(),
+        "signature_version": serializers.CharField(),
+        "stored": serializers.DictField(
+            required=False, help_text="bucket, key, version_id of the stored copy"
+        ),
+        "result": serializers.UUIDField(
+            required=False, help_text="the scan result (stored or existing object)"
+        ),
+    },
+)
+
+
+class ScanUploadView(APIView):
+    """POST a file (raw body, or multipart with one file field); get the verdict back."""
+
+    write_role = Role.OPERATOR
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        django_request = request._request
+        tenant = getattr(django_request, "tenant", None)
+        if tenant is not None and role_at_least(getattr(django_request, "role", None), Role.OPERATOR):
+            # Before authentication: a session's CSRF check reads request.POST, which parses the body.
+            params = django_request.GET
+            self.scan = UploadScan(upload_limit(tenant), spool=bool(params.get("bucket")))
+            length = django_request.META.get("CONTENT_LENGTH") or ""
+            if not length.isdigit() or int(length) == 0:
+                # Django reads no more than Content-Length: without one (chunked) it would read nothing
+                # and the empty body would come back Clean for bytes never scanned.
+                self.scan.close()
+                raise LengthRequired()
+            if length.isdigit() and int(length) > self.scan.limit + (
+                64 * 1024 if _is_multipart(django_request) else 0
+            ):
+                self.scan.close()
+                raise _too_large(self.scan.limit)
+            if _is_multipart(django_request):
+                self.handler = ClamdUploadHandler(django_request, self.scan)
+                django_request.upload_handlers = [self.handler]
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY, "multipart/form-data": OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter(
+                "bucket", OpenApiTypes.UUID, description="store a clean upload in this protected bucket"
+            ),
+            OpenApiParameter("key", OpenApiTypes.STR, description="the key to store it under"),
+        ],
+        responses={200: ScanVerdictSerializer, 413: None},
+    )
+    def post(self, request: Request) -> Response:
+        tenant = request_tenant(request)
+        django_request = request._request
+        scan: UploadScan = self.scan
+        try:
+            target = _store_target(tenant, django_request.GET)
+            engine_name, signature_version = services.engine_identity().get()
+            if _is_multipart(django_request):
+                django_request.FILES  # noqa: B018 - parsing the body runs the scan
+                if self.handler.error is not None:
+                    raise self.handler.error
+                if not self.handler.handled:
+                    raise ValidationError(
+                        {"file": ["Send the file as the body, or as one multipart file field."]}
+                    )
+            else:
+                scan.reply = _clamd().scan_stream(_raw_chunks(django_request, scan))
+            reply = scan.reply
+            if reply is None:
+                raise EngineBusy()
+            verdict = scanner._ENGINE_STATUS[reply.status]
+            UsageMonth.add(tenant, objects=1, size=scan.size)
+            body: dict[str, Any] = {
+                "verdict": verdict,
+                "signatures": list(reply.signatures),
+                "message": f"the engine could not inspect it fully: {reply.reason}"
+                if verdict == Verdict.UNSCANNABLE
+                else "",
+                "sha256": scan.sha256.hexdigest(),
+                "size": scan.size,
+                "engine": engine_name,
+                "signature_version": signature_version,
+            }
+            if target is not None and verdict == Verdict.CLEAN:
+                result = store_clean_upload(tenant, Actor.from_request(django_request), target, scan, body)
+                body["stored"] = {
+                    "bucket": str(target[0].pk),
+                    "key": target[1],
+                    "version_id": result.version_id,
+                }
+                body["result"] = str(result.pk)
+            elif target is not None:
+                body["message"] = (
+                    body["message"] + "; " if body["message"] else ""
+                ) + "not stored: not Clean"
+        except engine.EngineUnavailable as exc:
+            raise EngineBusy() from exc
+        finally:
+            scan.close()
+        return Response(body)
+
+
+def _store_target(tenant: Tenant, params: Any) -> tuple[Bucket, str] | None:
+    bucket_id, key = params.get("bucket"), params.get("key")
+    if not bucket_id:
+        return None
+    try:
+        uuid.UUID(bucket_id)
+    except ValueError:
+        raise ValidationError({"bucket": ["Not a bucket id."]}) from None
+    bucket = Bucket.objects.select_related("account").filter(tenant=tenant, pk=bucket_id).first()
+    if bucket is None:
+        raise ValidationError({"bucket": ["No such bucket."]})
+    if not bucket.protected:
+        raise ValidationError({"bucket": ["Clean uploads are stored only in a protected bucket."]})
+    if not key or len(key.encode()) > 1024:
+        raise ValidationError({"key": ["Name the key to store the upload under (at most 1024 bytes)."]})
+    return bucket, key
+
+
+def store_clean_upload(
+    tenant: Tenant, actor: Actor, target: tuple[Bucket, str], scan: UploadScan, verdict: dict[str, Any]
+) -> ScanResult:
+    """Write a scanned Clean upload to the bucket, tagged, and record the verdict pinned to the version
+    written, so the bucket's own event scan of it folds into this result instead of scanning again."""
+    bucket, key = target
+    assert scan.spool is not None
+    if scan.size > s3ops.COPY_OBJECT_LIMIT:
+        raise ValidationError({"bucket": ["Uploads over 5 GB cannot be stored from the scan API."]})
+    policy = bucket.effective_policy()
+    now = timezone.now()
+    tags = [
+        (policy.tag_result_key, Verdict.CLEAN),
+        (policy.tag_date_key, now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    ]
+    scan.spool.seek(0)
+    s3 = aws.client_for(bucket.account, "s3", bucket.region)
+    try:
+        # Content-MD5: S3 refuses the write if the bytes arriving differ from those scanned.
+        response = s3.put_object(
+            Bucket=bucket.name,
+            Key=key,
+            Body=scan.spool,
+            ContentLength=scan.size,
+            ContentMD5=base64.b64encode(scan.md5.digest()).decode(),
+            Tagging=urlencode(tags),
+        )
+    except Exception as exc:
+        failure = s3ops.to_s3_error(exc, f"s3://{bucket.name}/{key}", "writing")
+        raise ServiceError(f"Storing the upload failed: {failure.message}", field="bucket") from exc
+    version_id = response.get("VersionId") or ""
+    etag = str(response.get("ETag", "")).strip('"')
+    result = ScanResult.objects.create(
+        tenant=tenant,
+        bucket=bucket,
+        bucket_name=bucket.name,
+        key=key,
+        version_id=version_id,
+        etag=etag,
+        size=scan.size,
+        sha256=verdict["sha256"],
+        verdict=Verdict.CLEAN,
+        engine=verdict["engine"],
+        signature_version=verdict["signature_version"],
+        action="stored+tagged",
+        action_status=ScanResult.ActionStatus.DONE,
+        trigger=Trigger.API,
+        dedupe_key=services.dedupe_key_for(bucket, key, version_id or None, etag, False),
+        scanned_at=now,
+    )
+    record(tenant, actor, "scan.store", result, {"bucket": bucket.name, "key": key, "size": scan.size})
+    return result
+
+
+class ScanExistingSerializer(serializers.Serializer):
+    bucket = serializers.UUIDField()
+    key = serializers.CharField(max_length=1024, trim_whitespace=False)
+    version_id = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+
+
+# "async" is a Python keyword: declare it by name.
+ScanExistingSerializer._declared_fields["async"] = serializers.BooleanField(
+    required=False, default=False, help_text="Queue the scan and answer 202 with a job to poll."
+)
+
+
+def _result_body(result: ScanResult) -> dict[str, Any]:
+    return {
+        "verdict": result.verdict,
+        "signatures": result.signatures,
+        "message": result.message,
+        "sha256": result.sha256,
+        "size": result.size,
+        "engine": result.engine,
+        "signature_version": result.signature_version,
+        "result": str(result.pk),
+        "action": result.action,
+    }
+
+
+class ScanExistingView(APIView):
+    """Scan an object already stored in one of the tenant's buckets, now (or queued, with ``async``)."""
+
+    write_role = Role.OPERATOR
+
+    @extend_schema(
+        request=ScanExistingSerializer,
+        responses={
+            200: ScanVerdictSerializer,
+            202: inline_serializer("ScanQueued", {"job": serializers.UUIDField()}),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        tenant = request_tenant(request)
+        incoming = ScanExistingSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        bucket = (
+            Bucket.objects.select_related("account", "policy")
+            .filter(tenant=tenant, pk=data["bucket"])
+            .first()
+        )
+        if bucket is None:
+            raise ValidationError({"bucket": ["No such bucket."]})
+        actor = Actor.from_request(request._request)
+        if data["async"]:
+            running = ScanJob.objects.running().for_target(bucket, "", data["key"]).first()
+            job = running or jobs.start_bucket_scan(
+                tenant, actor, bucket, "", JobTrigger.API, key=data["key"], version_id=data["version_id"]
+            )
+            return Response(
+                {"job": str(job.pk), "status": job.status, "poll": f"/api/v1/jobs/{job.pk}"},
+                status=status.HTTP_202_ACCEPTED,
+            )
+        if not bucket.effective_policy().wants(data["key"]):
+            raise ValidationError({"key": ["The bucket's policy excludes this key."]})
+        record(tenant, actor, "scan.request", bucket, {"key": data["key"], "version_id": data["version_id"]})
+        try:
+            result = services.run_scan(
+                tenant,
+                bucket,
+                data["key"],
+                version_id=data["version_id"] or None,
+                etag=None,
+                trigger=Trigger.API,
+                dedupe_key=uuid.uuid4().hex,
+            )
+        except (s3ops.TransientS3Error, engine.EngineUnavailable, services.ScanInProgress) as exc:
+            raise EngineBusy(f"The object could not be scanned now ({exc}); try again shortly.") from exc
+        except aws.AssumeRoleFailed as exc:
+            raise ValidationError({"bucket": [exc.message]}) from exc
+        assert result is not None
+        return Response(_result_body(result))

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The demo: a working tenant, a local S3 endpoint (moto's server), clamd, a worker, the ingest loop,
+# the scheduler and the portal, all on this machine. Stop with Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export S3AV_DEBUG="${S3AV_DEBUG:-true}"
+export S3AV_SECRET_KEY="${S3AV_SECRET_KEY:-demo-secret-key-demo-secret-key-0123456789}"
+export S3AV_DEMO_PASSWORD="${S3AV_DEMO_PASSWORD:-s3av-demo-password}"
+export S3AV_DEMO_S3_PORT="${S3AV_DEMO_S3_PORT:-5055}"
+export S3AV_AWS_ENDPOINT_URL="${S3AV_AWS_ENDPOINT_URL:-http://127.0.0.1:${S3AV_DEMO_S3_PORT}}"
+# moto's server accepts any AssumeRole, so it cannot prove a role requires the external id.
+export S3AV_AWS_CONFUSED_DEPUTY_CHECK="${S3AV_AWS_CONFUSED_DEPUTY_CHECK:-false}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-demo}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-demo}"
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+export S3AV_CLAMD="${S3AV_CLAMD:-unix://$PWD/var/clamav/clamd.sock}"
+export S3AV_BIND="${S3AV_BIND:-127.0.0.1:8000}"
+export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
+
+# PostgreSQL and Redis when this machine runs them (make services starts them); else SQLite.
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='s3av_demo'" | grep -q 1 \
+      || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE s3av_demo"
+    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/s3av_demo"
+  fi
+fi
+export S3AV_BROKER_URL="${S3AV_BROKER_URL:-redis://127.0.0.1:6379/1}"
+
+mkdir -p var
+echo "starting the local S3 endpoint on ${S3AV_AWS_ENDPOINT_URL}"
+.venv/bin/python -m moto.server -H 127.0.0.1 -p "${S3AV_DEMO_S3_PORT}" >var/demo-s3.log 2>&1 &
+S3_PID=$!
+trap 'kill ${S3_PID} 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -fs "${S3AV_AWS_ENDPOINT_URL}/moto-api/" >/dev/null 2>&1 && break; sleep 0.2; done
+
+.venv/bin/python manage.py migrate --noinput -v0
+.venv/bin/python manage.py collectstatic --noinput -v0
+SETUP=$(.venv/bin/python manage.py demo_setup --password "${S3AV_DEMO_PASSWORD}")
+echo "${SETUP}"
+API_KEY=$(sed -n 's/^api key: //p' <<<"${SETUP}")
+
+cat <<EOT
+
+  s3av demo is starting.
+  Portal:       ${S3AV_PUBLIC_URL}/            sign in as admin@demo.local / ${S3AV_DEMO_PASSWORD}
+  Django admin: ${S3AV_PUBLIC_URL}/admin/      sign in as staff@demo.local / ${S3AV_DEMO_PASSWORD}
+  API docs:     ${S3AV_PUBLIC_URL}/api/v1/docs/
+  Results:      curl -H "Authorization: Bearer ${API_KEY}" ${S3AV_PUBLIC_URL}/api/v1/results/
+  Upload more:  AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo aws --endpoint-url ${S3AV_AWS_ENDPOINT_URL} \\
+                  s3 cp FILE s3://demo-uploads/incoming/
+  Stop with Ctrl-C.
+
+EOT
+.venv/bin/honcho start -f Procfile

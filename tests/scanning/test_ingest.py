@@ -1,0 +1,265 @@
+import json
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+from django_scopes import scope
+
+from accounts.services import Actor
+from scanning import ingest, protection
+from scanning import services as scan_services
+from tests.fixtures.s3server import make_test_client
+from tests.linked_accounts import fixtures as aws_fixtures
+from tests.linked_accounts.factories import make_bucket_row
+
+pytestmark = pytest.mark.django_db
+
+aws_endpoint = aws_fixtures.aws_endpoint
+moto_account = aws_fixtures.moto_account
+
+ACTOR = Actor.system("test")
+
+
+def _event(key, bucket="b", name="ObjectCreated:Put", **obj):
+    return {
+        "eventSource": "aws:s3",
+        "eventName": name,
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 5, "eTag": "abc", **obj}},
+    }
+
+
+def _body(*records):
+    return json.dumps({"Records": list(records)})
+
+
+# --- parsing ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoded", "key"),
+    [
+        ("my+file.txt", "my file.txt"),
+        ("a%2Bb.txt", "a+b.txt"),
+        ("dir/caf%C3%A9+%E2%9C%93.pdf", "dir/café ✓.pdf"),
+        ("dir%2Fsub%2Fx", "dir/sub/x"),
+        ("100%25.txt", "100%.txt"),
+    ],
+)
+def test_it_decodes_keys(encoded, key):
+    (event,) = ingest.parse_message(_body(_event(encoded)))
+    assert event.key == key
+
+
+def test_it_reads_version_etag_size_and_sequencer():
+    (event,) = ingest.parse_message(_body(_event("k", versionId="v1", sequencer="0055")))
+    assert (event.bucket, event.version_id, event.etag, event.size, event.sequencer) == (
+        "b",
+        "v1",
+        "abc",
+        5,
+        "0055",
+    )
+
+
+def test_it_ignores_the_test_event_and_other_event_types():
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"})
+    assert ingest.parse_message(test_event) == []
+    assert ingest.parse_message(_body(_event("k", name="ObjectRemoved:Delete"))) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1]",
+        json.dumps({"hello": 1}),
+        _body({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}),
+        _body({"eventSource": "aws:sns"}),
+    ],
+)
+def test_it_calls_anything_else_poison(body):
+    with pytest.raises(ingest.PoisonMessage):
+        ingest.parse_message(body)
+
+
+# --- against the endpoint ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqs(s3_endpoint):
+    return make_test_client(s3_endpoint, "sqs")
+
+
+@pytest.fixture
+def protected(tenant, moto_account, make_bucket):
+    name = make_bucket()
+    with scope(tenant=tenant):
+        bucket = make_bucket_row(tenant, moto_account, name)
+        protection.protect_bucket(tenant, ACTOR, bucket)
+    yield bucket
+    with scope(tenant=tenant):
+        protection.remove_protection(tenant, bucket)
+
+
+@pytest.fixture
+def requested(monkeypatch):
+    calls = []
+
+    def fake_request_scan(tenant, actor, bucket, key, **kwargs):
+        calls.append({"tenant": tenant.pk, "bucket": bucket.pk, "key": key, **kwargs})
+        return "dedupe"
+
+    monkeypatch.setattr(scan_services, "request_scan", fake_request_scan)
+    return calls
+
+
+def _counts(sqs, url):
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def _drain_until(predicate, attempts=5):
+    stats = []
+    for _ in range(attempts):
+        stats.append(ingest.drain_once(wait_seconds=1))
+        if predicate():
+            break
+    return stats
+
+
+def test_an_upload_becomes_a_scan_request_and_the_message_is_deleted(
+    tenant, protected, s3_client, sqs, requested
+):
+    s3_client.put_object(Bucket=protected.name, Key="reports/q1 (final)+café.txt", Body=b"hello")
+    _drain_until(lambda: requested)
+    assert [c["key"] for c in requested] == ["reports/q1 (final)+café.txt"]
+    (call,) = requested
+    assert call["bucket"] == protected.pk and call["tenant"] == tenant.pk
+    assert call["etag"] and call["size"] == 5 and call["trigger"] == "event"
+    assert _counts(sqs, protected.protection["queue_url"]) == (0, 0)  # test event and upload both deleted
+
+
+def test_a_poison_message_does_not_stop_the_loop(protected, s3_client, sqs, requested):
+    url = protected.protection["queue_url"]
+    sqs.send_message(QueueUrl=url, MessageBody="this is not an S3 event")
+    sqs.send_message(QueueUrl=url, MessageBody=_body(_event("x", bucket="someone-elses-bucket")))
+    s3_client.put_object(Bucket=protected.name, Key="good.txt", Body=b"ok")
+    stats = _drain_until(lambda: requested)
+    assert [c["key"] for c in requested] == ["good.txt"]
+    assert sum(s.poison for s in stats) == 2
+    visible, in_flight = _counts(sqs, url)
+    assert visible + in_flight == 2  # left for the dead-letter policy, not deleted
+
+
+def test_a_message_stays_when_its_scan_cannot_be_enqueued(protected, sqs, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(scan_services, "request_scan", broken)
+    url = protected.protection["queue_url"]
+    sqs.send_message(QueueUrl=url, MessageBody=_body(_event("k", bucket=protected.name)))
+    stats = _drain_until(lambda: False, attempts=2)
+    assert sum(s.failed for s in stats) == 1 and sum(s.deleted for s in stats) <= 1  # the test event only
+    visible, in_flight = _counts(sqs, url)
+    assert visible + in_flight == 1
+
+
+def test_the_real_request_scan_sends_one_message_per_record(
+    protected, sqs, django_capture_on_commit_callbacks
+):
+    from scanning.actors import scan_object
+
+    broker = scan_object.broker
+    broker.flush_all()
+    body = _body(_event("a+b", bucket=protected.name, versionId="v1"), _event("c", bucket=protected.name))
+    sqs.send_message(QueueUrl=protected.protection["queue_url"], MessageBody=body)
+    enqueued = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            enqueued += ingest.drain_once(wait_seconds=1).enqueued
+            if enqueued >= 2:
+                break
+    assert enqueued == 2
+    keys = sorted(json.loads(m)["args"][2] for m in list(broker.queues["scans"].queue))
+    assert keys == ["a b", "c"]
+    broker.flush_all()
+
+
+def test_the_command_polls_once(protected, s3_client, requested):
+    s3_client.put_object(Bucket=protected.name, Key="cmd.txt", Body=b"x")
+    for _ in range(5):
+        call_command("ingest_events", "--once", "--wait", "1")
+        if requested:
+            break
+    assert [c["key"] for c in requested] == ["cmd.txt"]
+
+
+def test_the_loop_picks_up_new_uploads_and_stops_when_asked(protected, s3_client, requested, monkeypatch):
+    # The test's database connection lives on this thread; the loop runs here too, stopped from a timer.
+    stop = threading.Event()
+    s3_client.put_object(Bucket=protected.name, Key="loop.txt", Body=b"x")
+
+    def on_pass(stats):
+        if requested:
+            stop.set()
+
+    timer = threading.Timer(20, stop.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        total = ingest.run(stop, wait_seconds=1, refresh_seconds=0.5, on_pass=on_pass)
+    finally:
+        timer.cancel()
+    assert [c["key"] for c in requested] == ["loop.txt"]
+    assert total.enqueued == 1
+    assert time.monotonic() - started < 15
+
+
+def test_unprotected_and_suspended_tenants_buckets_are_not_polled(tenant, protected):
+    assert protected.pk in {b.pk for b in ingest.active_buckets()}
+    tenant.status = "suspended"
+    tenant.save(update_fields=["status"])
+    assert protected.pk not in {b.pk for b in ingest.active_buckets()}
+
+
+def test_an_uploaded_eicar_is_found_through_the_event_path(
+    tenant, key_client, moto_account, make_bucket, s3_client, aws_settings, django_capture_on_commit_callbacks
+):
+    """Protect through the API, upload, ingest, run the scan message: Infected within one pass."""
+    from dramatiq import Message
+
+    from accounts.models import Role
+    from scanning.actors import scan_object
+    from scanning.models import ScanResult, Verdict
+    from tests.fixtures.scanning import EICAR
+
+    name = make_bucket()
+    bucket = make_bucket_row(tenant, moto_account, name)
+    assert key_client(tenant, Role.OPERATOR).post(f"/api/v1/buckets/{bucket.pk}/protect").status_code == 200
+    broker = scan_object.broker
+    broker.flush_all()
+    s3_client.put_object(Bucket=name, Key="upload/eicar test.com", Body=EICAR)
+    enqueued = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            enqueued += ingest.drain_once(wait_seconds=1).enqueued
+            if enqueued:
+                break
+    assert enqueued == 1
+    (raw,) = list(broker.queues["scans"].queue)
+    message = Message.decode(raw)
+    broker.flush_all()
+    scan_object(*message.args, **message.kwargs)
+    with scope(tenant=tenant):
+        result = ScanResult.objects.get(tenant=tenant, bucket=bucket, key="upload/eicar test.com")
+    assert result.verdict == Verdict.INFECTED
+    tags = {
+        t["Key"]: t["Value"]
+        for t in s3_client.get_object_tagging(Bucket=name, Key="upload/eicar test.com")["TagSet"]
+    }
+    assert tags["scan-result"] == "Infected"

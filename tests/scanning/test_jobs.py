@@ -1,0 +1,354 @@
+"""Bucket scans on real parts (moto's S3 server, clamd), with the stub broker drained in the test."""
+
+from __future__ import annotations
+
+import pytest
+from django_scopes import scope
+
+from accounts.models import Role
+from accounts.services import Actor, ServiceError
+from scanning import jobs, s3ops
+from scanning.actors import scan_object
+from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanResult, Verdict
+from tests.fixtures.scanning import EICAR
+from tests.scanning.jobkit import drain, queued
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_broker")]
+
+SYSTEM = Actor.system("test")
+
+
+def _put_many(s3_client, bucket, objects):
+    for key, body in objects.items():
+        s3_client.put_object(Bucket=bucket.name, Key=key, Body=body)
+
+
+def _start(tenant, bucket, prefix="", django_capture_on_commit_callbacks=None, **kwargs):
+    with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True):
+        return jobs.start_bucket_scan(tenant, SYSTEM, bucket, prefix, **kwargs)
+
+
+def _run_all(tenant):
+    with scope(tenant=tenant):
+        drain()
+
+
+def _job(tenant, job):
+    with scope(tenant=tenant):
+        return ScanJob.objects.get(pk=job.pk)
+
+
+def test_it_scans_a_prefix_with_clean_and_infected_objects(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(
+        s3_client,
+        bucket,
+        {
+            "in/a.txt": b"alpha " * 50,
+            "in/b.txt": b"beta " * 50,
+            "in/eicar.com": EICAR,
+            "out/eicar.com": EICAR,
+        },
+    )
+    job = _start(tenant, bucket, "in/", django_capture_on_commit_callbacks)
+    assert [m.actor_name for m in queued("listing")] == ["list_job"]
+    _run_all(tenant)
+    job = _job(tenant, job)
+    assert job.status == JobStatus.DONE
+    assert (job.listed, job.queued, job.scanned, job.clean_count, job.infected, job.skipped) == (
+        3,
+        3,
+        3,
+        2,
+        1,
+        0,
+    )
+    assert job.finished_at is not None
+    with scope(tenant=tenant):
+        assert sorted(ScanResult.objects.final().values_list("key", flat=True)) == [
+            "in/a.txt",
+            "in/b.txt",
+            "in/eicar.com",
+        ]
+        assert not ScanJobItem.objects.filter(job=job).exists()
+
+
+def test_a_restarted_listing_resumes_from_its_checkpoint(
+    tenant, make_linked_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {f"k/{n:03d}.txt": f"object {n}".encode() for n in range(25)})
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    with scope(tenant=tenant):
+        # The first worker lists one page of ten, then dies before the next page.
+        assert jobs.list_slice(str(job.pk), max_pages=1, page_size=10) == "continue"
+    first = _job(tenant, job)
+    assert (first.status, first.listed, first.queued, first.pages_listed) == (JobStatus.LISTING, 10, 10, 1)
+    assert first.list_token
+    assert s3_calls["ListObjectsV2"] == 1
+    with scope(tenant=tenant):
+        # A restarted worker continues at the checkpoint: two more pages, not three.
+        assert jobs.list_slice(str(job.pk), page_size=10) == "done"
+    resumed = _job(tenant, job)
+    assert s3_calls["ListObjectsV2"] == 3
+    assert (resumed.status, resumed.listed, resumed.queued, resumed.pages_listed) == (
+        JobStatus.SCANNING,
+        25,
+        25,
+        3,
+    )
+    assert len({m.args[2] for m in queued("scans")}) == 25
+    assert len(queued("scans")) == 25
+    _run_all(tenant)
+    done = _job(tenant, job)
+    assert (done.status, done.scanned, done.clean_count) == (JobStatus.DONE, 25, 25)
+
+
+def test_a_page_listed_twice_after_a_crash_is_counted_once(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {f"k/{n}.txt": f"object {n}".encode() for n in range(4)})
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    with scope(tenant=tenant):
+        ScanJob.objects.filter(pk=job.pk).update(status=JobStatus.LISTING, signature_version="sig-1")
+        job = ScanJob.objects.select_related("bucket").get(pk=job.pk)
+        s3 = jobs.s3_client_for(bucket)
+        page = next(s3ops.iter_keys(s3, bucket.name))
+        policy = bucket.effective_policy()
+        # The first copy sent the scans and checkpointed; a redelivered copy that listed the same page
+        # from the same token loses the conditional checkpoint and counts nothing.
+        stale = ScanJob.objects.select_related("bucket").get(pk=job.pk)
+        assert jobs.enqueue_page(job, page, policy, "sig-1") is True
+        assert jobs.enqueue_page(stale, page, policy, "sig-1") is False
+        assert ScanJobItem.objects.filter(job=job).count() == 4
+    _run_all(tenant)
+    done = _job(tenant, job)
+    assert (done.listed, done.scanned, done.status) == (4, 4, JobStatus.DONE)
+    with scope(tenant=tenant):
+        assert ScanResult.objects.final().count() == 4  # the duplicate messages scanned nothing twice
+
+
+def test_a_redelivered_scan_message_counts_once(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {"one.txt": b"just one", "two.txt": b"and two"})
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    with scope(tenant=tenant):
+        drain(queues=("listing",))
+    message = queued("scans")[0]
+    scan_object.fn(*message.args, **message.kwargs)
+    scan_object.fn(*message.args, **message.kwargs)
+    assert _job(tenant, job).scanned == 1
+    _run_all(tenant)
+    assert (_job(tenant, job).scanned, _job(tenant, job).status) == (2, JobStatus.DONE)
+
+
+def test_cancel_stops_listing_and_drops_pending_scans(
+    tenant, make_linked_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {f"k/{n:02d}.txt": f"object {n}".encode() for n in range(15)})
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    with scope(tenant=tenant):
+        assert jobs.list_slice(str(job.pk), max_pages=1, page_size=10) == "continue"
+        cancelled = jobs.cancel_job(tenant, SYSTEM, ScanJob.objects.get(pk=job.pk))
+        assert cancelled.status == JobStatus.CANCELLED
+        assert jobs.list_slice(str(job.pk), page_size=10) == "stop"
+        with pytest.raises(ServiceError):
+            jobs.cancel_job(tenant, SYSTEM, cancelled)
+    _run_all(tenant)
+    assert s3_calls["GetObject"] == 0
+    assert s3_calls["ListObjectsV2"] == 1
+    final = _job(tenant, job)
+    assert (final.status, final.listed, final.scanned) == (JobStatus.CANCELLED, 10, 0)
+    with scope(tenant=tenant):
+        assert not ScanResult.objects.exists()
+
+
+def test_a_second_scan_of_unchanged_objects_downloads_nothing(
+    tenant, make_linked_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {f"k/{n}.txt": f"object {n}".encode() for n in range(6)})
+    first = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    assert _job(tenant, first).scanned == 6
+    assert s3_calls["GetObject"] == 6
+
+    s3_calls.clear()
+    s3_client.put_object(Bucket=bucket.name, Key="k/0.txt", Body=b"changed bytes")
+    second = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    again = _job(tenant, second)
+    assert (again.status, again.listed, again.skipped, again.scanned) == (JobStatus.DONE, 6, 5, 1)
+    assert s3_calls["GetObject"] == 1  # only the changed object
+
+
+def test_new_signatures_rescan_what_is_known(
+    tenant, make_linked_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {f"k/{n}.txt": f"object {n}".encode() for n in range(3)})
+    _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    s3_calls.clear()
+    # A job pinned to another signature version treats the old verdicts as stale.
+    job = _start(
+        tenant,
+        bucket,
+        "",
+        django_capture_on_commit_callbacks,
+        trigger=JobTrigger.SIGNATURES,
+        signature_version="new",
+    )
+    _run_all(tenant)
+    assert (_job(tenant, job).skipped, _job(tenant, job).scanned) == (0, 3)
+    assert s3_calls["GetObject"] == 3
+
+
+def test_a_time_window_limits_what_is_listed(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {"a.txt": b"a", "b.txt": b"b"})
+    job = _start(
+        tenant,
+        bucket,
+        "",
+        django_capture_on_commit_callbacks,
+        modified_after=timezone.now() + timedelta(hours=1),
+    )
+    _run_all(tenant)
+    assert (_job(tenant, job).listed, _job(tenant, job).status) == (0, JobStatus.DONE)
+
+
+def test_every_version_is_scanned_when_asked(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant, versioned=True)
+    s3_client.put_object(Bucket=bucket.name, Key="doc.txt", Body=EICAR)
+    s3_client.put_object(Bucket=bucket.name, Key="doc.txt", Body=b"cleaned up")
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks, all_versions=True)
+    _run_all(tenant)
+    done = _job(tenant, job)
+    assert (done.listed, done.clean_count, done.infected) == (2, 1, 1)
+
+
+def test_one_running_job_per_target(tenant, make_linked_bucket, django_capture_on_commit_callbacks):
+    bucket = make_linked_bucket(tenant)
+    _start(tenant, bucket, "p/", django_capture_on_commit_callbacks)
+    with pytest.raises(ServiceError, match="already running"):
+        _start(tenant, bucket, "p/", django_capture_on_commit_callbacks)
+    _start(tenant, bucket, "other/", django_capture_on_commit_callbacks)  # another target is fine
+
+
+def test_listing_a_missing_bucket_fails_the_job(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        type(bucket).objects.filter(pk=bucket.pk).update(name="s3av-no-such-bucket-here")
+        bucket.refresh_from_db()
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    failed = _job(tenant, job)
+    assert failed.status == JobStatus.FAILED
+    assert "does not exist" in failed.error
+
+
+def test_malware_found_scans_the_rest_of_the_bucket(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    from scanning import services
+
+    bucket = make_linked_bucket(tenant, scan_bucket_on_infected=True)
+    _put_many(
+        s3_client, bucket, {"new/eicar.com": EICAR, "old/a.txt": b"never scanned", "old/b.txt": b"nor this"}
+    )
+    etag = s3_client.head_object(Bucket=bucket.name, Key="new/eicar.com")["ETag"]
+    with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True):
+        dedupe = services.dedupe_key_for(bucket, "new/eicar.com", None, etag, False)
+        result = services.run_scan(
+            tenant, bucket, "new/eicar.com", version_id=None, etag=etag, trigger="event", dedupe_key=dedupe
+        )
+    assert result.verdict == Verdict.INFECTED
+    with scope(tenant=tenant):
+        job = ScanJob.objects.get(bucket=bucket)
+    assert (job.trigger, job.prefix) == (JobTrigger.INFECTED, "")
+    _run_all(tenant)
+    done = _job(tenant, job)
+    assert (done.status, done.listed, done.skipped, done.scanned) == (JobStatus.DONE, 3, 1, 2)
+    with scope(tenant=tenant):
+        assert ScanJob.objects.count() == 1  # the job's own findings start no further job
+
+
+# --- API ---------------------------------------------------------------------------------------------
+
+
+def test_an_operator_starts_watches_and_cancels_scans(
+    tenant, make_linked_bucket, s3_client, key_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {"p/a.txt": b"a", "p/eicar.com": EICAR})
+    client = key_client(tenant, Role.OPERATOR)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/v1/jobs/", {"bucket": str(bucket.pk), "prefix": "p/"}, format="json")
+    assert response.status_code == 201, response.content
+    job_id = response.json()["id"]
+    assert response.json()["status"] == "queued"
+    assert response.json()["trigger"] == "api"
+    _run_all(tenant)
+    progress = client.get(f"/api/v1/jobs/{job_id}").json()
+    assert (progress["status"], progress["scanned"], progress["infected"], progress["clean"]) == (
+        "done",
+        2,
+        1,
+        1,
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        other = client.post("/api/v1/jobs/", {"bucket": str(bucket.pk), "prefix": "q/"}, format="json").json()
+    response = client.post(f"/api/v1/jobs/{other['id']}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert client.post(f"/api/v1/jobs/{other['id']}/cancel").status_code == 400
+
+
+def test_jobs_refuse_viewers_and_other_tenants(
+    tenant, outsider_tenant, make_linked_bucket, key_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    viewer = key_client(tenant, Role.VIEWER)
+    assert viewer.get(f"/api/v1/jobs/{job.pk}").status_code == 200
+    assert viewer.post("/api/v1/jobs/", {"bucket": str(bucket.pk)}, format="json").status_code == 403
+    assert viewer.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 403
+    outsider = key_client(outsider_tenant, Role.ADMIN)
+    assert outsider.get(f"/api/v1/jobs/{job.pk}").status_code == 404
+    assert outsider.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 404
+    assert outsider.get("/api/v1/jobs/").json()["results"] == []
+    # Another tenant's bucket is refused like a missing one.
+    response = outsider.post("/api/v1/jobs/", {"bucket": str(bucket.pk)}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"bucket": ["No such bucket."]}
+
+
+def test_the_job_list_costs_a_fixed_number_of_queries(
+    tenant, make_linked_bucket, key_client, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    for n in range(8):
+        _start(tenant, bucket, f"p{n}/", django_capture_on_commit_callbacks)
+    client = key_client(tenant, Role.VIEWER)
+    client.get("/api/v1/jobs/")
+    with django_assert_max_num_queries(6):
+        response = client.get("/api/v1/jobs/")
+    assert len(response.json()["results"]) == 8

@@ -1,0 +1,106 @@
+import pytest
+from django_scopes import scope
+
+from accounts.models import AuditEvent, Role
+from scanning.models import ScanPolicy
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_creates_a_policy_and_audits(tenant, key_client):
+    response = key_client(tenant, Role.ADMIN).post(
+        "/api/v1/policies/",
+        {
+            "name": "strict",
+            "on_infected": "quarantine",
+            "quarantine_bucket": "q-bucket",
+            "exclude_patterns": ["*.log"],
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["quarantine_prefix"] == "quarantine/"
+    with scope(tenant=tenant):
+        assert ScanPolicy.objects.get(pk=response.json()["id"]).tenant == tenant
+        assert AuditEvent.objects.filter(tenant=tenant, action="policy.create").exists()
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"name": "q", "on_infected": "quarantine"}, "quarantine_bucket"),
+        ({"name": "x", "on_infected": "explode"}, "on_infected"),
+        ({"name": "x", "max_object_size": 0}, "max_object_size"),
+        ({"name": "x", "max_object_size": 10**13}, "max_object_size"),
+        ({"name": "x", "tag_virus_key": "scan-result"}, "tag_result_key"),
+        ({"name": "x", "exclude_patterns": "*.log"}, "exclude_patterns"),
+        ({"name": "x", "include_patterns": ["*"] * 101}, "include_patterns"),
+        ({}, "name"),
+    ],
+)
+def test_it_rejects_bad_policies_with_field_errors(tenant, key_client, payload, field):
+    response = key_client(tenant, Role.ADMIN).post("/api/v1/policies/", payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_it_refuses_a_duplicate_name(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    admin.post("/api/v1/policies/", {"name": "p"}, format="json")
+    assert admin.post("/api/v1/policies/", {"name": "p"}, format="json").status_code == 400
+
+
+def test_it_updates_and_deletes(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    created = admin.post("/api/v1/policies/", {"name": "p"}, format="json").json()
+    patched = admin.patch(f"/api/v1/policies/{created['id']}", {"on_infected": "delete"}, format="json")
+    assert patched.json()["on_infected"] == "delete"
+    assert admin.delete(f"/api/v1/policies/{created['id']}").status_code == 204
+    assert admin.get(f"/api/v1/policies/{created['id']}").status_code == 404
+
+
+def test_patching_to_quarantine_needs_a_bucket(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    created = admin.post("/api/v1/policies/", {"name": "p"}, format="json").json()
+    response = admin.patch(f"/api/v1/policies/{created['id']}", {"on_error": "quarantine"}, format="json")
+    assert response.status_code == 400
+    assert "quarantine_bucket" in response.json()
+
+
+def test_an_operator_reads_but_cannot_change_policies(tenant, key_client):
+    operator = key_client(tenant, Role.OPERATOR)
+    assert operator.get("/api/v1/policies/").status_code == 200
+    assert operator.post("/api/v1/policies/", {"name": "p"}, format="json").status_code == 403
+
+
+def test_the_policy_list_costs_a_fixed_number_of_queries(tenant, key_client, django_assert_max_num_queries):
+    admin = key_client(tenant, Role.ADMIN)
+    for n in range(5):
+        admin.post("/api/v1/policies/", {"name": f"p{n}"}, format="json")
+    with django_assert_max_num_queries(4):
+        assert len(admin.get("/api/v1/policies/").json()["results"]) == 5
+
+
+def test_a_policy_promotes_only_to_a_bucket_of_its_tenant(
+    tenant, outsider_tenant, key_client, make_linked_bucket
+):
+    mine = make_linked_bucket(tenant)
+    theirs = make_linked_bucket(outsider_tenant)
+    admin = key_client(tenant, Role.ADMIN)
+    refused = admin.post(
+        "/api/v1/policies/", {"name": "p", "promote_to_bucket": str(theirs.pk)}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "promote_to_bucket" in refused.json()
+    accepted = admin.post(
+        "/api/v1/policies/",
+        {
+            "name": "p",
+            "promote_to_bucket": str(mine.pk),
+            "promote_prefix": "clean/",
+            "scan_bucket_on_infected": True,
+        },
+        format="json",
+    )
+    assert accepted.status_code == 201, accepted.json()
+    assert accepted.json()["promote_to_bucket"] == str(mine.pk)

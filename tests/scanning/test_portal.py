@@ -1,0 +1,59 @@
+import uuid
+
+import pytest
+from django_scopes import scope
+
+from accounts.models import Role
+from scanning.models import ScanResult
+
+pytestmark = pytest.mark.django_db
+
+
+def _result(tenant, bucket, key, verdict):
+    with scope(tenant=tenant):
+        return ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key=key,
+            verdict=verdict,
+            dedupe_key=uuid.uuid4().hex,
+            scanned_at="2026-01-01T00:00:00Z",
+        )
+
+
+@pytest.fixture
+def bucket_of(make_linked_bucket):
+    return make_linked_bucket
+
+
+def test_the_results_page_shows_only_the_members_tenant(
+    tenant, outsider_tenant, session_client, bucket_of, django_assert_max_num_queries
+):
+    mine = bucket_of(tenant)
+    theirs = bucket_of(outsider_tenant)
+    _result(tenant, mine, "mine/eicar.com", "Infected")
+    _result(outsider_tenant, theirs, "theirs/secret.txt", "Clean")
+    client = session_client(tenant, Role.VIEWER)
+    with django_assert_max_num_queries(8):
+        body = client.get("/results/").content.decode()
+    assert "mine/eicar.com" in body
+    assert "theirs/secret.txt" not in body
+    assert theirs.name not in client.get("/buckets/").content.decode()
+    assert mine.name in client.get("/buckets/").content.decode()
+
+
+def test_the_results_page_filters_by_verdict(tenant, session_client, bucket_of):
+    bucket = bucket_of(tenant)
+    _result(tenant, bucket, "a.txt", "Clean")
+    _result(tenant, bucket, "b.exe", "Infected")
+    body = session_client(tenant, Role.VIEWER).get("/results/?verdict=Infected").content.decode()
+    assert "b.exe" in body and "a.txt" not in body
+
+
+def test_a_member_without_role_sees_no_results(tenant, session_client):
+    assert session_client(tenant, Role.NONE).get("/results/").status_code == 403
+
+
+def test_the_portal_needs_a_sign_in(client):
+    assert client.get("/results/").status_code == 302

@@ -1,0 +1,304 @@
+"""POST /api/v1/scan and /api/v1/scan/existing against the real clamd and moto's S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+
+import pytest
+from django_scopes import scope
+
+from accounts.models import Role
+from scanning import services
+from scanning.models import Bucket, JobStatus, ScanJob, ScanResult, UsageMonth
+from tests.fixtures.scanning import EICAR
+from tests.scanning.jobkit import drain
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws_settings", "empty_broker")]
+
+MiB = 1024 * 1024
+BOUNDARY = "s3avboundary7MA4YWxkTrZu0gW"
+
+
+class LazyBody:
+    """A request body made up as it is read: prefix, ``size`` filler bytes, suffix. Never in memory."""
+
+    def __init__(self, size: int, prefix: bytes = b"", suffix: bytes = b"") -> None:
+        self.prefix, self.suffix, self.size = prefix, suffix, size
+        self.total = len(prefix) + size + len(suffix)
+        self.position = 0
+        self.filler = hashlib.sha256(b"filler").hexdigest().encode() * 2048  # 128 KiB, no boundary inside
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.total - self.position
+        size = min(size, self.total - self.position, 256 * 1024)
+        out = bytearray()
+        while len(out) < size:
+            pos = self.position
+            if pos < len(self.prefix):
+                piece = self.prefix[pos : pos + size - len(out)]
+            elif pos < len(self.prefix) + self.size:
+                offset = (pos - len(self.prefix)) % len(self.filler)
+                left = len(self.prefix) + self.size - pos
+                piece = self.filler[offset : offset + min(size - len(out), left)]
+            else:
+                start = pos - len(self.prefix) - self.size
+                piece = self.suffix[start : start + size - len(out)]
+            out += piece
+            self.position += len(piece)
+        return bytes(out)
+
+    def readline(self, size: int = -1) -> bytes:
+        raise NotImplementedError
+
+
+def _multipart(content: bytes, name: str = "file") -> tuple[bytes, bytes]:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="upload.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + content, f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _post_lazy(client, path, body: LazyBody, content_type: str):
+    # APIClient.generic sets CONTENT_TYPE from its argument; the lazy body replaces the test payload.
+    return client.generic(
+        "POST",
+        path,
+        b"",
+        content_type=content_type,
+        **{"wsgi.input": body, "CONTENT_LENGTH": str(body.total)},
+    )
+
+
+def test_it_scans_a_raw_upload(tenant, key_client):
+    client = key_client(tenant, Role.OPERATOR)
+    body = b"an ordinary document\n" * 100
+    response = client.post("/api/v1/scan", body, content_type="application/octet-stream")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["verdict"] == "Clean"
+    assert data["signatures"] == []
+    assert data["sha256"] == hashlib.sha256(body).hexdigest()
+    assert data["size"] == len(body)
+    assert data["engine"].startswith("ClamAV")
+    assert data["signature_version"]
+
+
+def test_it_finds_eicar_raw_and_multipart(tenant, key_client):
+    client = key_client(tenant, Role.OPERATOR)
+    raw = client.post("/api/v1/scan", EICAR, content_type="application/octet-stream").json()
+    assert raw["verdict"] == "Infected" and raw["signatures"]
+    head, tail = _multipart(EICAR)
+    multipart = client.post(
+        "/api/v1/scan", head + tail, content_type=f"multipart/form-data; boundary={BOUNDARY}"
+    )
+    assert multipart.status_code == 200, multipart.content
+    assert multipart.json()["verdict"] == "Infected"
+    assert multipart.json()["sha256"] == hashlib.sha256(EICAR).hexdigest()
+
+
+def test_a_clean_multipart_upload(tenant, key_client):
+    client = key_client(tenant, Role.OPERATOR)
+    head, tail = _multipart(b"hello world\n" * 1000)
+    response = client.post(
+        "/api/v1/scan", head + tail, content_type=f"multipart/form-data; boundary={BOUNDARY}"
+    )
+    assert response.json()["verdict"] == "Clean"
+    assert response.json()["size"] == 12000
+
+
+def test_an_upload_over_the_tenants_limit_is_413(tenant, key_client):
+    tenant.max_scan_bytes = 1000
+    tenant.save()
+    client = key_client(tenant, Role.OPERATOR)
+    response = client.post("/api/v1/scan", b"x" * 5000, content_type="application/octet-stream")
+    assert response.status_code == 413
+    assert "1000 bytes" in response.json()["detail"]
+    # A multipart body within the declared-length slack is cut off while it streams.
+    head, tail = _multipart(b"y" * 5000)
+    response = client.post(
+        "/api/v1/scan", head + tail, content_type=f"multipart/form-data; boundary={BOUNDARY}"
+    )
+    assert response.status_code == 413
+    assert "1000 bytes" in response.json()["detail"]
+
+
+def test_the_deployment_limit_caps_the_tenants(tenant, key_client, settings):
+    settings.SCAN_API_MAX_BYTES = 100
+    tenant.max_scan_bytes = 10_000
+    tenant.save()
+    response = key_client(tenant, Role.OPERATOR).post(
+        "/api/v1/scan", b"z" * 500, content_type="application/octet-stream"
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
+def test_a_large_upload_streams_in_flat_memory(tenant, key_client, multipart):
+    size = 48 * MiB
+    client = key_client(tenant, Role.OPERATOR)
+    if multipart:
+        head, tail = _multipart(b"")
+        body = LazyBody(size, head, tail)
+        content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    else:
+        body = LazyBody(size)
+        content_type = "application/octet-stream"
+    # Warm up first: the first request imports and caches things that are not the body's cost.
+    warm_head, warm_tail = _multipart(b"") if multipart else (b"", b"")
+    _post_lazy(client, "/api/v1/scan", LazyBody(1024, warm_head, warm_tail), content_type)
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        response = _post_lazy(client, "/api/v1/scan", body, content_type)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 200, response.content
+    assert response.json()["size"] == size
+    assert response.json()["verdict"] == "Clean"
+    assert peak - baseline < 4 * MiB, (
+        f"peak grew by {(peak - baseline) / MiB:.1f} MiB for a {size // MiB} MiB body"
+    )
+
+
+def test_a_clean_upload_is_stored_in_a_protected_bucket(
+    tenant, make_linked_bucket, key_client, s3_client, s3_calls
+):
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        Bucket.objects.filter(pk=bucket.pk).update(protected=True)
+    client = key_client(tenant, Role.OPERATOR)
+    body = b"a clean upload\n" * 64
+    response = client.post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=uploads/clean.txt",
+        body,
+        content_type="application/octet-stream",
+    )
+    assert response.status_code == 200, response.content
+    stored = response.json()["stored"]
+    assert stored["key"] == "uploads/clean.txt"
+    tags = {
+        t["Key"]: t["Value"]
+        for t in s3_client.get_object_tagging(Bucket=bucket.name, Key="uploads/clean.txt")["TagSet"]
+    }
+    assert tags["scan-result"] == "Clean"
+    etag = s3_client.head_object(Bucket=bucket.name, Key="uploads/clean.txt")["ETag"]
+    assert etag.strip('"') == hashlib.md5(body).hexdigest()  # noqa: S324
+    # The bucket's own event scan of the stored object folds into the API's verdict: nothing is read.
+    s3_calls.clear()
+    with scope(tenant=tenant):
+        dedupe = services.dedupe_key_for(bucket, "uploads/clean.txt", None, etag, False)
+        result = services.run_scan(
+            tenant,
+            bucket,
+            "uploads/clean.txt",
+            version_id=None,
+            etag=etag,
+            trigger="event",
+            dedupe_key=dedupe,
+        )
+    assert str(result.pk) == response.json()["result"]
+    assert s3_calls["GetObject"] == 0
+
+    infected = client.post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=uploads/bad.com", EICAR, content_type="application/octet-stream"
+    )
+    assert infected.json()["verdict"] == "Infected"
+    assert "stored" not in infected.json()
+    assert [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket.name)["Contents"]] == [
+        "uploads/clean.txt"
+    ]
+
+
+def test_storing_needs_a_protected_bucket_of_the_tenant(
+    tenant, outsider_tenant, make_linked_bucket, key_client
+):
+    bucket = make_linked_bucket(tenant)
+    client = key_client(tenant, Role.OPERATOR)
+    response = client.post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=k", b"data", content_type="application/octet-stream"
+    )
+    assert response.status_code == 400
+    assert "protected" in response.json()["bucket"][0]
+    outsider = key_client(outsider_tenant, Role.OPERATOR)
+    response = outsider.post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=k", b"data", content_type="application/octet-stream"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"bucket": ["No such bucket."]}
+
+
+def test_it_scans_an_existing_object_now(tenant, make_linked_bucket, key_client, s3_client):
+    bucket = make_linked_bucket(tenant)
+    s3_client.put_object(Bucket=bucket.name, Key="stored/eicar.com", Body=EICAR)
+    client = key_client(tenant, Role.OPERATOR)
+    response = client.post(
+        "/api/v1/scan/existing", {"bucket": str(bucket.pk), "key": "stored/eicar.com"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["verdict"] == "Infected"
+    assert data["signatures"]
+    assert data["sha256"] == hashlib.sha256(EICAR).hexdigest()
+    with scope(tenant=tenant):
+        assert ScanResult.objects.get(pk=data["result"]).trigger == "api"
+
+
+def test_async_scan_of_an_existing_object_gives_a_job_to_poll(
+    tenant, make_linked_bucket, key_client, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    s3_client.put_object(Bucket=bucket.name, Key="doc.txt", Body=b"fine")
+    client = key_client(tenant, Role.OPERATOR)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/v1/scan/existing",
+            {"bucket": str(bucket.pk), "key": "doc.txt", "async": True},
+            format="json",
+        )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["job"]
+    with scope(tenant=tenant):
+        drain()
+        job = ScanJob.objects.get(pk=job_id)
+    assert (job.status, job.scanned, job.clean_count) == (JobStatus.DONE, 1, 1)
+    polled = client.get(response.json()["poll"]).json()
+    assert polled["status"] == "done"
+    assert polled["result"]
+
+
+def test_scan_endpoints_refuse_viewers_and_other_tenants(
+    tenant, outsider_tenant, make_linked_bucket, key_client
+):
+    bucket = make_linked_bucket(tenant)
+    viewer = key_client(tenant, Role.VIEWER)
+    assert viewer.post("/api/v1/scan", b"data", content_type="application/octet-stream").status_code == 403
+    head, tail = _multipart(b"data")
+    assert (
+        viewer.post(
+            "/api/v1/scan", head + tail, content_type=f"multipart/form-data; boundary={BOUNDARY}"
+        ).status_code
+        == 403
+    )
+    assert (
+        viewer.post(
+            "/api/v1/scan/existing", {"bucket": str(bucket.pk), "key": "k"}, format="json"
+        ).status_code
+        == 403
+    )
+    outsider = key_client(outsider_tenant, Role.ADMIN)
+    response = outsider.post("/api/v1/scan/existing", {"bucket": str(bucket.pk), "key": "k"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"bucket": ["No such bucket."]}
+    with scope(tenant=outsider_tenant):
+        assert not UsageMonth.objects.exists()
+
+
+def test_an_upload_without_a_length_is_refused_not_passed(tenant, key_client):
+    response = key_client(tenant, Role.OPERATOR).generic(
+        "POST", "/api/v1/scan", b"", content_type="application/octet-stream", HTTP_TRANSFER_ENCODING="chunked"
+    )
+    assert response.status_code == 411
