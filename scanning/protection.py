@@ -194,14 +194,12 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
             locked.protection = state if ("queue_url" in state or "dlq_url" in state) else {}
             locked.save(update_fields=["protection"])
         else:
-            first_time = "first_protected_at" not in state
             state["protected_at"] = timezone.now().isoformat()
-            state.setdefault("first_protected_at", state["protected_at"])
             locked.protection = state
             locked.protected = True
             locked.save(update_fields=["protection", "protected"])
             record(tenant, actor, "bucket.protect", locked, {"queue_arn": state["queue_arn"]})
-            if first_time and scan_existing:
+            if scan_existing:
                 _scan_what_it_holds(tenant, actor, locked)
     bucket.protected, bucket.protection = locked.protected, locked.protection
     if failure:
@@ -211,8 +209,10 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
 
 def _scan_what_it_holds(tenant: Tenant, actor: Actor, bucket: Bucket) -> None:
     from scanning import jobs
-    from scanning.models import JobTrigger
+    from scanning.models import JobTrigger, ScanJob
 
+    if ScanJob.objects.filter(tenant=tenant, bucket=bucket, trigger=JobTrigger.PROTECT).exists():
+        return  # only the first protection: later ones are covered by that scan and by events
     try:
         jobs.start_bucket_scan(tenant, actor, bucket, "", JobTrigger.PROTECT)
     except ServiceError as exc:  # e.g. a scan of the bucket is already running

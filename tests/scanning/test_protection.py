@@ -250,3 +250,32 @@ def test_the_read_gate_merges_into_the_bucket_policy(tenant, moto_account, s3_cl
         "s3:ExistingObjectTag/scan-result": ["Clean", "InfectedAllowed"]
     }
     assert gate["Condition"]["ArnNotEquals"] == {"aws:PrincipalArn": moto_account.role_arn}
+
+
+def test_the_first_protection_scans_what_the_bucket_already_holds(
+    tenant, moto_account, s3_client, make_bucket
+):
+    from scanning.models import JobTrigger, ScanJob
+
+    name = make_bucket()
+    with scope(tenant=tenant):
+        bucket = make_bucket_row(tenant, moto_account, name)
+        protection.protect_bucket(tenant, ACTOR, bucket)
+        jobs = list(ScanJob.objects.filter(tenant=tenant, bucket=bucket))
+        assert [job.trigger for job in jobs] == [JobTrigger.PROTECT]
+        ScanJob.objects.filter(tenant=tenant, bucket=bucket).update(status="done")
+        protection.unprotect_bucket(tenant, ACTOR, bucket)
+        protection.protect_bucket(tenant, ACTOR, bucket)  # protected again: no second full scan
+        assert ScanJob.objects.filter(tenant=tenant, bucket=bucket).count() == 1
+        protection.unprotect_bucket(tenant, ACTOR, bucket)
+
+
+def test_protection_can_skip_the_scan_of_existing_objects(tenant, moto_account, s3_client, make_bucket):
+    from scanning.models import ScanJob
+
+    name = make_bucket()
+    with scope(tenant=tenant):
+        bucket = make_bucket_row(tenant, moto_account, name)
+        protection.protect_bucket(tenant, ACTOR, bucket, scan_existing=False)
+        assert not ScanJob.objects.filter(tenant=tenant, bucket=bucket).exists()
+        protection.unprotect_bucket(tenant, ACTOR, bucket)
