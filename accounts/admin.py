@@ -120,12 +120,8 @@ class ApiKeyAdmin(AuditedAdmin):
         return False
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "tenant", "actor_label", "action", "target_repr", "ip"]
-    list_filter = ["action", "tenant"]
-    search_fields = ["actor_label", "action", "target_repr", "target_id"]
-    date_hierarchy = "created_at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Support staff read these; changes go through the audited services (API, triage), never here."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -135,3 +131,11 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "tenant", "actor_label", "action", "target_repr", "ip"]
+    list_filter = ["action", "tenant"]
+    search_fields = ["actor_label", "action", "target_repr", "target_id"]
+    date_hierarchy = "created_at"

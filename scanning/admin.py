@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from accounts.admin import AuditedAdmin
+from accounts.admin import AuditedAdmin, ReadOnlyAdmin
 from scanning.models import Bucket, ScanJob, ScanPolicy, ScanResult, Schedule, UsageMonth
 
 
@@ -36,34 +36,12 @@ class BucketAdmin(AuditedAdmin):
 
 
 @admin.register(ScanResult)
-class ScanResultAdmin(admin.ModelAdmin):
+class ScanResultAdmin(ReadOnlyAdmin):
+    # Verdicts are evidence: support staff read them; changes go through triage, which is audited.
     list_display = ["scanned_at", "tenant", "bucket_name", "key", "verdict", "action", "trigger"]
     list_filter = ["verdict", "trigger", "tenant"]
     search_fields = ["key", "bucket_name", "sha256", "signatures"]
     date_hierarchy = "created_at"
-
-    # Verdicts are evidence: support staff read them; changes go through triage, which is audited.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Support staff read these; changes go through the API's audited services."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ScanJob)

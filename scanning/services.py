@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -439,6 +439,14 @@ def _finish_triage(result: ScanResult, old: str, done: str | None) -> None:
     result.action = action
 
 
+def _fail_triage(result: ScanResult, old: str, exc: Exception, doing: str) -> NoReturn:
+    """Undo the triage claim and re-raise: S3 failures as a ServiceError the user reads."""
+    _finish_triage(result, old, None)
+    if isinstance(exc, s3ops.S3Error):
+        raise ServiceError(f"{doing} failed: {exc.message}") from exc
+    raise exc
+
+
 def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
     """Copy a quarantined object back to where it was, tagged InfectedAllowed."""
     if result.verdict != Verdict.INFECTED or not result.quarantine_key:
@@ -491,12 +499,7 @@ def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) ->
     except Exception as exc:
         if released is not None:
             ScanResult.objects.filter(pk=released.pk).delete()
-        _finish_triage(result, old, None)
-        if isinstance(exc, ServiceError):
-            raise
-        if isinstance(exc, s3ops.S3Error):
-            raise ServiceError(f"Release failed: {exc.message}") from exc
-        raise
+        _fail_triage(result, old, exc, "Release")
     _finish_triage(result, old, "released")
     record(tenant, actor, "result.release", result, {"restored_as": str(released.pk)})
     return released
@@ -523,12 +526,7 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
             target = _ref_of(result)
         s3ops.delete_version(s3, target)
     except Exception as exc:
-        _finish_triage(result, old, None)
-        if isinstance(exc, ServiceError):
-            raise
-        if isinstance(exc, s3ops.S3Error):
-            raise ServiceError(f"Delete failed: {exc.message}") from exc
-        raise
+        _fail_triage(result, old, exc, "Delete")
     _finish_triage(result, old, "deleted")
     record(tenant, actor, "result.delete_object", result, {"bucket": target.bucket, "key": target.key})
     return result
