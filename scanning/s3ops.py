@@ -123,7 +123,8 @@ _TRANSIENT_CODES = {
     "TokenRefreshRequired",
 }
 
-_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+_NOT_FOUND_CODES = NOT_FOUND_CODES
 _ACCESS_CODES = {
     "AccessDenied",
     "403",

@@ -156,6 +156,19 @@ def _released_as_allowed(
     ).first()
 
 
+def _moved_by_us(
+    tenant: Tenant, bucket: Bucket, key: str, version_id: str | None, etag: str | None
+) -> ScanResult | None:
+    if not version_id and not etag:
+        return None
+    found = ScanResult.objects.final().filter(tenant=tenant, bucket=bucket, key=key)
+    if version_id:
+        found = found.filter(version_id=version_id)
+    if etag:
+        found = found.filter(etag=etag.strip('"'))
+    return found.filter(action__regex=r"(quarantined|deleted|promoted)").order_by("-created_at").first()
+
+
 def _renew_claim(result: ScanResult) -> None:
     ScanResult.objects.filter(pk=result.pk, verdict="").update(
         claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
@@ -229,6 +242,14 @@ def run_scan(
             heartbeat=lambda: _renew_claim(result),
         )
     except s3ops.PermanentS3Error as exc:
+        moved = (
+            _moved_by_us(tenant, bucket, key, version_id, etag) if exc.code in s3ops.NOT_FOUND_CODES else None
+        )
+        if moved is not None:
+            # A late request (a bucket scan racing an event) for a version s3av itself already
+            # quarantined or deleted: that finding stands; this is not a new error.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return moved
         outcome = scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
     except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
         if not final_attempt:

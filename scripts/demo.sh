@@ -17,12 +17,16 @@ export S3AV_CLAMD="${S3AV_CLAMD:-unix://$PWD/var/clamav/clamd.sock}"
 export S3AV_BIND="${S3AV_BIND:-127.0.0.1:8000}"
 export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
 
-# PostgreSQL and Redis when this machine runs them (make services starts them); else SQLite.
+# PostgreSQL when this machine runs it (make services starts it), else SQLite. The demo starts from an
+# empty database each time, as its S3 endpoint (moto, in memory) starts empty too.
 if [[ -z "${DATABASE_URL:-}" ]]; then
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='s3av_demo'" | grep -q 1 \
-      || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE s3av_demo"
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS s3av_demo WITH (FORCE)"
+    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE s3av_demo"
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/s3av_demo"
+  else
+    rm -f var/demo.sqlite3
+    export DATABASE_URL="sqlite:///$PWD/var/demo.sqlite3"
   fi
 fi
 export S3AV_BROKER_URL="${S3AV_BROKER_URL:-redis://127.0.0.1:6379/1}"

@@ -45,3 +45,12 @@ def test_it_answers_401_for_a_bad_key(client, header):
     response = client.get("/api/v1/me", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
     assert "WWW-Authenticate" in response.headers
+
+
+def test_the_schema_and_the_interactive_docs_are_served(client):
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    assert "/api/v1/results/" in schema.json()["paths"]
+    docs = client.get("/api/v1/docs/")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()

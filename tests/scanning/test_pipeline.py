@@ -333,3 +333,28 @@ def test_a_tenant_policy_named_default_does_not_break_scanning(tenant, make_link
         bucket.save(update_fields=["policy"])
     _, etag = _put(s3_client, bucket, "d.txt", b"fine")
     assert _scan(tenant, bucket, "d.txt", etag=etag).verdict == Verdict.CLEAN
+
+
+def test_a_late_request_for_a_version_already_quarantined_is_not_an_error(
+    tenant, make_linked_bucket, make_bucket, s3_client
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=True, on_infected="quarantine", quarantine_bucket=quarantine
+    )
+    version, etag = _put(s3_client, bucket, "late.exe", EICAR)
+    first = _scan(tenant, bucket, "late.exe", version_id=version, etag=etag)
+    assert first.action == "tagged+quarantined"
+    with scope(tenant=tenant):
+        # A bucket scan listed the object before it was moved; its own request arrives now.
+        late = services.run_scan(
+            tenant,
+            bucket,
+            "late.exe",
+            version_id=version,
+            etag=etag,
+            trigger="schedule",
+            dedupe_key="job-late",
+        )
+        assert late.pk == first.pk
+        assert ScanResult.objects.filter(tenant=tenant, key="late.exe").count() == 1

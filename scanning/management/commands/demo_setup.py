@@ -57,6 +57,18 @@ class Command(BaseCommand):
                 s3.create_bucket(Bucket=name)
         s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
 
+        # Uploaded before protection: the first protection's bucket scan finds them; later uploads
+        # are scanned from their S3 events.
+        samples = {
+            "incoming/readme.txt": b"Quarterly report: all numbers are fine.\n",
+            "incoming/data/report 2026+final.csv": b"region,total\nnorth,10\nsouth,12\n",
+            "incoming/eicar.com": EICAR,
+        }
+        if CLAM_ZIP.exists():
+            samples["incoming/samples/clam.zip"] = CLAM_ZIP.read_bytes()
+        for sample_key, body in samples.items():
+            s3.put_object(Bucket=UPLOADS, Key=sample_key, Body=body)
+
         with scope(tenant=tenant):
             account = AwsAccount.objects.filter(tenant=tenant, account_id=DEMO_ACCOUNT).first()
             if account is None:
@@ -76,16 +88,6 @@ class Command(BaseCommand):
             _, secret = account_services.create_api_key(
                 tenant, actor, f"demo {uuid.uuid4().hex[:6]}", "admin"
             )
-
-        samples = {
-            "incoming/readme.txt": b"Quarterly report: all numbers are fine.\n",
-            "incoming/data/report 2026+final.csv": b"region,total\nnorth,10\nsouth,12\n",
-            "incoming/eicar.com": EICAR,
-        }
-        if CLAM_ZIP.exists():
-            samples["incoming/samples/clam.zip"] = CLAM_ZIP.read_bytes()
-        for sample_key, body in samples.items():
-            s3.put_object(Bucket=UPLOADS, Key=sample_key, Body=body)
 
         self.stdout.write(f"tenant: {tenant.slug}")
         self.stdout.write(f"uploaded {len(samples)} sample objects to s3://{UPLOADS}/incoming/")
