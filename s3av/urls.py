@@ -43,7 +43,9 @@ api_v1 = [
     ),
     path(
         "docs/",
-        SpectacularSwaggerView.as_view(url_name="v1:schema", authentication_classes=[], permission_classes=[]),
+        SpectacularSwaggerView.as_view(
+            url_name="v1:schema", authentication_classes=[], permission_classes=[]
+        ),
         name="docs",
     ),
     *router.urls,
