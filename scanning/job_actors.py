@@ -7,7 +7,7 @@ from django_scopes import scope, scopes_disabled
 from dramatiq.middleware import CurrentMessage
 
 from accounts.models import Tenant
-from scanning import jobs, s3ops
+from scanning import engine, jobs, s3ops
 from scanning.models import ScanJob
 
 LISTING_QUEUE = "listing"
@@ -36,10 +36,10 @@ def list_job(job_id: str) -> None:
     with scope(tenant=job.tenant):
         try:
             outcome = jobs.list_slice(job_id)
-        except s3ops.TransientS3Error as exc:
+        except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
             if not _is_final_attempt():
                 raise
-            jobs.fail_job(job, f"gave up listing after retries: {exc.message}")
+            jobs.fail_job(job, f"gave up listing after retries: {getattr(exc, 'message', exc)}")
             return
     if outcome == "continue":
         list_job.send(job_id)

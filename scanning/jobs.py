@@ -167,10 +167,10 @@ def fail_job(job: ScanJob, message: str) -> None:
 # --- listing -----------------------------------------------------------------------------------------
 
 
-def job_dedupe_key(bucket: Bucket, ref: s3ops.ObjectRef, signature_version: str) -> str:
-    """Deterministic per object version and signature version: a resumed listing sends the same keys,
-    and a rescan under new signatures is not folded into the old verdict."""
-    raw = f"{bucket.pk}\0{ref.key}\0{ref.version_id or ''}\0{ref.etag}\0{signature_version}"
+def job_dedupe_key(job: ScanJob, ref: s3ops.ObjectRef, signature_version: str) -> str:
+    """Deterministic per job, object version and signature version: a resumed listing sends the same
+    keys; another job (or a rescan under new signatures) gets its own scan, never an old Error."""
+    raw = f"{job.bucket_id}\0{job.pk}\0{ref.key}\0{ref.version_id or ''}\0{ref.etag}\0{signature_version}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -188,6 +188,10 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         )
         # A released object stays released whatever the signatures say now.
         .filter(Q(signature_version=signature_version) | Q(verdict=Verdict.INFECTED_ALLOWED))
+        # Worth keeping: not an Error (it may be gone by now), and not a version s3av moved away or
+        # deleted; bytes like those found again in the bucket are a new upload and are scanned.
+        .exclude(verdict=Verdict.ERROR)
+        .exclude(action__regex=r"(quarantined|deleted)")
         .values_list("key", "version_id", "etag", "size")
     )
     if job.all_versions:
@@ -235,9 +239,7 @@ def enqueue_page(job: ScanJob, page: s3ops.ListingPage, policy: ScanPolicy, sign
     refs = [ref for ref in page.refs if job.in_window(ref.last_modified) and policy.wants(ref.key)]
     known = _known(job, refs, signature_version)
     wanted = [
-        (ref, job_dedupe_key(job.bucket, ref, signature_version))
-        for ref in refs
-        if not _is_known(job, ref, known)
+        (ref, job_dedupe_key(job, ref, signature_version)) for ref in refs if not _is_known(job, ref, known)
     ]
     ScanJobItem.objects.bulk_create(
         [ScanJobItem(tenant_id=job.tenant_id, job_id=job.pk, dedupe_key=dedupe) for _, dedupe in wanted],

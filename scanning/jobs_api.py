@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from accounts.models import Role
 from s3av.api import TenantViewSet, request_tenant
 from scanning import jobs, schedules
-from scanning.models import Bucket, JobTrigger, ScanJob, Schedule, UsageMonth, validate_cron
+from scanning.models import Bucket, JobStatus, JobTrigger, ScanJob, Schedule, UsageMonth, validate_cron
 
 
 def _bucket_of(tenant: Any, bucket_id: Any) -> Bucket:
@@ -70,6 +70,8 @@ class ScanJobViewSet(
             except ValidationError:
                 raise ValidationError({"bucket": ["Not a bucket id."]}) from None
         if self.action == "list" and (job_status := self.request.query_params.get("status")):
+            if job_status not in JobStatus.values:
+                raise ValidationError({"status": [f"Use one of: {', '.join(JobStatus.values)}."]})
             queryset = queryset.filter(status=job_status)
         return queryset
 

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -36,7 +37,7 @@ from accounts.models import Role, Tenant, role_at_least
 from accounts.services import Actor, ServiceError, record
 from linked_accounts import aws
 from s3av.api import request_tenant
-from scanning import engine, jobs, s3ops, scanner, services
+from scanning import engine, jobs, promotion, s3ops, scanner, services
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanResult, Trigger, UsageMonth, Verdict
 
 CHUNK = 64 * 1024
@@ -105,6 +106,10 @@ def _clamd() -> engine.ClamdClient:
     return services.clamd_client()
 
 
+class UploadAborted(Exception):
+    """The body ended before the file did. Not an OSError: the clamd client must not take it for its own."""
+
+
 class ClamdUploadHandler(FileUploadHandler):
     """Scans the first file of a multipart body while Django parses it; keeps none of it in memory.
 
@@ -121,6 +126,8 @@ class ClamdUploadHandler(FileUploadHandler):
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.handled = False
+        # A second file in the body: the verdict would not cover it, so the request is refused.
+        self.extra = False
 
     def _run(self) -> None:
         def pull() -> Iterator[bytes]:
@@ -149,13 +156,16 @@ class ClamdUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
         super().new_file(field_name, *args, **kwargs)
+        if self.thread is not None or self.handled:
+            self.extra = True
+            return
         if self.thread is None and not self.handled:
             self.thread = threading.Thread(target=self._run, name="scan-upload", daemon=True)
             self.thread.start()
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
-        if self.handled or self.thread is None:
-            return None  # only the first file is scanned; the rest is dropped
+        if self.handled or self.thread is None or self.extra:
+            return None  # only the first file is scanned; a request with more is refused
         try:
             self._put(self.scan.feed(raw_data))
         except PayloadTooLarge as exc:
@@ -163,6 +173,18 @@ class ClamdUploadHandler(FileUploadHandler):
             self.thread.join(timeout=30)
             raise
         return None
+
+    def upload_interrupted(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the scan thread if it is still waiting for chunks (a truncated or refused body)."""
+        if self.thread is not None and self.thread.is_alive():
+            try:
+                self.chunks.put_nowait(UploadAborted("the upload ended before the file did"))
+            except queue.Full:
+                pass
+            self.thread.join(timeout=5)
 
     def file_complete(self, file_size: int) -> Any:
         if self.thread is None or self.handled:
@@ -263,14 +285,30 @@ class ScanUploadView(APIView):
             engine_name, signature_version = services.engine_identity().get()
             if _is_multipart(django_request):
                 django_request.FILES  # noqa: B018 - parsing the body runs the scan
+                if isinstance(self.handler.error, UploadAborted):
+                    raise ValidationError(
+                        {"file": ["The upload ended before the file did; nothing was scanned."]}
+                    )
                 if self.handler.error is not None:
                     raise self.handler.error
-                if not self.handler.handled:
+                if not self.handler.handled or self.handler.extra or django_request.POST:
+                    # Fail closed: the verdict must cover everything that was sent.
                     raise ValidationError(
-                        {"file": ["Send the file as the body, or as one multipart file field."]}
+                        {"file": ["Send the file as the body, or as exactly one multipart file field."]}
                     )
             else:
                 scan.reply = _clamd().scan_stream(_raw_chunks(django_request, scan))
+                declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
+                if scan.size != declared:
+                    # The client sent fewer bytes than it announced: the verdict would be about a
+                    # different (truncated) object.
+                    raise ValidationError(
+                        {
+                            "file": [
+                                f"The body ended after {scan.size} of {declared} bytes; nothing was scanned."
+                            ]
+                        }
+                    )
             reply = scan.reply
             if reply is None:
                 raise EngineBusy()
@@ -302,6 +340,9 @@ class ScanUploadView(APIView):
         except engine.EngineUnavailable as exc:
             raise EngineBusy() from exc
         finally:
+            handler = getattr(self, "handler", None)
+            if handler is not None:
+                handler.stop()
             scan.close()
         return Response(body)
 
@@ -319,7 +360,7 @@ def _store_target(tenant: Tenant, params: Any) -> tuple[Bucket, str] | None:
         raise ValidationError({"bucket": ["No such bucket."]})
     if not bucket.protected:
         raise ValidationError({"bucket": ["Clean uploads are stored only in a protected bucket."]})
-    if not key or len(key.encode()) > 1024:
+    if not key or len(key.encode()) > 1024 or "\x00" in key:
         raise ValidationError({"key": ["Name the key to store the upload under (at most 1024 bytes)."]})
     return bucket, key
 
@@ -356,7 +397,7 @@ def store_clean_upload(
         raise ServiceError(f"Storing the upload failed: {failure.message}", field="bucket") from exc
     version_id = response.get("VersionId") or ""
     etag = str(response.get("ETag", "")).strip('"')
-    result = ScanResult.objects.create(
+    fields = dict(
         tenant=tenant,
         bucket=bucket,
         bucket_name=bucket.name,
@@ -374,6 +415,21 @@ def store_clean_upload(
         dedupe_key=services.dedupe_key_for(bucket, key, version_id or None, etag, False),
         scanned_at=now,
     )
+    try:
+        with transaction.atomic():
+            result = ScanResult.objects.create(**fields)
+    except IntegrityError:
+        # The same bytes stored again under the same key of an unversioned bucket: one object, one verdict.
+        result = ScanResult.objects.get(tenant=tenant, dedupe_key=fields["dedupe_key"])
+    # The two-bucket system applies to stored uploads as to any Clean object of the staging bucket.
+    try:
+        if promotion.promote_if_wanted(tenant, bucket, policy, result):
+            result.action = "stored+tagged+promoted"
+    except s3ops.S3Error as exc:
+        result.action = "stored+tagged+failed"
+        result.action_status = ScanResult.ActionStatus.FAILED
+        result.action_detail = f"promotion failed: {exc.message}"
+    result.save(update_fields=["action", "action_status", "action_detail"])
     record(tenant, actor, "scan.store", result, {"bucket": bucket.name, "key": key, "size": scan.size})
     return result
 
@@ -430,7 +486,12 @@ class ScanExistingView(APIView):
             raise ValidationError({"bucket": ["No such bucket."]})
         actor = Actor.from_request(request._request)
         if data["async"]:
-            running = ScanJob.objects.running().for_target(bucket, "", data["key"]).first()
+            running = (
+                ScanJob.objects.running()
+                .for_target(bucket, "", data["key"])
+                .filter(version_id=data["version_id"])
+                .first()
+            )
             job = running or jobs.start_bucket_scan(
                 tenant, actor, bucket, "", JobTrigger.API, key=data["key"], version_id=data["version_id"]
             )

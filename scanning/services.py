@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -156,6 +157,18 @@ def _released_as_allowed(
     ).first()
 
 
+def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> bool:
+    if result.action_status != ScanResult.ActionStatus.DONE or not re.search(
+        r"(quarantined|deleted)", result.action
+    ):
+        return False
+    try:
+        current = s3ops.head_object(client_for(bucket.account, "s3", bucket.region), bucket.name, key)
+    except s3ops.PermanentS3Error:
+        return False  # still gone: nothing new to scan
+    return current.etag == result.etag
+
+
 def _moved_by_us(
     tenant: Tenant, bucket: Bucket, key: str, version_id: str | None, etag: str | None
 ) -> ScanResult | None:
@@ -215,6 +228,20 @@ def run_scan(
     if result.is_final:
         if result.action_status == ScanResult.ActionStatus.PENDING:
             _act(tenant, bucket, policy, result, final_attempt)
+        if not version_id and _uploaded_again(bucket, key, result):
+            # The same bytes uploaded again to an unversioned bucket after s3av quarantined or deleted
+            # them: same dedupe key, but a new object that must be scanned and acted on again.
+            return run_scan(
+                tenant,
+                bucket,
+                key,
+                version_id=None,
+                etag=etag,
+                trigger=trigger,
+                dedupe_key=uuid.uuid4().hex,
+                job_id=job_id,
+                final_attempt=final_attempt,
+            )
         return result
 
     try:

@@ -210,3 +210,29 @@ def test_bucket_scans_promotion_cancel_and_schedules_through_the_api(
     assert month["month"] == f"{timezone.now():%Y-%m}"
     assert month["objects"] == 13  # 8 in the prefix scan, 5 in the scheduled one
     assert month["bytes"] == sum(map(len, clean.values())) + sum(map(len, infected.values())) + 5 * 5
+
+
+def _raw_http(url: str, head: bytes, body: bytes) -> bytes:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)  # the client stops sending before the announced length
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_not_passed(api):
+    head = (
+        "POST /api/v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {api.secret}\r\nContent-Type: application/octet-stream\r\n"
+        "Content-Length: 100000\r\nConnection: close\r\n\r\n"
+    ).encode()
+    reply = _raw_http(api.base, head, EICAR[:20] + b"x" * 190)
+    status_line = reply.split(b"\r\n", 1)[0]
+    assert b" 400 " in status_line, reply[:500]
+    assert b"Clean" not in reply

@@ -7,7 +7,7 @@ from django_scopes import scope
 
 from accounts.models import Role
 from accounts.services import Actor, ServiceError
-from scanning import jobs, s3ops
+from scanning import jobs, s3ops, services
 from scanning.actors import scan_object
 from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanResult, Verdict
 from tests.fixtures.scanning import EICAR
@@ -352,3 +352,51 @@ def test_the_job_list_costs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(6):
         response = client.get("/api/v1/jobs/")
     assert len(response.json()["results"]) == 8
+
+
+def test_malware_uploaded_again_after_quarantine_is_not_skipped(
+    tenant, make_linked_bucket, make_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    _put_many(s3_client, bucket, {"evil.com": EICAR})
+    first = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    assert _job(tenant, first).infected == 1
+    _put_many(s3_client, bucket, {"evil.com": EICAR})  # the same bytes come back
+    second = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    again = _job(tenant, second)
+    assert (again.skipped, again.infected) == (0, 1)
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket.name)
+
+
+def test_an_error_verdict_is_not_reused_by_a_later_job(
+    tenant, make_linked_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks, aws_settings
+):
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {"a.txt": b"fine"})
+    with scope(tenant=tenant):
+        ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key="a.txt",
+            etag=s3_client.head_object(Bucket=bucket.name, Key="a.txt")["ETag"].strip('"'),
+            size=4,
+            verdict="Error",
+            message="gave up after retries: clamd down",
+            signature_version=services.engine_identity().get()[1],
+            dedupe_key="old-error",
+        )
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    done = _job(tenant, job)
+    assert (done.skipped, done.scanned, done.clean_count) == (0, 1, 1)
+
+
+@pytest.mark.parametrize("value", ["bogus", "%00"])
+def test_a_bad_status_filter_is_a_400(tenant, key_client, value):
+    response = key_client(tenant, Role.VIEWER).get(f"/api/v1/jobs/?status={value}")
+    assert response.status_code == 400
+    assert "status" in response.json()

@@ -358,3 +358,16 @@ def test_a_late_request_for_a_version_already_quarantined_is_not_an_error(
         )
         assert late.pk == first.pk
         assert ScanResult.objects.filter(tenant=tenant, key="late.exe").count() == 1
+
+
+def test_the_same_malware_uploaded_again_is_caught_again(tenant, make_linked_bucket, make_bucket, s3_client):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    _, etag = _put(s3_client, bucket, "again.com", EICAR)
+    first = _scan(tenant, bucket, "again.com", etag=etag)
+    assert first.action == "tagged+quarantined"
+    _put(s3_client, bucket, "again.com", EICAR)  # same bytes, same ETag, unversioned bucket
+    second = _scan(tenant, bucket, "again.com", etag=etag)
+    assert second.pk != first.pk
+    assert second.action == "tagged+quarantined"
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket.name)

@@ -302,3 +302,63 @@ def test_an_upload_without_a_length_is_refused_not_passed(tenant, key_client):
         "POST", "/api/v1/scan", b"", content_type="application/octet-stream", HTTP_TRANSFER_ENCODING="chunked"
     )
     assert response.status_code == 411
+
+
+def _parts(*parts):
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [("file", "a.txt", b"hello\n"), ("other", "b.com", EICAR)],
+        [("note", None, EICAR), ("file", "a.txt", b"hello\n")],
+    ],
+    ids=["two files", "a field and a file"],
+)
+def test_a_multipart_body_with_more_than_one_part_is_refused_not_passed(tenant, key_client, parts):
+    client = key_client(tenant, Role.OPERATOR)
+    response = client.post(
+        "/api/v1/scan", _parts(*parts), content_type=f"multipart/form-data; boundary={BOUNDARY}"
+    )
+    assert response.status_code == 400
+    assert "exactly one" in str(response.json())
+
+
+def test_storing_the_same_bytes_twice_is_not_a_500(tenant, make_linked_bucket, key_client):
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        Bucket.objects.filter(pk=bucket.pk).update(protected=True)
+    client = key_client(tenant, Role.OPERATOR)
+    url = f"/api/v1/scan?bucket={bucket.pk}&key=same.txt"
+    first = client.post(url, b"same bytes", content_type="application/octet-stream")
+    second = client.post(url, b"same bytes", content_type="application/octet-stream")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["result"] == second.json()["result"]
+
+
+def test_a_store_key_with_nul_is_a_field_error(tenant, make_linked_bucket, key_client):
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        Bucket.objects.filter(pk=bucket.pk).update(protected=True)
+    response = key_client(tenant, Role.OPERATOR).post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=a%00b", b"x", content_type="application/octet-stream"
+    )
+    assert response.status_code == 400
+    assert "key" in response.json()
+
+
+def test_a_truncated_multipart_upload_leaves_no_scan_thread_behind(tenant, key_client):
+    import threading
+
+    client = key_client(tenant, Role.OPERATOR)
+    head, _ = _multipart(b"partial " * 1000)
+    for _ in range(3):
+        response = client.post("/api/v1/scan", head, content_type=f"multipart/form-data; boundary={BOUNDARY}")
+        assert response.status_code == 400
+    alive = [t for t in threading.enumerate() if t.name == "scan-upload" and t.is_alive()]
+    assert alive == []
