@@ -154,7 +154,11 @@ def _cidrs_allow(cidrs: list[str], ip: str) -> bool:
 
 
 def _admin_count(tenant: Tenant) -> int:
-    return Membership.objects.filter(tenant=tenant, role=Role.ADMIN, user__is_active=True).count()
+    # Locks the tenant's admin rows: two concurrent demotions cannot both see "another admin is left".
+    admins = Membership.objects.select_for_update().filter(
+        tenant=tenant, role=Role.ADMIN, user__is_active=True
+    )
+    return len(list(admins.values_list("pk", flat=True)))
 
 
 @transaction.atomic

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import models
@@ -133,6 +134,13 @@ class ScanPolicySerializer(serializers.ModelSerializer):
             Bucket.objects.filter(tenant=tenant) if tenant is not None else Bucket.objects.none()
         )
         return fields
+
+    def validate_quarantine_bucket(self, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+            raise serializers.ValidationError(
+                "Not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)."
+            )
+        return value
 
     def validate_max_object_size(self, value: int) -> int:
         from django.conf import settings

@@ -188,9 +188,9 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         )
         # A released object stays released whatever the signatures say now.
         .filter(Q(signature_version=signature_version) | Q(verdict=Verdict.INFECTED_ALLOWED))
-        # Worth keeping: not an Error (it may be gone by now), and not a version s3av moved away or
-        # deleted; bytes like those found again in the bucket are a new upload and are scanned.
-        .exclude(verdict=Verdict.ERROR)
+        # Worth keeping: not an Error or Unscannable (a retry or a raised size limit may do better), and
+        # not a version s3av moved away or deleted (the same bytes found again are a new upload).
+        .exclude(verdict__in=[Verdict.ERROR, Verdict.UNSCANNABLE])
         .exclude(action__regex=r"(quarantined|deleted)")
         .values_list("key", "version_id", "etag", "size")
     )

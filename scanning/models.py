@@ -466,6 +466,12 @@ class UsageMonth(models.Model):
         return f"{self.tenant_id} {self.month:%Y-%m}"
 
     @classmethod
+    def bytes_this_month(cls, tenant: Tenant) -> int:
+        month = timezone.now().astimezone(UTC).date().replace(day=1)
+        row = cls.objects.filter(tenant=tenant, month=month).values_list("bytes_scanned", flat=True).first()
+        return int(row or 0)
+
+    @classmethod
     def add(cls, tenant: Tenant, objects: int = 1, size: int = 0, when: datetime | None = None) -> None:
         """Count scans with F() increments, creating the month's row on first use."""
         month = (when or timezone.now()).astimezone(UTC).date().replace(day=1)

@@ -55,6 +55,12 @@ class LengthRequired(APIException):
     default_code = "length_required"
 
 
+class MonthlyLimitReached(APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_detail = "This tenant's monthly scan volume (monthly_scan_bytes_limit) is used up."
+    default_code = "monthly_limit"
+
+
 class EngineBusy(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The scanning engine is unavailable; try again shortly."
@@ -261,6 +267,12 @@ class ScanUploadView(APIView):
             ):
                 self.scan.close()
                 raise _too_large(self.scan.limit)
+            monthly = tenant.monthly_scan_bytes_limit
+            if monthly is not None and UsageMonth.bytes_this_month(tenant) + int(length) > monthly:
+                # The scan API is the one path a tenant's limit stops: uploads are optional work, while
+                # event and bucket scans of the tenant's own objects go on (they fail closed otherwise).
+                self.scan.close()
+                raise MonthlyLimitReached()
             if _is_multipart(django_request):
                 self.handler = ClamdUploadHandler(django_request, self.scan)
                 django_request.upload_handlers = [self.handler]

@@ -29,6 +29,10 @@ def test_it_creates_a_policy_and_audits(tenant, key_client):
     "payload, field",
     [
         ({"name": "q", "on_infected": "quarantine"}, "quarantine_bucket"),
+        (
+            {"name": "q", "on_infected": "quarantine", "quarantine_bucket": "Not A Bucket!"},
+            "quarantine_bucket",
+        ),
         ({"name": "x", "on_infected": "explode"}, "on_infected"),
         ({"name": "x", "max_object_size": 0}, "max_object_size"),
         ({"name": "x", "max_object_size": 10**13}, "max_object_size"),

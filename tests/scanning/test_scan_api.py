@@ -362,3 +362,13 @@ def test_a_truncated_multipart_upload_leaves_no_scan_thread_behind(tenant, key_c
         assert response.status_code == 400
     alive = [t for t in threading.enumerate() if t.name == "scan-upload" and t.is_alive()]
     assert alive == []
+
+
+def test_the_scan_api_stops_at_the_monthly_limit(tenant, key_client):
+    tenant.monthly_scan_bytes_limit = 100
+    tenant.save(update_fields=["monthly_scan_bytes_limit"])
+    client = key_client(tenant, Role.OPERATOR)
+    assert client.post("/api/v1/scan", b"x" * 60, content_type="application/octet-stream").status_code == 200
+    refused = client.post("/api/v1/scan", b"x" * 60, content_type="application/octet-stream")
+    assert refused.status_code == 429
+    assert "monthly" in refused.json()["detail"]
