@@ -356,7 +356,8 @@ def upload(s3: Any, bucket: str, count: int, size: int, prefix: str) -> list[tup
         return list(pool.map(put, range(count)))
 
 
-def message_for(tenant: Any, bucket: Any, key: str, etag: str) -> tuple[str, Any]:
+def message_for(tenant: Any, bucket: Any, key: str, etag: str, size: int) -> tuple[str, Any]:
+    """The message an S3 event becomes: it carries the object's ETag and size, as S3 events do."""
     from django_scopes import scope
 
     from scanning import services
@@ -365,7 +366,14 @@ def message_for(tenant: Any, bucket: Any, key: str, etag: str) -> tuple[str, Any
     with scope(tenant=tenant):
         dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
     message = scan_object.message(
-        str(tenant.pk), str(bucket.pk), key, version_id=None, etag=etag, trigger="event", dedupe_key=dedupe
+        str(tenant.pk),
+        str(bucket.pk),
+        key,
+        version_id=None,
+        etag=etag,
+        size=size,
+        trigger="event",
+        dedupe_key=dedupe,
     )
     return dedupe, message
 
@@ -412,7 +420,7 @@ def bench_pipeline(
     tenant, bucket = make_bucket_rows(s3, "pipe")
     log(f"pipeline: uploading {count} x {size} B to s3://{bucket.name}")
     objects = upload(s3, bucket.name, count, size, "pipe")
-    messages = [message_for(tenant, bucket, key, etag) for key, etag in objects]
+    messages = [message_for(tenant, bucket, key, etag, size) for key, etag in objects]
     enqueued: dict[str, float] = {}
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     busy0 = machine_busy()
@@ -576,7 +584,7 @@ def bench_memory(s3: Any, broker: Any, worker: Worker, big_size: int, timeout: f
     etag = s3.complete_multipart_upload(
         Bucket=bucket.name, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
     )["ETag"]
-    dedupe, message = message_for(tenant, bucket, key, etag)
+    dedupe, message = message_for(tenant, bucket, key, etag, big_size)
 
     samples: list[tuple[float, int]] = []
     stop = threading.Event()

@@ -59,4 +59,5 @@ def scan_object(
             dedupe_key=dedupe_key,
             job_id=job_id,
             final_attempt=_is_final_attempt(),
+            size=size,
         )

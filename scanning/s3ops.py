@@ -124,6 +124,8 @@ _TRANSIENT_CODES = {
 }
 
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+# The pin (IfMatch) no longer matches: the key holds other bytes now.
+CHANGED_CODES = {"PreconditionFailed", "412"}
 _NOT_FOUND_CODES = NOT_FOUND_CODES
 _ACCESS_CODES = {
     "AccessDenied",

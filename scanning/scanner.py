@@ -104,6 +104,8 @@ def scan_ref(
     try:
         stream = s3ops.DigestingStream(s3ops.stream_object(s3, ref))
     except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.CHANGED_CODES:
+            raise  # the pinned bytes were replaced: the caller decides (their own event scans them)
         outcome.message = exc.message
         return outcome
     try:

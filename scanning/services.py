@@ -215,8 +215,12 @@ def run_scan(
     dedupe_key: str,
     job_id: str | None = None,
     final_attempt: bool = False,
+    size: int | None = None,
 ) -> ScanResult | None:
     """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
+
+    With the ETag and size from the S3 event or the listing, the object is pinned without a HeadObject
+    (GetObject carries IfMatch, so other bytes are refused); otherwise HeadObject pins it.
 
     Transient failures raise (the actor retries) unless ``final_attempt``: then the verdict is Error.
     Returns None when the request is moot (key excluded by policy, object replaced since the event).
@@ -241,12 +245,16 @@ def run_scan(
                 dedupe_key=uuid.uuid4().hex,
                 job_id=job_id,
                 final_attempt=final_attempt,
+                size=size,
             )
         return result
 
     try:
         s3 = client_for(bucket.account, "s3", bucket.region)
-        ref = s3ops.head_object(s3, bucket.name, key, version_id)
+        if etag and size is not None:
+            ref = s3ops.ObjectRef(bucket.name, key, version_id or None, etag.strip('"'), size)
+        else:
+            ref = s3ops.head_object(s3, bucket.name, key, version_id)
         if etag and not version_id and ref.etag != etag.strip('"'):
             # The key now holds other bytes; their own event scans them.
             ScanResult.objects.filter(pk=result.pk, verdict="").delete()
@@ -269,6 +277,10 @@ def run_scan(
             heartbeat=lambda: _renew_claim(result),
         )
     except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.CHANGED_CODES:
+            # Replaced between the event (or listing) and this read: the new bytes have their own event.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return None
         moved = (
             _moved_by_us(tenant, bucket, key, version_id, etag) if exc.code in s3ops.NOT_FOUND_CODES else None
         )
@@ -399,7 +411,7 @@ def _act(
                 actions.append("deleted")
         status = ScanResult.ActionStatus.DONE
     except s3ops.PermanentS3Error as exc:
-        if exc.code in {"PreconditionFailed", "412"}:
+        if exc.code in s3ops.CHANGED_CODES:
             # The key holds other bytes now (unversioned bucket): this verdict is not about them.
             status = ScanResult.ActionStatus.DONE
             actions.append("superseded")

@@ -371,3 +371,27 @@ def test_the_same_malware_uploaded_again_is_caught_again(tenant, make_linked_buc
     assert second.pk != first.pk
     assert second.action == "tagged+quarantined"
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket.name)
+
+
+def test_an_event_with_etag_and_size_is_scanned_without_a_head_request(
+    tenant, make_linked_bucket, s3_client, s3_calls
+):
+    bucket = make_linked_bucket(tenant, versioned=True)
+    version, etag = _put(s3_client, bucket, "quick.com", EICAR)
+    result = _scan(tenant, bucket, "quick.com", version_id=version, etag=etag, size=len(EICAR))
+    assert result.verdict == Verdict.INFECTED
+    assert result.size == len(EICAR)
+    assert s3_calls["HeadObject"] == 0
+    assert s3_calls["GetObject"] == 1
+
+
+def test_an_event_for_bytes_replaced_before_the_read_is_dropped_not_an_error(
+    tenant, make_linked_bucket, s3_client
+):
+    bucket = make_linked_bucket(tenant)
+    _, old_etag = _put(s3_client, bucket, "swapped.com", EICAR)
+    _put(s3_client, bucket, "swapped.com", b"the newer, clean bytes")
+    assert _scan(tenant, bucket, "swapped.com", etag=old_etag, size=len(EICAR)) is None
+    with scope(tenant=tenant):
+        assert not ScanResult.objects.filter(tenant=tenant, key="swapped.com").exists()
+    assert "scan-result" not in _tags(s3_client, bucket, "swapped.com")

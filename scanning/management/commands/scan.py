@@ -97,6 +97,8 @@ class Command(BaseCommand):
             for attempt in range(RETRIES + 1):
                 try:
                     return ref, scanner.scan_ref(s3, clamd, identity, ref, max_size)
+                except s3ops.PermanentS3Error as exc:  # replaced while the listing went on
+                    return ref, scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
                 except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
                     if attempt == RETRIES:
                         return ref, scanner.Outcome(
