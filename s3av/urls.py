@@ -59,6 +59,7 @@ urlpatterns = [
     path("healthz", accounts_views.healthz, name="healthz"),
     path("results/", scanning_views.results, name="results"),
     path("buckets/", scanning_views.buckets, name="buckets"),
+    path("jobs/", scanning_views.jobs, name="jobs"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

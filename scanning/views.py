@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.models import Role, role_at_least
-from scanning.models import Bucket, ScanResult, Verdict
+from scanning.models import Bucket, ScanJob, ScanResult, Verdict
 
 PAGE = 100
 
@@ -39,3 +39,10 @@ def buckets(request: HttpRequest) -> HttpResponse:
     tenant = _tenant_for_viewer(request)
     rows = Bucket.objects.filter(tenant=tenant).select_related("account", "policy").order_by("name")
     return render(request, "scanning/buckets.html", {"buckets": rows})
+
+
+@login_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    tenant = _tenant_for_viewer(request)
+    rows = ScanJob.objects.filter(tenant=tenant).select_related("bucket").order_by("-created_at")[:PAGE]
+    return render(request, "scanning/jobs.html", {"jobs": rows})

@@ -57,3 +57,16 @@ def test_a_member_without_role_sees_no_results(tenant, session_client):
 
 def test_the_portal_needs_a_sign_in(client):
     assert client.get("/results/").status_code == 302
+
+
+def test_the_scans_page_lists_only_the_tenants_jobs(tenant, outsider_tenant, session_client, bucket_of):
+    from scanning.models import ScanJob
+
+    mine, theirs = bucket_of(tenant), bucket_of(outsider_tenant)
+    with scope(tenant=tenant):
+        ScanJob.objects.create(tenant=tenant, bucket=mine, prefix="mine/", listed=7)
+    with scope(tenant=outsider_tenant):
+        ScanJob.objects.create(tenant=outsider_tenant, bucket=theirs, prefix="theirs/")
+    body = session_client(tenant, Role.VIEWER).get("/jobs/").content.decode()
+    assert f"s3://{mine.name}/mine/" in body
+    assert theirs.name not in body
