@@ -79,6 +79,13 @@ def role_template(service_principal: str, external_id: str, description: str = "
             "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:sqs:*:${{AWS::AccountId}}:{QUEUE_PREFIX}*"},
         },
         {
+            # Scan results published to the tenant's own SNS topics (notification channels).
+            "Sid": "Notifications",
+            "Effect": "Allow",
+            "Action": ["sns:Publish"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:sns:*:${AWS::AccountId}:*"},
+        },
+        {
             "Fn::If": [
                 "HasKmsKeys",
                 {

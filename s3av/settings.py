@@ -223,6 +223,8 @@ if not AWS_SERVICE_PRINCIPAL.startswith("arn:"):
 # that do not enforce IAM (moto, most S3-compatible stores) cannot prove it.
 AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID = env_bool("S3AV_AWS_CONFUSED_DEPUTY_CHECK", True)
 SCAN_API_MAX_BYTES = env_size("S3AV_SCAN_API_MAX_BYTES", "256M")
+# Webhook channels must be https to public addresses; this allows http to loopback (tests, the demo).
+ALLOW_HTTP_WEBHOOKS = env_bool("S3AV_ALLOW_HTTP_WEBHOOKS", False)
 # A worker's claim on a scan lasts this long and is renewed while the object streams; a claim left by
 # a killed worker is taken over once it runs out.
 SCAN_LEASE_SECONDS = env_int("S3AV_SCAN_LEASE_SECONDS", 300, minimum=5)
@@ -250,7 +252,7 @@ DRAMATIQ_BROKER = {
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors"]
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors"]
 
 # --- Logging: one JSON object per line -------------------------------------
 LOG_LEVEL = env_str("S3AV_LOG_LEVEL", "INFO").upper()

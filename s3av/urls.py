@@ -7,7 +7,7 @@ from accounts import api as accounts_api
 from accounts import views as accounts_views
 from linked_accounts import api as linked_accounts_api
 from scanning import api as scanning_api
-from scanning import buckets_api, jobs_api, scan_api
+from scanning import buckets_api, channels_api, jobs_api, scan_api
 from scanning import views as scanning_views
 
 
@@ -29,6 +29,7 @@ router.register("accounts", linked_accounts_api.AccountViewSet, basename="accoun
 router.register("buckets", buckets_api.BucketViewSet, basename="bucket")
 router.register("jobs", jobs_api.ScanJobViewSet, basename="job")
 router.register("schedules", jobs_api.ScheduleViewSet, basename="schedule")
+router.register("channels", channels_api.ChannelViewSet, basename="channel")
 
 api_v1 = [
     path("me", accounts_api.MeView.as_view(), name="me"),

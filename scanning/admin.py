@@ -6,7 +6,15 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from accounts.admin import AuditedAdmin, ReadOnlyAdmin
-from scanning.models import Bucket, ScanJob, ScanPolicy, ScanResult, Schedule, UsageMonth
+from scanning.models import (
+    Bucket,
+    NotificationChannel,
+    ScanJob,
+    ScanPolicy,
+    ScanResult,
+    Schedule,
+    UsageMonth,
+)
 
 
 @admin.register(ScanPolicy)
@@ -71,3 +79,12 @@ class ScheduleAdmin(ReadOnlyAdmin):
 class UsageMonthAdmin(ReadOnlyAdmin):
     list_display = ["tenant", "month", "objects_scanned", "bytes_scanned"]
     list_filter = ["tenant"]
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(ReadOnlyAdmin):
+    # Changes go through the audited API; the webhook secret is never shown.
+    list_display = ["name", "tenant", "kind", "target", "enabled", "last_delivered_at", "last_error"]
+    list_filter = ["kind", "enabled", "tenant"]
+    search_fields = ["name", "target", "tenant__name"]
+    exclude = ["secret"]

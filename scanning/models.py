@@ -483,3 +483,73 @@ class UsageMonth(models.Model):
                 cls.objects.create(tenant=tenant, month=month, objects_scanned=objects, bytes_scanned=size)
         except IntegrityError:  # another scan created the row first
             cls.objects.filter(tenant=tenant, month=month).update(**bump)
+
+
+# =====================================================================================================
+# Notification channels: where a tenant's scan results are published. Kept together at the end.
+# =====================================================================================================
+
+
+class ChannelKind(models.TextChoices):
+    SNS = "sns", "SNS topic"
+    WEBHOOK = "webhook", "Webhook (HTTPS)"
+    EMAIL = "email", "Email to the tenant's admins"
+
+
+def _default_channel_results() -> list[str]:
+    return [Verdict.INFECTED.value]
+
+
+class NotificationChannel(models.Model):
+    """An SNS topic (in a linked account), a webhook URL, or email to the tenant's admins.
+
+    ``results`` lists the verdicts sent. A webhook's ``secret`` signs its requests; the API shows it
+    once, on create.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="notification_channels")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    target = models.CharField(
+        max_length=2048, blank=True, help_text="SNS topic ARN, https URL, or empty for email."
+    )
+    account = models.ForeignKey(
+        "linked_accounts.AwsAccount",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notification_channels",
+        help_text="The linked account that owns the SNS topic.",
+    )
+    results = models.JSONField(default=_default_channel_results)
+    secret = models.CharField(max_length=128, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    last_error = models.TextField(blank=True)
+    last_delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedManager(tenant="tenant")
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def wants(self, verdict: str) -> bool:
+        return self.enabled and verdict in (self.results or [])
+
+    def clean(self) -> None:
+        super().clean()
+        if self.account_id and self.account is not None and self.account.tenant_id != self.tenant_id:
+            raise ValidationError({"account": "The account belongs to another tenant."})
+
+    def mark_delivered(self) -> None:
+        self.last_delivered_at = timezone.now()
+        self.last_error = ""
+        self.save(update_fields=["last_delivered_at", "last_error"])
+
+    def mark_failed(self, error: str) -> None:
+        self.last_error = error[:2000]
+        self.save(update_fields=["last_error"])

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
 from linked_accounts.aws import client_for
-from scanning import engine, promotion, s3ops, scanner
+from scanning import engine, notifications, promotion, s3ops, scanner
 from scanning.models import (
     Bucket,
     InfectedAction,
@@ -439,6 +439,7 @@ def _act(
             "quarantine_bucket", "quarantine_key", "quarantine_version_id",
         ]
     )  # fmt: skip
+    notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
 
 
 def _wanted_action(policy: ScanPolicy, verdict: str) -> str:

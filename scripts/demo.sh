@@ -15,6 +15,7 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-demo}" AWS_SECRET_ACCESS_KEY="${A
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 export S3AV_CLAMD="${S3AV_CLAMD:-unix://$PWD/var/clamav/clamd.sock}"
 export S3AV_BIND="${S3AV_BIND:-127.0.0.1:8000}"
+export S3AV_ALLOW_HTTP_WEBHOOKS="${S3AV_ALLOW_HTTP_WEBHOOKS:-true}"
 export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
 
 # PostgreSQL when this machine runs it (make services starts it), else SQLite. The demo starts from an

@@ -95,6 +95,15 @@ def _schedule(tenant: Tenant) -> str:
     return str(Schedule.objects.create(tenant=tenant, bucket=bucket, cron="0 * * * *").pk)
 
 
+def _channel(tenant: Tenant) -> str:
+    from scanning.models import NotificationChannel
+
+    channel = NotificationChannel.objects.create(
+        tenant=tenant, name="sweep", kind="webhook", target="https://hooks.example.com/s3av", secret="s"
+    )
+    return str(channel.pk)
+
+
 # Path prefix under /api/v1/ -> function making an object of that kind in a tenant.
 OBJECT_FACTORIES: dict[str, Callable[[Tenant], str]] = {
     "members": _member,
@@ -106,6 +115,7 @@ OBJECT_FACTORIES: dict[str, Callable[[Tenant], str]] = {
     "schedules": _schedule,
     "accounts": _aws_account,
     "buckets": _bucket,
+    "channels": _channel,
 }
 
 
