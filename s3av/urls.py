@@ -61,6 +61,11 @@ urlpatterns = [
     path("results/", scanning_views.results, name="results"),
     path("buckets/", scanning_views.buckets, name="buckets"),
     path("jobs/", scanning_views.jobs, name="jobs"),
+    path(
+        "results/<uuid:result_id>/<slug:what>",
+        scanning_views.triage,
+        name="triage",
+    ),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from accounts.models import Role, role_at_least
+from accounts.services import Actor, ServiceError
+from scanning import services
 from scanning.models import Bucket, ScanJob, ScanResult, Verdict
 
 PAGE = 100
@@ -30,8 +34,42 @@ def results(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "scanning/results.html",
-        {"results": queryset[:PAGE], "verdicts": Verdict.values, "verdict": verdict},
+        {
+            "results": queryset[:PAGE],
+            "verdicts": Verdict.values,
+            "verdict": verdict,
+            "can_triage": role_at_least(getattr(request, "role", None), Role.OPERATOR),
+        },
     )
+
+
+TRIAGE = {
+    "release": (services.release_from_quarantine, "Released from quarantine, tagged InfectedAllowed."),
+    "delete": (services.delete_scanned_object, "Deleted."),
+    "rescan": (services.rescan, "Queued for a new scan."),
+}
+
+
+@login_required
+@require_POST
+def triage(request: HttpRequest, result_id: str, what: str) -> HttpResponse:
+    """The portal's buttons for the same audited triage the API offers (operator and up)."""
+    tenant = _tenant_for_viewer(request)
+    if what not in TRIAGE:
+        raise Http404
+    result = ScanResult.objects.filter(tenant=tenant, pk=result_id).exclude(verdict="").first()
+    if result is None:
+        raise Http404
+    if not role_at_least(getattr(request, "role", None), Role.OPERATOR):
+        raise PermissionDenied("Triage needs the operator role.")
+    action, done = TRIAGE[what]
+    try:
+        action(tenant, Actor.from_request(request), result)  # type: ignore[operator]
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("results")
 
 
 @login_required

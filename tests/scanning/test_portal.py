@@ -70,3 +70,43 @@ def test_the_scans_page_lists_only_the_tenants_jobs(tenant, outsider_tenant, ses
     body = session_client(tenant, Role.VIEWER).get("/jobs/").content.decode()
     assert f"s3://{mine.name}/mine/" in body
     assert theirs.name not in body
+
+
+def test_an_operator_releases_a_quarantined_finding_from_the_portal(
+    tenant, session_client, make_linked_bucket, make_bucket, s3_client
+):
+    from scanning import services
+    from tests.fixtures.scanning import EICAR
+
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    etag = s3_client.put_object(Bucket=bucket.name, Key="fp.exe", Body=EICAR)["ETag"]
+    with scope(tenant=tenant):
+        found = services.run_scan(
+            tenant,
+            bucket,
+            "fp.exe",
+            version_id=None,
+            etag=etag,
+            trigger="event",
+            dedupe_key=services.dedupe_key_for(bucket, "fp.exe", None, etag, False),
+        )
+    operator = session_client(tenant, Role.OPERATOR)
+    page = operator.get("/results/").content.decode()
+    assert f"/results/{found.pk}/release" in page
+    response = operator.post(f"/results/{found.pk}/release", follow=True)
+    assert "Released from quarantine" in response.content.decode()
+    assert s3_client.get_object(Bucket=bucket.name, Key="fp.exe")["Body"].read() == EICAR
+    again = operator.post(f"/results/{found.pk}/release", follow=True)
+    assert "already released" in again.content.decode()
+
+
+def test_a_viewer_cannot_triage_and_an_outsider_gets_404(tenant, outsider_tenant, session_client, bucket_of):
+    bucket = bucket_of(tenant)
+    result = _result(tenant, bucket, "x.exe", "Infected")
+    viewer = session_client(tenant, Role.VIEWER)
+    assert "/rescan" not in viewer.get("/results/").content.decode()
+    assert viewer.post(f"/results/{result.pk}/rescan").status_code == 403
+    outsider = session_client(outsider_tenant, Role.ADMIN)
+    assert outsider.post(f"/results/{result.pk}/rescan").status_code == 404
+    assert session_client(tenant, Role.OPERATOR).post(f"/results/{result.pk}/explode").status_code == 404
