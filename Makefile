@@ -9,7 +9,9 @@ PYTHON ?= python3
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	# Debian ships venv apart (python3-venv); install it when missing and running as root.
+	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
@@ -30,7 +32,8 @@ lint: install
 test: install services clamd
 	bash scripts/test.sh
 
-demo: install services clamd
+demo: install clamd
+	bash scripts/services.sh redis
 	bash scripts/demo.sh
 
 clean-var:

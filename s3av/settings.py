@@ -207,6 +207,9 @@ CLAMD_TIMEOUT = env_float("S3AV_CLAMD_TIMEOUT", 300.0, minimum=1.0)
 # Must equal clamd's StreamMaxLength (scripts/clamav.sh renders both from the
 # same variable): larger objects are Unscannable without being downloaded.
 MAX_OBJECT_SIZE = env_size("S3AV_MAX_OBJECT_SIZE", "1024M")
+if not 0 < MAX_OBJECT_SIZE < 2 * 1024**3:
+    # ClamAV scans nothing of 2 GiB or more, whatever its limits say.
+    raise ImproperlyConfigured("S3AV_MAX_OBJECT_SIZE must be more than 0 and less than 2G (e.g. 2047M).")
 AWS_ENDPOINT_URL = env_url("S3AV_AWS_ENDPOINT_URL", None, {"http", "https"})
 AWS_REGION = env_str("S3AV_AWS_REGION", "us-east-1")
 # The AWS principal tenants' roles trust (put in their CloudFormation template).

@@ -7,6 +7,7 @@ answer only.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
@@ -14,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import Role
+from accounts.models import Role, role_at_least
 from accounts.services import record
 from linked_accounts.models import AwsAccount
 from s3av.api import TenantViewSet, request_tenant
@@ -36,6 +37,14 @@ class ChannelSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = ["id", "last_error", "last_delivered_at", "created_at"]
         extra_kwargs = {"target": {"required": False, "allow_blank": True}}
+
+    def to_representation(self, instance: NotificationChannel) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        role = getattr(getattr(request, "_request", None), "role", None)
+        if not role_at_least(role, Role.ADMIN):
+            data["target"] = masked_target(instance)  # only admins (who manage channels) see whole URLs
+        return data
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: NotificationChannel | None = self.instance
@@ -148,11 +157,21 @@ class ChannelViewSet(
         return Response({"delivered": not error, "error": error})
 
 
+def masked_target(channel: NotificationChannel) -> str:
+    """A webhook URL's path and query may carry a credential (Slack, Teams): show scheme and host only."""
+    if channel.kind != "webhook" or not channel.target:
+        return channel.target
+    parts = urlsplit(channel.target)
+    return (
+        f"{parts.scheme}://{parts.netloc}/…" if parts.path not in {"", "/"} or parts.query else channel.target
+    )
+
+
 def _audit_details(channel: NotificationChannel) -> dict[str, Any]:
     return {
         "name": channel.name,
         "kind": channel.kind,
-        "target": channel.target,
+        "target": masked_target(channel),
         "account": str(channel.account_id) if channel.account_id else None,
         "results": channel.results,
         "enabled": channel.enabled,

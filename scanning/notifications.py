@@ -258,10 +258,27 @@ def _allow_local() -> bool:
     return bool(settings.ALLOW_HTTP_WEBHOOKS)
 
 
+# IPv6 ranges that carry an IPv4 address a gateway will reach: NAT64 (RFC 6052, RFC 8215).
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to, if any (mapped, compatible, 6to4, Teredo, NAT64)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in network for network in _NAT64) or (int(ip) >> 32 == 0 and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # NAT64 and IPv4-compatible ::a.b.c.d
+    return None
+
+
 def _address_allowed(text: str, allow_loopback: bool) -> bool:
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
+        ip = inner
     if ip.is_loopback:
         return allow_loopback
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)

@@ -19,7 +19,7 @@ TEMPLATE=$PROJECT_DIR/deploy/clamd.conf.template
 TESTFILES=/usr/share/clamav-testfiles
 OFFICIAL_DB=/var/lib/clamav
 
-CLAMAV_DIR=${S3AV_CLAMAV_DIR:-$PROJECT_DIR/var/clamav}
+CLAMAV_DIR=${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PROJECT_DIR/var}/clamav}
 MAX_OBJECT_SIZE=${S3AV_MAX_OBJECT_SIZE:-1024M}
 START_TIMEOUT=${S3AV_CLAMD_START_TIMEOUT:-60}
 
@@ -54,12 +54,14 @@ lock_state_dir() {
 
 size_in_bytes() {
     local value=$1 number unit
-    [[ $value =~ ^([0-9]+)([KkMm]?)$ ]] || die "S3AV_MAX_OBJECT_SIZE=$value: expected a number with an optional K or M suffix"
+    # The same forms s3av's settings accept: 512K, 100M, 1G (binary units; an optional iB or B after).
+    [[ $value =~ ^([0-9]+)([KkMmGg]?)([iI]?[bB]?)$ ]] || die "S3AV_MAX_OBJECT_SIZE=$value: expected a number with an optional K, M or G suffix"
     number=$((10#${BASH_REMATCH[1]}))
     unit=${BASH_REMATCH[2]}
     case $unit in
         K | k) echo $((number * 1024)) ;;
         M | m) echo $((number * 1024 * 1024)) ;;
+        G | g) echo $((number * 1024 * 1024 * 1024)) ;;
         *) echo "$number" ;;
     esac
 }
@@ -184,7 +186,7 @@ ping_clamd() {
 
 render_conf() {
     local target=$1
-    sed -e "s|@VARDIR@|$CLAMAV_DIR|g" -e "s|@DBDIR@|$DB_DIR|g" -e "s|@MAXSIZE@|$MAX_OBJECT_SIZE|g" \
+    sed -e "s|@VARDIR@|$CLAMAV_DIR|g" -e "s|@DBDIR@|$DB_DIR|g" -e "s|@MAXSIZE@|$(size_in_bytes "$MAX_OBJECT_SIZE")|g" \
         "$TEMPLATE" >"$target"
 }
 

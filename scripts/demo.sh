@@ -13,7 +13,7 @@ export S3AV_AWS_ENDPOINT_URL="${S3AV_AWS_ENDPOINT_URL:-http://127.0.0.1:${S3AV_D
 export S3AV_AWS_CONFUSED_DEPUTY_CHECK="${S3AV_AWS_CONFUSED_DEPUTY_CHECK:-false}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-demo}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-demo}"
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
-export S3AV_CLAMD="${S3AV_CLAMD:-unix://$PWD/var/clamav/clamd.sock}"
+export S3AV_CLAMD="${S3AV_CLAMD:-unix://${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PWD/var}/clamav}/clamd.sock}"
 export S3AV_BIND="${S3AV_BIND:-127.0.0.1:8000}"
 export S3AV_ALLOW_HTTP_WEBHOOKS="${S3AV_ALLOW_HTTP_WEBHOOKS:-true}"
 export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
@@ -21,7 +21,7 @@ export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
 # PostgreSQL when this machine runs it (make services starts it), else SQLite. The demo starts from an
 # empty database each time, as its S3 endpoint (moto, in memory) starts empty too.
 if [[ -z "${DATABASE_URL:-}" ]]; then
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1" >/dev/null 2>&1; then
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS s3av_demo WITH (FORCE)"
     psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE s3av_demo"
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/s3av_demo"
@@ -37,7 +37,17 @@ echo "starting the local S3 endpoint on ${S3AV_AWS_ENDPOINT_URL}"
 .venv/bin/python -m moto.server -H 127.0.0.1 -p "${S3AV_DEMO_S3_PORT}" >var/demo-s3.log 2>&1 &
 S3_PID=$!
 trap 'kill ${S3_PID} 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -fs "${S3AV_AWS_ENDPOINT_URL}/moto-api/" >/dev/null 2>&1 && break; sleep 0.2; done
+.venv/bin/python - <<'PY' || { echo "the local S3 endpoint did not start; see var/demo-s3.log" >&2; exit 1; }
+import os, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(os.environ["S3AV_AWS_ENDPOINT_URL"] + "/moto-api/", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.2)
+else:
+    raise SystemExit(1)
+PY
 
 .venv/bin/python manage.py migrate --noinput -v0
 .venv/bin/python manage.py collectstatic --noinput -v0
@@ -51,9 +61,9 @@ cat <<EOT
   Portal:       ${S3AV_PUBLIC_URL}/            sign in as admin@demo.local / ${S3AV_DEMO_PASSWORD}
   Django admin: ${S3AV_PUBLIC_URL}/admin/      sign in as staff@demo.local / ${S3AV_DEMO_PASSWORD}
   API docs:     ${S3AV_PUBLIC_URL}/api/v1/docs/
-  Results:      curl -H "Authorization: Bearer ${API_KEY}" ${S3AV_PUBLIC_URL}/api/v1/results/
-  Upload more:  AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo aws --endpoint-url ${S3AV_AWS_ENDPOINT_URL} \\
-                  s3 cp FILE s3://demo-uploads/incoming/
+  Results:      ${S3AV_PUBLIC_URL}/results/ in the portal, or the API with the header
+                  Authorization: Bearer ${API_KEY}   (e.g. curl -H ... ${S3AV_PUBLIC_URL}/api/v1/results/)
+  Upload more:  S3AV_AWS_ENDPOINT_URL=${S3AV_AWS_ENDPOINT_URL} .venv/bin/python scripts/demo_upload.py FILE
   Stop with Ctrl-C.
 
 EOT

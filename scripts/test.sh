@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/test-env.sh
-export S3AV_CLAMD="${S3AV_CLAMD:-unix://$PWD/var/clamav/clamd.sock}"
+export S3AV_CLAMD="${S3AV_CLAMD:-unix://${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PWD/var}/clamav}/clamd.sock}"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

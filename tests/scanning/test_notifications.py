@@ -240,7 +240,27 @@ def test_a_5xx_is_retried_and_then_delivered(tenant, receiver, monkeypatch):
     assert channel.last_error == ""
     assert channel.last_delivered_at is not None
     assert len(receiver.requests) == 2
-    assert notify_actors.deliver.options["max_retries"] == notify_actors.DELIVER_MAX_RETRIES
+
+
+def test_the_last_attempt_gives_up_and_keeps_the_error(tenant, receiver, monkeypatch):
+    import dramatiq
+    from dramatiq.middleware import CurrentMessage
+
+    receiver.statuses = [503]
+    last = dramatiq.Message(
+        queue_name="default",
+        actor_name="deliver",
+        args=(),
+        kwargs={},
+        options={"retries": notify_actors.DELIVER_MAX_RETRIES},
+    )
+    monkeypatch.setattr(CurrentMessage, "get_current_message", staticmethod(lambda: last))
+    channel = _channel(tenant, kind="webhook", target=receiver.url, secret="s3cret")
+    _deliver(tenant, channel, _result(tenant))  # returns: no retry after the last one
+    with scope(tenant=tenant):
+        channel.refresh_from_db()
+    assert "HTTP 503" in channel.last_error
+    assert len(receiver.requests) == 1
 
 
 def test_a_4xx_is_recorded_and_not_retried(tenant, receiver, monkeypatch):
@@ -294,6 +314,10 @@ def test_the_channel_test_reports_a_failure(tenant, key_client, receiver):
         "http://169.254.169.254/latest/meta-data/",
         "https://[::ffff:192.168.1.1]/hook",
         "https://[fd00::1]/hook",
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "https://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "https://[2002:a9fe:a9fe::1]/hook",  # 6to4 of 169.254.169.254
+        "https://[::a9fe:a9fe]/hook",  # IPv4-compatible 169.254.169.254
         "https://localhost/hook",
         "https://127.0.0.1/hook",
         "https://0.0.0.0/hook",
@@ -531,3 +555,17 @@ def test_staff_see_channels_in_the_admin_without_the_secret(client, tenant):
     assert detail.status_code == 200
     assert b"hooks.example.com" in detail.content
     assert b"do-not-show-me" not in listing.content + detail.content
+
+
+def test_viewers_and_the_audit_log_see_only_the_webhook_host(tenant, key_client, local_webhooks):
+    admin = key_client(tenant, Role.ADMIN)
+    url = "http://127.0.0.1:9/services/T000/B000/secret-token"
+    created = admin.post(
+        "/api/v1/channels/", {"name": "chat", "kind": "webhook", "target": url}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    assert admin.get(f"/api/v1/channels/{created.json()['id']}").json()["target"] == url
+    shown = key_client(tenant, Role.VIEWER).get(f"/api/v1/channels/{created.json()['id']}").json()
+    assert shown["target"] == "http://127.0.0.1:9/…"
+    events = admin.get("/api/v1/audit-events/").json()["results"]
+    assert "secret-token" not in json.dumps(events)
