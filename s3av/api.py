@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
-from rest_framework import viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 
 from accounts.models import Tenant
@@ -35,3 +35,16 @@ class TenantViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> models.QuerySet[Any]:
         queryset: Any = self.queryset  # type: ignore[arg-type]
         return queryset.model._default_manager.filter(tenant=self.tenant)
+
+
+class TenantCrudViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    TenantViewSet,
+):
+    """List, read, create, PATCH and delete a tenant's objects (no PUT: partial updates only)."""
+
+    http_method_names = ["get", "post", "patch", "delete"]

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from accounts.models import Role
 from accounts.services import record
-from s3av.api import TenantViewSet
+from s3av.api import TenantCrudViewSet, TenantViewSet
 from scanning import services
 from scanning.models import Bucket, InfectedAction, ScanPolicy, ScanResult, Verdict
 
@@ -174,17 +174,9 @@ class ScanPolicySerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ScanPolicyViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    TenantViewSet,
-):
+class ScanPolicyViewSet(TenantCrudViewSet):
     queryset = ScanPolicy.objects.none()
     serializer_class = ScanPolicySerializer
-    http_method_names = ["get", "post", "patch", "delete"]
 
     def perform_create(self, serializer: Any) -> None:
         if ScanPolicy.objects.filter(tenant=self.tenant, name=serializer.validated_data["name"]).exists():

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, serializers, status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from accounts.models import Role, role_at_least
 from accounts.services import record
 from linked_accounts.models import AwsAccount
-from s3av.api import TenantViewSet, request_tenant
+from s3av.api import TenantCrudViewSet, request_tenant
 from scanning import notifications
 from scanning.models import ChannelKind, NotificationChannel, Verdict
 
@@ -109,21 +109,13 @@ TestAnswer = inline_serializer(
 )
 
 
-class ChannelViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    TenantViewSet,
-):
+class ChannelViewSet(TenantCrudViewSet):
     """Notification channels. Viewers read; admins write and test."""
 
     queryset = NotificationChannel.objects.none()
     serializer_class = ChannelSerializer
     read_role = Role.VIEWER
     write_role = Role.ADMIN
-    http_method_names = ["get", "post", "patch", "delete"]
 
     @extend_schema(request=ChannelSerializer, responses={201: ChannelCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

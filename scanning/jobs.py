@@ -41,6 +41,7 @@ from linked_accounts import aws
 from scanning import s3ops
 from scanning.models import (
     ACTIVE_JOB_STATUSES,
+    MOVED_ACTION_RE,
     Bucket,
     JobStatus,
     JobTrigger,
@@ -191,7 +192,7 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         # Worth keeping: not an Error or Unscannable (a retry or a raised size limit may do better), and
         # not a version s3av moved away or deleted (the same bytes found again are a new upload).
         .exclude(verdict__in=[Verdict.ERROR, Verdict.UNSCANNABLE])
-        .exclude(action__regex=r"(quarantined|deleted)")
+        .exclude(action__regex=MOVED_ACTION_RE)
         .values_list("key", "version_id", "etag", "size")
     )
     if job.all_versions:

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Role
-from s3av.api import TenantViewSet, request_tenant
+from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
 from scanning import jobs, schedules
 from scanning.models import Bucket, JobStatus, JobTrigger, ScanJob, Schedule, UsageMonth, validate_cron
 
@@ -130,21 +130,13 @@ class ScheduleSerializer(serializers.ModelSerializer):
         return value.strip()
 
 
-class ScheduleViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    TenantViewSet,
-):
+class ScheduleViewSet(TenantCrudViewSet):
     """Cron schedules of bucket scans (UTC, at most hourly). Scheduling scans is starting scans: operator."""
 
     queryset = Schedule.objects.none()
     serializer_class = ScheduleSerializer
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
-    http_method_names = ["get", "post", "patch", "delete"]
 
     def get_queryset(self) -> Any:
         return super().get_queryset().select_related("bucket")

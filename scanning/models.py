@@ -24,6 +24,10 @@ class Verdict(models.TextChoices):
     INFECTED_ALLOWED = "InfectedAllowed"
 
 
+# ScanResult.action of a version s3av itself took out of the bucket (quarantined, or deleted by policy).
+MOVED_ACTION_RE = r"(quarantined|deleted)"
+
+
 class Trigger(models.TextChoices):
     EVENT = "event"
     MANUAL = "manual"

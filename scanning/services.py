@@ -24,6 +24,7 @@ from accounts.services import Actor, ServiceError, record
 from linked_accounts.aws import client_for
 from scanning import engine, notifications, promotion, s3ops, scanner
 from scanning.models import (
+    MOVED_ACTION_RE,
     Bucket,
     InfectedAction,
     ProblemAction,
@@ -158,9 +159,7 @@ def _released_as_allowed(
 
 
 def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> bool:
-    if result.action_status != ScanResult.ActionStatus.DONE or not re.search(
-        r"(quarantined|deleted)", result.action
-    ):
+    if result.action_status != ScanResult.ActionStatus.DONE or not re.search(MOVED_ACTION_RE, result.action):
         return False
     try:
         current = s3ops.head_object(client_for(bucket.account, "s3", bucket.region), bucket.name, key)

@@ -13,6 +13,18 @@ from s3av import env
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Start the project (``manage.py check``) with this environment."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     "name, value",
     [
@@ -30,28 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 )
 def test_the_process_refuses_to_start_with_a_bad_setting(name, value):
     environ = {**os.environ, name: value}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _check(environ)
     assert result.returncode != 0
     assert name in result.stderr
 
 
 def test_it_needs_a_secret_key_when_debug_is_off():
     environ = {**os.environ, "S3AV_DEBUG": "false", "S3AV_SECRET_KEY": "short"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _check(environ)
     assert result.returncode != 0
     assert "S3AV_SECRET_KEY" in result.stderr
 
@@ -59,14 +57,7 @@ def test_it_needs_a_secret_key_when_debug_is_off():
 def test_it_needs_the_service_principal_when_debug_is_off():
     environ = {k: v for k, v in os.environ.items() if k != "S3AV_AWS_SERVICE_PRINCIPAL"}
     environ["S3AV_DEBUG"] = "false"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _check(environ)
     assert result.returncode != 0
     assert "S3AV_AWS_SERVICE_PRINCIPAL" in result.stderr
 
