@@ -100,7 +100,7 @@ def explain_assume_role_error(exc: Exception, role_arn: str) -> str:
 
 
 def _cache_key(account: Any) -> tuple[str, str, str]:
-    return (str(account.pk), account.role_arn, account.external_id)
+    return (str(account.pk), account.role_arn, account.role_external_id)
 
 
 def credentials_for(account: Any) -> dict[str, Any]:
@@ -111,7 +111,9 @@ def credentials_for(account: Any) -> dict[str, Any]:
         cached = _cache.get(key)
         if cached and cached[0] - REFRESH_MARGIN_SECONDS > now:
             return cached[1]
-    credentials = assume_role(account.role_arn, account.external_id, f"s3av-{str(account.tenant_id)[:8]}")
+    credentials = assume_role(
+        account.role_arn, account.role_external_id, f"s3av-{str(account.tenant_id)[:8]}"
+    )
     expiration = credentials.get("Expiration")
     expires_at = expiration.timestamp() if isinstance(expiration, datetime) else now + SESSION_SECONDS
     # Never trust a session beyond the cap we asked for, whatever the endpoint answered.

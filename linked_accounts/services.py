@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
 from linked_accounts import aws
-from linked_accounts.models import AwsAccount
+from linked_accounts.models import AwsAccount, AwsOrganization
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,66 @@ class TeardownReport:
         return {"removed": list(self.removed), "not_removed": list(self.not_removed)}
 
 
-def link_account(tenant: Tenant, actor: Actor, account_id: str, name: str = "") -> AwsAccount:
+def link_account(
+    tenant: Tenant,
+    actor: Actor,
+    account_id: str,
+    name: str = "",
+    organization: AwsOrganization | None = None,
+) -> AwsAccount:
+    """Link an account; under ``organization``, its role is the StackSet's and trusts that external id."""
     account_id = (account_id or "").strip()
     if len(account_id) != 12 or not account_id.isdigit():
         raise ServiceError("An AWS account id is 12 digits.", field="account_id")
+    if organization is not None and organization.tenant_id != tenant.pk:
+        raise ServiceError("No such organisation.", field="organization")
+    details: dict[str, Any] = {"account_id": account_id}
+    if organization is not None:
+        details["organization"] = str(organization.pk)
     try:
         with transaction.atomic():
-            account = AwsAccount.objects.create(tenant=tenant, account_id=account_id, name=name.strip())
-            record(tenant, actor, "account.link", account, {"account_id": account_id})
+            account = AwsAccount.objects.create(
+                tenant=tenant, account_id=account_id, name=name.strip(), organization=organization
+            )
+            record(tenant, actor, "account.link", account, details)
     except IntegrityError:
         raise ServiceError(f"Account {account_id} is already linked.", field="account_id") from None
     return account
+
+
+@transaction.atomic
+def create_organization(tenant: Tenant, actor: Actor, name: str = "") -> AwsOrganization:
+    """A new organisation link: one generated external id for every account its StackSet deploys to."""
+    organization = AwsOrganization.objects.create(tenant=tenant, name=name.strip())
+    record(tenant, actor, "organization.create", organization, {"name": organization.name})
+    return organization
+
+
+@transaction.atomic
+def update_organization(
+    tenant: Tenant, actor: Actor, organization: AwsOrganization, *, name: str
+) -> AwsOrganization:
+    _check_organization_owner(tenant, organization)
+    before = organization.name
+    organization.name = name.strip()
+    organization.save(update_fields=["name"])
+    change = {"name": {"from": before, "to": organization.name}}
+    record(tenant, actor, "organization.update", organization, change)
+    return organization
+
+
+@transaction.atomic
+def delete_organization(tenant: Tenant, actor: Actor, organization: AwsOrganization) -> None:
+    """Forget an organisation link; refused while accounts are linked under it (their roles trust it)."""
+    _check_organization_owner(tenant, organization)
+    linked = AwsAccount.objects.filter(tenant=tenant, organization=organization).count()
+    if linked:
+        raise ServiceError(
+            f"{linked} linked account(s) use this organisation's external id; delete them first "
+            "(DELETE /api/v1/accounts/{id} tears each one down)."
+        )
+    record(tenant, actor, "organization.delete", organization, {"name": organization.name})
+    organization.delete()
 
 
 @transaction.atomic
@@ -99,7 +148,7 @@ def verify_account(tenant: Tenant, actor: Actor, account: AwsAccount, role_arn: 
 def _check_role(account: AwsAccount, role_arn: str) -> str | None:
     """None when the role is usable, else what is wrong with it, in words."""
     try:
-        aws.assume_role(role_arn, account.external_id, f"s3av-verify-{str(account.tenant_id)[:8]}")
+        aws.assume_role(role_arn, account.role_external_id, f"s3av-verify-{str(account.tenant_id)[:8]}")
     except aws.AssumeRoleFailed as exc:
         return exc.message
     if not settings.AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID:
@@ -254,3 +303,8 @@ def delete_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> Teardow
 def _check_owner(tenant: Tenant, account: AwsAccount) -> None:
     if account.tenant_id != tenant.pk:
         raise ServiceError("No such account.")
+
+
+def _check_organization_owner(tenant: Tenant, organization: AwsOrganization) -> None:
+    if organization.tenant_id != tenant.pk:
+        raise ServiceError("No such organisation.")

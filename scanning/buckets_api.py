@@ -60,7 +60,8 @@ ReadGateSerializer = inline_serializer(
     {
         "statement": serializers.DictField(help_text="The deny-unless-Clean read statement."),
         "statements": serializers.ListField(
-            child=serializers.DictField(), help_text="Both statements: the read gate and the tag guard."
+            child=serializers.DictField(),
+            help_text="Every statement POST merges: the read gate, the tag guard and the copy guard.",
         ),
         "applied": serializers.BooleanField(required=False, help_text="POST: merged into the bucket policy."),
         "note": serializers.CharField(),
@@ -71,7 +72,9 @@ _READ_GATE_NOTE = (
     "Denies s3:GetObject and s3:GetObjectVersion unless the object's verdict tag is Clean or "
     "InfectedAllowed, to everyone but s3av's role. Unscanned objects are unreadable until scanned. "
     "A second statement stops anyone but s3av's role from writing the verdict tag, so it cannot be "
-    "forged. POST merges both into the bucket policy (the role needs EnableReadGate=true in its template)."
+    "forged; a third stops anyone but s3av's role from copying objects in from another bucket, which "
+    "would bring that bucket's tags along. POST merges all three into the bucket policy (the role needs "
+    "EnableReadGate=true in its template)."
 )
 
 

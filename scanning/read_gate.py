@@ -7,9 +7,12 @@ the linked account's s3av role, which must read unscanned objects to scan them. 
 been scanned yet has no tag, so it is unreadable until its verdict arrives: uploads become readable
 within seconds, once scanned.
 
-Applying it merges the statement (found by its ``Sid``) into the bucket's existing policy; the rest of
-the policy is kept as it is. The role needs ``s3:GetBucketPolicy`` and ``s3:PutBucketPolicy`` for this,
-which the template grants only with ``EnableReadGate=true``. A Deny in a bucket policy also binds the
+Two more statements keep the verdict tag honest: ``tag_guard`` (nobody but s3av's role may send the
+verdict tag key) and ``copy_guard`` (nobody but s3av's role may copy objects in from another bucket,
+which would bring that bucket's tags along). Applying the gate merges all three (found by their
+``Sid``) into the bucket's existing policy; the rest of the policy is kept as it is. The role needs
+``s3:GetBucketPolicy`` and ``s3:PutBucketPolicy`` for this, which the template grants only with
+``EnableReadGate=true``. A Deny in a bucket policy also binds the
 account's administrators; they can still remove the statement (``DeleteBucketPolicy`` or an edit).
 """
 
@@ -29,6 +32,7 @@ from scanning.models import Bucket, ScanPolicy, Verdict
 
 SID = "S3avDenyReadUnlessClean"
 TAG_GUARD_SID = "S3avDenyVerdictTagWrites"
+COPY_GUARD_SID = "S3avDenyCopyFromOtherBuckets"
 
 
 def statement(bucket: Bucket) -> dict[str, Any]:
@@ -71,8 +75,35 @@ def tag_guard(bucket: Bucket) -> dict[str, Any]:
     }
 
 
+def copy_guard(bucket: Bucket) -> dict[str, Any]:
+    """Deny copying objects in from any other bucket to everyone but s3av's role.
+
+    A CopyObject keeps the source's tags by default (``x-amz-tagging-directive: COPY``) without naming
+    any, so the tag guard cannot see them, and S3 has no condition key for the tagging directive nor
+    for the source object's tags on a write. An object tagged ``scan-result=Clean`` in a bucket of the
+    caller's own would then arrive readable before s3av scanned it. ``s3:x-amz-copy-source`` (a
+    documented condition key of ``s3:PutObject``, which authorises CopyObject and UploadPartCopy)
+    names the source as ``bucket/key`` (SDKs may send ``/bucket/key``): copies within this bucket stay
+    allowed, because here only s3av's role can write the verdict tag. ``Null: false`` keeps ordinary
+    uploads (no copy source) out of this statement.
+    """
+    return {
+        "Sid": COPY_GUARD_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["s3:PutObject"],
+        "Resource": f"arn:{aws.partition_of(bucket.account)}:s3:::{bucket.name}/*",
+        "Condition": {
+            "Null": {"s3:x-amz-copy-source": "false"},
+            "StringNotLike": {"s3:x-amz-copy-source": [f"{bucket.name}/*", f"/{bucket.name}/*"]},
+            "ArnNotEquals": {"aws:PrincipalArn": bucket.account.role_arn},
+        },
+    }
+
+
 def statements(bucket: Bucket) -> list[dict[str, Any]]:
-    return [statement(bucket), tag_guard(bucket)]
+    """The read gate and the two statements that keep its tag honest (in the order they are merged)."""
+    return [statement(bucket), tag_guard(bucket), copy_guard(bucket)]
 
 
 def _tag_key(bucket: Bucket) -> str:
@@ -99,7 +130,7 @@ def apply(tenant: Tenant, actor: Actor, bucket: Bucket) -> dict[str, Any]:
         raise ServiceError("No such bucket.")
     if bucket.account.status != AwsAccount.Status.CONNECTED or not bucket.account.role_arn:
         raise ServiceError("Verify the bucket's account before changing its policy.")
-    gate = statement(bucket)
+    gate, *guards = statements(bucket)
     try:
         s3 = aws.client_for(bucket.account, "s3", bucket.region)
         try:
@@ -109,7 +140,8 @@ def apply(tenant: Tenant, actor: Actor, bucket: Bucket) -> dict[str, Any]:
                 raise
             current = None
         merged = merge(current, gate)
-        merged = merge(merged, tag_guard(bucket))
+        for guard in guards:
+            merged = merge(merged, guard)
         s3.put_bucket_policy(Bucket=bucket.name, Policy=json.dumps(merged))
     except aws.AssumeRoleFailed as exc:
         raise ServiceError(exc.message) from None
@@ -121,5 +153,5 @@ def apply(tenant: Tenant, actor: Actor, bucket: Bucket) -> dict[str, Any]:
             ) from None
         raise ServiceError(f"AWS refused to change the bucket policy: {code or 'unreachable'}.") from None
     with transaction.atomic():
-        record(tenant, actor, "bucket.read_gate", bucket, {"sids": [SID, TAG_GUARD_SID]})
+        record(tenant, actor, "bucket.read_gate", bucket, {"sids": [SID, TAG_GUARD_SID, COPY_GUARD_SID]})
     return gate

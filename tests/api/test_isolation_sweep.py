@@ -77,6 +77,12 @@ def _aws_account(tenant: Tenant) -> str:
     return str(make_account(tenant).pk)
 
 
+def _organization(tenant: Tenant) -> str:
+    from linked_accounts.models import AwsOrganization
+
+    return str(AwsOrganization.objects.create(tenant=tenant, name="sweep").pk)
+
+
 def _bucket(tenant: Tenant) -> str:
     return str(_sweep_bucket(tenant).pk)
 
@@ -114,6 +120,7 @@ OBJECT_FACTORIES: dict[str, Callable[[Tenant], str]] = {
     "jobs": _job,
     "schedules": _schedule,
     "accounts": _aws_account,
+    "organizations": _organization,
     "buckets": _bucket,
     "channels": _channel,
 }

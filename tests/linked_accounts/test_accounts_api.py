@@ -4,7 +4,7 @@ from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
 from linked_accounts import aws
-from linked_accounts.models import AwsAccount
+from linked_accounts.models import AwsAccount, AwsOrganization
 from scanning import protection
 from scanning.models import Bucket
 from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
@@ -94,8 +94,15 @@ def test_it_serves_the_templates(tenant, key_client, settings):
     trust = template["Resources"]["S3avRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"AWS": settings.AWS_SERVICE_PRINCIPAL}
     assert trust["Condition"]["StringEquals"]["sts:ExternalId"] == account.external_id
-    stackset = viewer.get(f"/api/v1/accounts/{account.pk}/template?kind=stackset").json()
+    # A StackSet puts one external id into every account: only an account linked under an organisation
+    # gets one (its organisation's); an account linked on its own is told how (see test_organizations_api).
+    assert viewer.get(f"/api/v1/accounts/{account.pk}/template?kind=stackset").status_code == 400
+    with scope(tenant=tenant):
+        organization = AwsOrganization.objects.create(tenant=tenant)
+    member = _account(tenant, organization=organization)
+    stackset = viewer.get(f"/api/v1/accounts/{member.pk}/template?kind=stackset").json()
     assert "S3avRoleStackSet" in stackset["Resources"]
+    assert organization.external_id in stackset["Resources"]["S3avRoleStackSet"]["Properties"]["TemplateBody"]
     response = viewer.get(f"/api/v1/accounts/{account.pk}/template?syntax=yaml")
     assert response.status_code == 200 and response["Content-Type"] == "application/yaml"
     assert yaml.safe_load(response.content) == template

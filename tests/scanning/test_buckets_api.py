@@ -113,7 +113,11 @@ def test_the_read_gate_is_shown_to_viewers_and_applied_by_admins(
     response = key_client(tenant, Role.ADMIN).post(f"/api/v1/buckets/{bucket.pk}/read-gate")
     assert response.status_code == 200 and response.json()["applied"] is True
     policy = json.loads(s3_client.get_bucket_policy(Bucket=name)["Policy"])
-    assert [s["Sid"] for s in policy["Statement"]] == [read_gate.SID, read_gate.TAG_GUARD_SID]
+    assert [s["Sid"] for s in policy["Statement"]] == [
+        read_gate.SID,
+        read_gate.TAG_GUARD_SID,
+        read_gate.COPY_GUARD_SID,
+    ]
     guard = shown["statements"][1]
     assert guard["Condition"]["ForAnyValue:StringEquals"] == {"s3:RequestObjectTagKeys": ["scan-result"]}
 

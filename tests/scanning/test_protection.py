@@ -243,6 +243,7 @@ def test_the_read_gate_merges_into_the_bucket_policy(tenant, moto_account, s3_cl
         "CustomerStatement",
         read_gate.SID,
         read_gate.TAG_GUARD_SID,
+        read_gate.COPY_GUARD_SID,
     ]
     assert policy["Statement"][0] == theirs
     assert gate["Effect"] == "Deny"
