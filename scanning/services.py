@@ -192,7 +192,9 @@ def _own_quarantine_copy(tenant: Tenant, bucket: Bucket, key: str) -> bool:
     """Whether ``key`` in ``bucket`` is a copy s3av's quarantine made (``quarantine_key_for``).
 
     Decided from the key and the finding it names, not from the finding's recorded copy: the copy's
-    S3 event can arrive before the move finishes and the finding records where the copy went.
+    S3 event can arrive before the move finishes and the finding records where the copy went. Someone
+    who may write to the quarantine bucket and knows a finding's id could place an object there that
+    is not scanned; it stays untagged, so the read gate keeps it unreadable all the same.
     """
     candidates = {m["id"]: m for m in _QUARANTINE_COPY_RE.finditer(key)}
     if not candidates:
@@ -676,19 +678,20 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
     assert bucket is not None
     old = _claim_triage(result, "deleting")
     resolution = Resolution.DELETED
+    target = _ref_of(result)
+    if result.quarantine_key:
+        target = s3ops.ObjectRef(
+            result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None, "", 0
+        )
     try:
         s3 = bucket_client(bucket)
-        if result.quarantine_key:
-            target = s3ops.head_object(
-                s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
-            )
-            if result.size is not None and target.size != result.size:
-                raise ServiceError(
-                    "The quarantined copy is not the object this finding is about; not deleted."
-                )
-        else:
-            target = _ref_of(result)
         try:
+            if result.quarantine_key:
+                target = s3ops.head_object(s3, target.bucket, target.key, target.version_id)
+                if result.size is not None and target.size != result.size:
+                    raise ServiceError(
+                        "The quarantined copy is not the object this finding is about; not deleted."
+                    )
             s3ops.delete_version(s3, target)
         except s3ops.PermanentS3Error as exc:
             if exc.code in s3ops.CHANGED_CODES:

@@ -545,3 +545,15 @@ def test_s3av_never_scans_its_own_quarantine_copies(
         assert not ScanResult.objects.filter(bucket=qbucket).exists()
     listed = s3_client.list_objects_v2(Bucket=quarantine)["Contents"]
     assert [o["Key"] for o in listed] == [infected.quarantine_key]
+
+
+@VERSIONING
+def test_delete_object_of_a_copy_already_gone_resolves_the_finding_as_gone(
+    tenant, key_client, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    _, quarantine, infected = _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned)
+    version = {"VersionId": infected.quarantine_version_id} if versioned else {}
+    s3_client.delete_object(Bucket=quarantine, Key=infected.quarantine_key, **version)  # behind s3av's back
+    response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{infected.pk}/delete-object")
+    assert response.status_code == 200, response.content
+    assert (response.json()["triage_state"], response.json()["resolution"]) == ("resolved", "gone")
