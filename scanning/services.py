@@ -739,9 +739,12 @@ def _rescan_refusal(result: ScanResult) -> str | None:
         by = "the policy" if result.resolution == Resolution.DELETED_BY_POLICY else result.resolved_by
         return f"The object was deleted (by {by or 'an operator'}): there is nothing left to scan."
     if result.quarantine_key:
+        then = "release it to scan it again where it was, or delete it"
+        if result.verdict != Verdict.INFECTED:
+            then = "delete it, or copy it back to have it scanned again"  # only Infected is released
         return (
             f"The object was moved to quarantine (s3://{result.quarantine_bucket}/{result.quarantine_key}): "
-            "release it to scan it again where it was, or delete it."
+            f"{then}."
         )
     return None
 
