@@ -8,18 +8,18 @@ from typing import Any
 from django.db import models
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
 from accounts.services import record
 from s3av.api import TenantCrudViewSet, TenantViewSet
-from scanning import services
-from scanning.models import Bucket, InfectedAction, ScanPolicy, ScanResult, Verdict
+from scanning import protection, services
+from scanning.models import Bucket, InfectedAction, ScanPolicy, ScanResult, TriageState, Verdict
 
 
 class ScanResultSerializer(serializers.ModelSerializer):
@@ -32,6 +32,7 @@ class ScanResultSerializer(serializers.ModelSerializer):
             "signatures", "message", "engine", "signature_version", "action", "action_status",
             "action_detail", "tags_dropped", "quarantine_bucket", "quarantine_key", "trigger",
             "duration_ms", "scanned_at", "created_at",
+            "triage_state", "resolution", "resolved_by", "resolved_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -42,7 +43,48 @@ RESULT_FILTERS = [
     OpenApiParameter("key", OpenApiTypes.STR, description="exact key"),
     OpenApiParameter("key_prefix", OpenApiTypes.STR),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="scanned at or after (ISO 8601)"),
+    OpenApiParameter(
+        "state",
+        OpenApiTypes.STR,
+        enum=[s.value for s in TriageState],
+        description="open: findings nobody has released or deleted yet; resolved: those handled",
+    ),
 ]
+
+
+class TriageConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class ReleaseSerializer(serializers.Serializer):
+    overwrite = serializers.BooleanField(
+        default=False, help_text="Replace (or, in a versioned bucket, hide) an object now at the key."
+    )
+
+
+class RescanSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField(
+        default=False, help_text="Rescan a released false positive although an Infected verdict undoes it."
+    )
+
+
+RescanQueuedSerializer = inline_serializer(
+    "RescanQueued",
+    {
+        "status": serializers.CharField(),
+        "bucket": serializers.UUIDField(),
+        "key": serializers.CharField(),
+        "version_id": serializers.CharField(),
+        "message": serializers.CharField(help_text="what the scan will do, in words"),
+    },
+)
+
+
+def _triage_body(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    return dict(body.validated_data)
 
 
 @extend_schema(parameters=RESULT_FILTERS)
@@ -73,6 +115,10 @@ class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             queryset = queryset.filter(key=key)
         if (prefix := params.get("key_prefix")) and "key_prefix" not in errors:
             queryset = queryset.filter(key__startswith=prefix)
+        if state := params.get("state"):
+            if state not in TriageState.values:
+                errors["state"] = [f"Use one of: {', '.join(TriageState.values)}."]
+            queryset = queryset.filter(triage_state=state)
         if since := params.get("since"):
             try:
                 when = parse_datetime(since)
@@ -85,23 +131,37 @@ class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             raise ValidationError(errors)
         return queryset
 
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(request=RescanSerializer, responses={202: RescanQueuedSerializer})
     @action(detail=True, methods=["post"])
     def rescan(self, request: Request, pk: str | None = None) -> Response:
         result = self.get_object()
-        services.rescan(self.tenant, self.actor, result)
-        return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        body = _triage_body(RescanSerializer, request)
+        try:
+            queued = services.rescan(self.tenant, self.actor, result, confirm=body["confirm"])
+        except services.TriageConflict as exc:
+            raise TriageConflict(exc.message) from exc
+        return Response(queued, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=ScanResultSerializer)
+    @extend_schema(request=ReleaseSerializer, responses=ScanResultSerializer)
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk: str | None = None) -> Response:
-        released = services.release_from_quarantine(self.tenant, self.actor, self.get_object())
+        result = self.get_object()
+        body = _triage_body(ReleaseSerializer, request)
+        try:
+            released = services.release_from_quarantine(
+                self.tenant, self.actor, result, overwrite=body["overwrite"]
+            )
+        except services.TriageConflict as exc:
+            raise TriageConflict(exc.message) from exc
         return Response(ScanResultSerializer(released).data)
 
     @extend_schema(request=None, responses=ScanResultSerializer)
     @action(detail=True, methods=["post"], url_path="delete-object")
     def delete_object(self, request: Request, pk: str | None = None) -> Response:
-        result = services.delete_scanned_object(self.tenant, self.actor, self.get_object())
+        try:
+            result = services.delete_scanned_object(self.tenant, self.actor, self.get_object())
+        except services.TriageConflict as exc:
+            raise TriageConflict(exc.message) from exc
         return Response(ScanResultSerializer(result).data)
 
 
@@ -171,6 +231,11 @@ class ScanPolicySerializer(serializers.ModelSerializer):
         ]
         if len(set(tag_keys)) != len(tag_keys):
             raise ValidationError({"tag_result_key": ["The four tag keys must differ."]})
+        tenant = getattr(getattr(self.context.get("request"), "_request", None), "tenant", None)
+        if tenant is not None and (
+            loop := protection.quarantine_loop(tenant, merged.get("quarantine_bucket") or "", self.instance)
+        ):
+            raise ValidationError({"quarantine_bucket": [loop]})
         return attrs
 
 

@@ -191,6 +191,22 @@ class Bucket(models.Model):
         return self.policy or ScanPolicy.default_for(self.tenant)
 
 
+# Verdicts that are findings: someone has to decide what happens to the object.
+FINDING_VERDICTS = (Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR)
+
+
+class TriageState(models.TextChoices):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Resolution(models.TextChoices):
+    RELEASED = "released", "Released as a false positive"
+    DELETED = "deleted", "The object version was deleted (by an operator)"
+    DELETED_BY_POLICY = "deleted_by_policy", "The policy deleted the infected version"
+    GONE = "gone", "The object was already gone when an operator deleted it"
+
+
 class ScanResultQuerySet(models.QuerySet["ScanResult"]):
     def final(self) -> ScanResultQuerySet:
         return self.exclude(verdict="")
@@ -241,6 +257,24 @@ class ScanResult(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     scanned_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Triage: a finding is open until it is resolved (released, deleted by an operator or by the policy).
+    # A quarantined finding stays open: its copy still waits for a release or a delete.
+    resolution = models.CharField(max_length=32, choices=Resolution.choices, blank=True)
+    resolved_by = models.CharField(max_length=254, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # Computed by the database from the verdict and resolved_at, so no path that records a verdict can
+    # forget it: "open" for an unresolved finding, "resolved", or "" (Clean, pending).
+    triage_state = models.GeneratedField(
+        expression=models.Case(
+            models.When(resolved_at__isnull=False, then=models.Value(TriageState.RESOLVED.value)),
+            models.When(
+                verdict__in=[v.value for v in FINDING_VERDICTS], then=models.Value(TriageState.OPEN.value)
+            ),
+            default=models.Value(""),
+        ),
+        output_field=models.CharField(max_length=16, choices=TriageState.choices, blank=True),
+        db_persist=True,
+    )
 
     objects = ScopedManager(tenant="tenant", _manager_class=models.Manager.from_queryset(ScanResultQuerySet))
 
@@ -257,6 +291,14 @@ class ScanResult(models.Model):
 
     def lease_expired(self) -> bool:
         return self.claimed_until is None or self.claimed_until < timezone.now()
+
+    def resolve(self, resolution: str, by: str) -> None:
+        """Mark this finding resolved (saved at once); the first resolution stands."""
+        now = timezone.now()
+        ScanResult.objects.filter(pk=self.pk, resolved_at__isnull=True).update(
+            resolution=resolution, resolved_by=by[:254], resolved_at=now
+        )
+        self.refresh_from_db(fields=["resolution", "resolved_by", "resolved_at", "triage_state"])
 
     @staticmethod
     def lease(seconds: int) -> Any:

@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
@@ -77,6 +77,36 @@ def queue_policy(bucket: Bucket, queue_arn: str) -> dict[str, Any]:
 def _check(tenant: Tenant, bucket: Bucket) -> None:
     if bucket.tenant_id != tenant.pk:
         raise ServiceError("No such bucket.")
+
+
+def quarantine_loop(tenant: Tenant, quarantine_bucket: str, policy: ScanPolicy | None) -> str | None:
+    """Why quarantining into ``quarantine_bucket`` under ``policy`` would loop, or None.
+
+    A quarantine bucket that s3av scans (protected, or one the policy applies to) would have its own
+    quarantine copies scanned and quarantined again, the key growing each round.
+    """
+    if not quarantine_bucket:
+        return None
+    same_name = Bucket.objects.filter(tenant=tenant, name=quarantine_bucket)
+    if same_name.filter(protected=True).exists():
+        return (
+            f"{quarantine_bucket} is a protected bucket: s3av would scan its own quarantine copies. "
+            "Quarantine into a bucket s3av does not protect."
+        )
+    if policy is not None and policy.pk is not None:
+        uses = same_name.filter(policy=policy)
+        if policy.is_default:
+            uses = same_name.filter(models.Q(policy=policy) | models.Q(policy__isnull=True))
+        if uses.exists():
+            return (
+                f"This policy applies to {quarantine_bucket} itself: quarantined objects would be scanned "
+                "and quarantined again. Quarantine into another bucket."
+            )
+    return None
+
+
+def _quarantines_into(tenant: Tenant, bucket: Bucket) -> ScanPolicy | None:
+    return ScanPolicy.objects.filter(tenant=tenant, quarantine_bucket=bucket.name).first()
 
 
 def _explain(exc: BaseException, doing: str) -> str:
@@ -137,6 +167,12 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
         raise ServiceError("Verify the bucket's account before protecting its buckets.")
     if bucket.missing_since is not None:
         raise ServiceError("This bucket was not found at the last discovery; it cannot be protected.")
+    if (quarantining := _quarantines_into(tenant, bucket)) is not None and not bucket.protected:
+        raise ServiceError(
+            f"{bucket.name} is the quarantine bucket of policy {quarantining.name!r}: protecting it would "
+            "have s3av scan (and quarantine again) its own quarantine copies. Give that policy another "
+            "quarantine bucket first."
+        )
 
     failure = None
     # The row lock serialises protect/unprotect of one bucket (each does a read-merge-write of the
@@ -303,6 +339,13 @@ def set_bucket_policy(tenant: Tenant, actor: Actor, bucket: Bucket, policy: Scan
     _check(tenant, bucket)
     if policy is not None and policy.tenant_id != tenant.pk:
         raise ServiceError("No such policy.", field="policy")
+    effective = policy or ScanPolicy.default_for(tenant)
+    if effective.quarantine_bucket == bucket.name:
+        raise ServiceError(
+            f"Policy {effective.name!r} quarantines into {bucket.name} itself: quarantined objects would be "
+            "scanned and quarantined again. Choose a policy with another quarantine bucket.",
+            field="policy",
+        )
     before = str(bucket.policy_id) if bucket.policy_id else None
     bucket.policy = policy
     bucket.save(update_fields=["policy"])

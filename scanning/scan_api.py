@@ -28,7 +28,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -393,7 +393,7 @@ def store_clean_upload(
         (policy.tag_date_key, now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
     ]
     scan.spool.seek(0)
-    s3 = aws.client_for(bucket.account, "s3", bucket.region)
+    s3 = services.bucket_client(bucket, field="bucket")
     try:
         # Content-MD5: S3 refuses the write if the bytes arriving differ from those scanned.
         response = s3.put_object(
@@ -472,6 +472,19 @@ def _result_body(result: ScanResult) -> dict[str, Any]:
     }
 
 
+def _require_object(bucket: Bucket, key: str, version_id: str) -> None:
+    """404 when there is no such object (or version): a scan of nothing is not an Error verdict."""
+    s3 = services.bucket_client(bucket, field="bucket")
+    try:
+        s3ops.head_object(s3, bucket.name, key, version_id or None)
+    except s3ops.PermanentS3Error as exc:
+        # 405: the version named is a delete marker, not an object.
+        if exc.code in s3ops.NOT_FOUND_CODES or exc.code in {"405", "MethodNotAllowed"}:
+            where = f"s3://{bucket.name}/{key}" + (f" (version {version_id})" if version_id else "")
+            raise NotFound(f"There is no object at {where}; nothing was scanned.") from exc
+        # Anything else (access denied, KMS) is the scan's own Error verdict, recorded as such.
+
+
 class ScanExistingView(APIView):
     """Scan an object already stored in one of the tenant's buckets, now (or queued, with ``async``)."""
 
@@ -513,8 +526,10 @@ class ScanExistingView(APIView):
             )
         if not bucket.effective_policy().wants(data["key"]):
             raise ValidationError({"key": ["The bucket's policy excludes this key."]})
-        record(tenant, actor, "scan.request", bucket, {"key": data["key"], "version_id": data["version_id"]})
         try:
+            _require_object(bucket, data["key"], data["version_id"])
+            asked = {"key": data["key"], "version_id": data["version_id"]}
+            record(tenant, actor, "scan.request", bucket, asked)
             result = services.run_scan(
                 tenant,
                 bucket,

@@ -21,13 +21,14 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
-from linked_accounts.aws import client_for
+from linked_accounts.aws import AssumeRoleFailed, client_for
 from scanning import engine, notifications, promotion, s3ops, scanner
 from scanning.models import (
     MOVED_ACTION_RE,
     Bucket,
     InfectedAction,
     ProblemAction,
+    Resolution,
     ScanPolicy,
     ScanResult,
     Trigger,
@@ -181,6 +182,38 @@ def _moved_by_us(
     return found.filter(action__regex=r"(quarantined|deleted|promoted)").order_by("-created_at").first()
 
 
+_QUARANTINE_COPY_RE = re.compile(
+    r"(?:^|/)(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/"
+    r"(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/"
+)
+
+
+def _own_quarantine_copy(tenant: Tenant, bucket: Bucket, key: str) -> bool:
+    """Whether ``key`` in ``bucket`` is a copy s3av's quarantine made (``quarantine_key_for``).
+
+    Decided from the key and the finding it names, not from the finding's recorded copy: the copy's
+    S3 event can arrive before the move finishes and the finding records where the copy went. Someone
+    who may write to the quarantine bucket and knows a finding's id could place an object there that
+    is not scanned; it stays untagged, so the read gate keeps it unreadable all the same.
+    """
+    candidates = {m["id"]: m for m in _QUARANTINE_COPY_RE.finditer(key)}
+    if not candidates:
+        return False
+    findings = ScanResult.objects.filter(tenant=tenant, pk__in=list(candidates)).select_related(
+        "bucket__policy"
+    )
+    for finding in findings:
+        match = candidates[str(finding.pk)]
+        if key[match.end() :] != finding.key or match["bucket"] != finding.bucket_name:
+            continue
+        destination = finding.quarantine_bucket
+        if not destination and finding.bucket is not None:
+            destination = finding.bucket.effective_policy().quarantine_bucket
+        if destination == bucket.name:
+            return True
+    return False
+
+
 def _renew_claim(result: ScanResult) -> None:
     ScanResult.objects.filter(pk=result.pk, verdict="").update(
         claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
@@ -227,6 +260,8 @@ def run_scan(
     policy = bucket.effective_policy()
     if not policy.wants(key):
         return None
+    if (trigger in {Trigger.EVENT, Trigger.SCHEDULE} or job_id) and _own_quarantine_copy(tenant, bucket, key):
+        return None  # s3av's own write: scanning it would quarantine the copy again, and again
     result = _claim(tenant, bucket, key, dedupe_key, trigger, job_id)
     if result.is_final:
         if result.action_status == ScanResult.ActionStatus.PENDING:
@@ -438,6 +473,8 @@ def _act(
             "quarantine_bucket", "quarantine_key", "quarantine_version_id",
         ]
     )  # fmt: skip
+    if "deleted" in actions:
+        result.resolve(Resolution.DELETED_BY_POLICY, "policy")  # nothing is left to triage
     notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
 
 
@@ -507,22 +544,79 @@ def _fail_triage(result: ScanResult, old: str, exc: Exception, doing: str) -> No
     raise exc
 
 
-def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
-    """Copy a quarantined object back to where it was, tagged InfectedAllowed."""
+class TriageConflict(ServiceError):
+    """The finding's object is not in a state where this triage can be done (the API answers 409)."""
+
+
+def bucket_client(bucket: Bucket, field: str | None = None) -> Any:
+    """The bucket's S3 client; a role that can no longer be assumed is a refusal that says what to fix."""
+    try:
+        return client_for(bucket.account, "s3", bucket.region)
+    except AssumeRoleFailed as exc:
+        account = bucket.account
+        raise ServiceError(
+            f"The role ARN {account.role_arn or '(none)'} of account {account.account_id} can no longer be "
+            f"assumed: redeploy the template s3av generated for this account and verify the account again. "
+            f"({exc.message})",
+            field=field,
+        ) from exc
+
+
+def _current_object(s3: Any, bucket: Bucket, key: str) -> s3ops.ObjectRef | None:
+    """What a reader of the key gets now (None: nothing, or a delete marker)."""
+    try:
+        return s3ops.head_object(s3, bucket.name, key)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.NOT_FOUND_CODES:
+            return None
+        raise
+
+
+def _refuse_replacing(bucket: Bucket, current: s3ops.ObjectRef) -> NoReturn:
+    when = f" at {current.last_modified:%Y-%m-%d %H:%M:%S %Z}" if current.last_modified else ""
+    what = f"s3://{bucket.name}/{current.key} now holds another object ({current.size} bytes, written{when})"
+    if current.version_id and current.version_id != "null":
+        raise TriageConflict(
+            f"{what}. Releasing would make the released copy the current version; that object would stay "
+            'as a noncurrent version. Send {"overwrite": true} to release anyway.'
+        )
+    raise TriageConflict(
+        f"{what}. Releasing would overwrite it and it would be lost for good: nothing was released. "
+        'Move or delete that object first, or send {"overwrite": true} to replace it.'
+    )
+
+
+def release_from_quarantine(
+    tenant: Tenant, actor: Actor, result: ScanResult, overwrite: bool = False
+) -> ScanResult:
+    """Copy a quarantined object back to where it was, tagged InfectedAllowed.
+
+    Refused (TriageConflict) when the key now holds another object, unless ``overwrite``: in an
+    unversioned bucket the copy would replace it for good, in a versioned one it would hide it.
+    """
     if result.verdict != Verdict.INFECTED or not result.quarantine_key:
         raise ServiceError("Only a quarantined infected object can be released.")
     bucket = result.bucket
     assert bucket is not None
     old = _claim_triage(result, "releasing")
     released: ScanResult | None = None
+    replaced: s3ops.ObjectRef | None = None
     try:
         policy = bucket.effective_policy()
-        s3 = client_for(bucket.account, "s3", bucket.region)
+        s3 = bucket_client(bucket)
         source = s3ops.head_object(
             s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
         )
         if result.size is not None and source.size != result.size:
             raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
+        # A HEAD, then the copy: an upload in between is still overwritten (S3's CopyObject has no
+        # "only if absent" condition we can rely on across S3-compatible stores).
+        replaced = _current_object(s3, bucket, result.key)
+        if replaced is not None and replaced.etag == source.etag:
+            replaced = None  # these very bytes (an earlier attempt's copy): nothing else is at stake
+        if replaced is not None and not overwrite:
+            _refuse_replacing(bucket, replaced)
+        now = timezone.now()
         # Recorded before the copy: the copy's own S3 event must find it and leave the object alone.
         released = ScanResult.objects.create(
             tenant=tenant,
@@ -541,9 +635,12 @@ def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) ->
             action_status=ScanResult.ActionStatus.DONE,
             trigger=Trigger.MANUAL,
             dedupe_key=uuid.uuid4().hex,
-            scanned_at=timezone.now(),
+            scanned_at=now,
+            resolution=Resolution.RELEASED,
+            resolved_by=actor.label[:254],
+            resolved_at=now,
         )
-        when = timezone.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
         ScanResult.objects.filter(pk=released.pk).update(
             version_id=restored.version_id or "", etag=restored.etag
@@ -561,42 +658,141 @@ def release_from_quarantine(tenant: Tenant, actor: Actor, result: ScanResult) ->
             ScanResult.objects.filter(pk=released.pk).delete()
         _fail_triage(result, old, exc, "Release")
     _finish_triage(result, old, "released")
-    record(tenant, actor, "result.release", result, {"restored_as": str(released.pk)})
+    result.resolve(Resolution.RELEASED, actor.label)
+    detail: dict[str, Any] = {"restored_as": str(released.pk), "overwrite": overwrite}
+    if replaced is not None:
+        detail["replaced"] = {"etag": replaced.etag, "size": replaced.size, "version_id": replaced.version_id}
+    record(tenant, actor, "result.release", result, detail)
     return released
 
 
 def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
-    """Delete the exact object version a finding is about (or its quarantined copy)."""
+    """Delete the exact object version a finding is about (or its quarantined copy); resolves the finding.
+
+    In an unversioned bucket whose key now holds other bytes nothing is deleted (TriageConflict); a
+    key already empty resolves the finding as ``gone``.
+    """
     if result.verdict not in {Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR}:
         raise ServiceError("Only an Infected, Unscannable or Error object can be deleted from here.")
     bucket = result.bucket
     assert bucket is not None
     old = _claim_triage(result, "deleting")
+    resolution = Resolution.DELETED
+    target = _ref_of(result)
+    if result.quarantine_key:
+        target = s3ops.ObjectRef(
+            result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None, "", 0
+        )
     try:
-        s3 = client_for(bucket.account, "s3", bucket.region)
-        if result.quarantine_key:
-            target = s3ops.head_object(
-                s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
-            )
-            if result.size is not None and target.size != result.size:
-                raise ServiceError(
-                    "The quarantined copy is not the object this finding is about; not deleted."
-                )
-        else:
-            target = _ref_of(result)
-        s3ops.delete_version(s3, target)
+        s3 = bucket_client(bucket)
+        try:
+            if result.quarantine_key:
+                target = s3ops.head_object(s3, target.bucket, target.key, target.version_id)
+                if result.size is not None and target.size != result.size:
+                    raise ServiceError(
+                        "The quarantined copy is not the object this finding is about; not deleted."
+                    )
+            s3ops.delete_version(s3, target)
+        except s3ops.PermanentS3Error as exc:
+            if exc.code in s3ops.CHANGED_CODES:
+                raise TriageConflict(
+                    f"s3://{target.bucket}/{target.key} now holds other bytes than this finding is about "
+                    "(a newer upload); nothing was deleted."
+                ) from exc
+            if exc.code not in s3ops.NOT_FOUND_CODES:
+                raise
+            resolution = Resolution.GONE
     except Exception as exc:
         _fail_triage(result, old, exc, "Delete")
     _finish_triage(result, old, "deleted")
-    record(tenant, actor, "result.delete_object", result, {"bucket": target.bucket, "key": target.key})
+    result.resolve(resolution, actor.label)
+    record(
+        tenant,
+        actor,
+        "result.delete_object",
+        result,
+        {
+            "bucket": target.bucket,
+            "key": target.key,
+            "version_id": target.version_id,
+            "resolution": resolution,
+        },
+    )
     return result
 
 
-def rescan(tenant: Tenant, actor: Actor, result: ScanResult) -> str:
+_ON_INFECTED = {
+    InfectedAction.KEEP: "tag it Infected (unreadable behind the read gate)",
+    InfectedAction.QUARANTINE: "move it to quarantine",
+    InfectedAction.DELETE: "delete the version",
+}
+
+
+def _rescan_refusal(result: ScanResult) -> str | None:
+    """Why a rescan of this finding could do nothing (its object is not where the finding says)."""
+    if result.resolution == Resolution.RELEASED and result.verdict != Verdict.INFECTED_ALLOWED:
+        return (
+            f"This finding was released by {result.resolved_by or 'an operator'}; the released object has "
+            "its own InfectedAllowed result: rescan that one."
+        )
+    if result.resolution in {Resolution.DELETED, Resolution.DELETED_BY_POLICY, Resolution.GONE}:
+        by = "the policy" if result.resolution == Resolution.DELETED_BY_POLICY else result.resolved_by
+        return f"The object was deleted (by {by or 'an operator'}): there is nothing left to scan."
+    if result.quarantine_key:
+        then = "release it to scan it again where it was, or delete it"
+        if result.verdict != Verdict.INFECTED:
+            then = "delete it, or copy it back to have it scanned again"  # only Infected is released
+        return (
+            f"The object was moved to quarantine (s3://{result.quarantine_bucket}/{result.quarantine_key}): "
+            f"{then}."
+        )
+    return None
+
+
+def _where(result: ScanResult) -> str:
+    version = f" (version {result.version_id})" if result.version_id else ""
+    return f"s3://{result.bucket_name}/{result.key}{version}"
+
+
+def _check_still_there(s3: Any, result: ScanResult) -> None:
+    where = _where(result)
+    try:
+        current = s3ops.head_object(s3, result.bucket_name, result.key, result.version_id or None)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.NOT_FOUND_CODES:
+            raise TriageConflict(f"{where} no longer exists: there is nothing to rescan.") from exc
+        raise ServiceError(f"Rescan refused: {exc.message}") from exc
+    except s3ops.TransientS3Error as exc:
+        raise ServiceError(f"Rescan refused: {exc.message}; try again shortly.") from exc
+    if result.etag and current.etag != result.etag:
+        raise TriageConflict(
+            f"{where} now holds other bytes than this result is about (a newer upload), which its own scan "
+            "covers; scan the key now with POST /api/v1/scan/existing."
+        )
+
+
+def rescan(tenant: Tenant, actor: Actor, result: ScanResult, confirm: bool = False) -> dict[str, Any]:
+    """Queue a new scan of the exact object version a result is about, and say what will follow.
+
+    Refused (TriageConflict) when the object is gone, moved or replaced (the scan would do nothing),
+    and for a released false positive unless ``confirm``: a verdict still Infected undoes the release.
+    """
     bucket = result.bucket
     if bucket is None:
         raise ServiceError("This result has no bucket to rescan.")
-    return request_scan(
+    refusal = _rescan_refusal(result)
+    if refusal:
+        raise TriageConflict(refusal)
+    _check_still_there(bucket_client(bucket), result)
+    policy = bucket.effective_policy()
+    then = _ON_INFECTED.get(InfectedAction(policy.on_infected), policy.on_infected)
+    if result.verdict == Verdict.INFECTED_ALLOWED and not confirm:
+        raise TriageConflict(
+            f"This object was released as a false positive. If the engine still finds it Infected, the "
+            f'policy {policy.name!r} will {then}, undoing the release. Send {{"confirm": true}} to '
+            "rescan anyway."
+        )
+    request_scan(
         tenant,
         actor,
         bucket,
@@ -606,6 +802,14 @@ def rescan(tenant: Tenant, actor: Actor, result: ScanResult) -> str:
         trigger=Trigger.MANUAL,
         force=True,
     )
+    return {
+        "status": "queued",
+        "bucket": str(bucket.pk),
+        "key": result.key,
+        "version_id": result.version_id,
+        "message": f"A scan of {_where(result)} is queued. If it is found Infected, the policy "
+        f"{policy.name!r} will {then}; a new result records the verdict.",
+    }
 
 
 def utc_now() -> datetime:

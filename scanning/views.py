@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import Role, role_at_least
 from accounts.services import Actor, ServiceError
 from scanning import services
-from scanning.models import Bucket, ScanJob, ScanResult, Verdict
+from scanning.models import Bucket, ScanJob, ScanResult, TriageState, Verdict
 
 PAGE = 100
 
@@ -31,6 +31,9 @@ def results(request: HttpRequest) -> HttpResponse:
     queryset = ScanResult.objects.filter(tenant=tenant).exclude(verdict="").order_by("-scanned_at")
     if verdict in Verdict.values:
         queryset = queryset.filter(verdict=verdict)
+    state = request.GET.get("state", "")
+    if state in TriageState.values:
+        queryset = queryset.filter(triage_state=state)
     return render(
         request,
         "scanning/results.html",
@@ -38,6 +41,7 @@ def results(request: HttpRequest) -> HttpResponse:
             "results": queryset[:PAGE],
             "verdicts": Verdict.values,
             "verdict": verdict,
+            "state": state,
             "can_triage": role_at_least(getattr(request, "role", None), Role.OPERATOR),
         },
     )
@@ -64,11 +68,11 @@ def triage(request: HttpRequest, result_id: str, what: str) -> HttpResponse:
         raise PermissionDenied("Triage needs the operator role.")
     action, done = TRIAGE[what]
     try:
-        action(tenant, Actor.from_request(request), result)  # type: ignore[operator]
+        outcome = action(tenant, Actor.from_request(request), result)  # type: ignore[operator]
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, done)
+        messages.success(request, outcome["message"] if isinstance(outcome, dict) else done)
     return redirect("results")
 
 

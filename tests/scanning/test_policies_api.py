@@ -108,3 +108,95 @@ def test_a_policy_promotes_only_to_a_bucket_of_its_tenant(
     )
     assert accepted.status_code == 201, accepted.json()
     assert accepted.json()["promote_to_bucket"] == str(mine.pk)
+
+
+# --- issue 8: a quarantine bucket s3av scans would quarantine its own copies in a loop -------------
+
+
+def _bucket_row(tenant, **fields):
+    from tests.linked_accounts.factories import make_bucket_row
+
+    with scope(tenant=tenant):
+        return make_bucket_row(tenant, **fields)
+
+
+def test_a_protected_bucket_cannot_be_a_quarantine_bucket(tenant, outsider_tenant, key_client):
+    protected = _bucket_row(tenant, protected=True)
+    admin = key_client(tenant, Role.ADMIN)
+    payload = {"name": "q", "on_infected": "quarantine", "quarantine_bucket": protected.name}
+    response = admin.post("/api/v1/policies/", payload, format="json")
+    assert response.status_code == 400
+    assert "protected" in response.json()["quarantine_bucket"][0]
+    created = admin.post("/api/v1/policies/", {**payload, "quarantine_bucket": "q-elsewhere"}, format="json")
+    assert created.status_code == 201
+    patched = admin.patch(
+        f"/api/v1/policies/{created.json()['id']}", {"quarantine_bucket": protected.name}, format="json"
+    )
+    assert patched.status_code == 400 and "quarantine_bucket" in patched.json()
+    # Another tenant's protected bucket of the same name says nothing about this tenant.
+    theirs = _bucket_row(outsider_tenant, protected=True)
+    assert (
+        admin.post(
+            "/api/v1/policies/", {**payload, "name": "t", "quarantine_bucket": theirs.name}, format="json"
+        ).status_code
+        == 201
+    )
+
+
+def test_a_policy_cannot_quarantine_into_a_bucket_it_applies_to(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    created = admin.post("/api/v1/policies/", {"name": "p"}, format="json").json()
+    with scope(tenant=tenant):
+        source = _bucket_row(tenant, policy=ScanPolicy.objects.get(pk=created["id"]))
+    response = admin.patch(
+        f"/api/v1/policies/{created['id']}",
+        {"on_infected": "quarantine", "quarantine_bucket": source.name},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "itself" in response.json()["quarantine_bucket"][0]
+
+
+def test_the_default_policy_cannot_quarantine_into_a_bucket_without_a_policy(tenant, key_client):
+    with scope(tenant=tenant):
+        default = ScanPolicy.default_for(tenant)
+    source = _bucket_row(tenant)  # no policy of its own: the default applies
+    response = key_client(tenant, Role.ADMIN).patch(
+        f"/api/v1/policies/{default.pk}",
+        {"on_infected": "quarantine", "quarantine_bucket": source.name},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "quarantine_bucket" in response.json()
+
+
+def test_a_policy_cannot_be_attached_to_its_own_quarantine_bucket(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    target = _bucket_row(tenant)
+    policy = admin.post(
+        "/api/v1/policies/",
+        {"name": "p", "on_infected": "quarantine", "quarantine_bucket": target.name},
+        format="json",
+    ).json()
+    response = admin.patch(f"/api/v1/buckets/{target.pk}", {"policy": policy["id"]}, format="json")
+    assert response.status_code == 400
+    assert "itself" in response.json()["policy"][0]
+    with scope(tenant=tenant):
+        target.refresh_from_db()
+    assert target.policy_id is None
+
+
+def test_a_policys_quarantine_bucket_cannot_be_protected(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    target = _bucket_row(tenant)
+    admin.post(
+        "/api/v1/policies/",
+        {"name": "strict", "on_infected": "quarantine", "quarantine_bucket": target.name},
+        format="json",
+    )
+    response = admin.post(f"/api/v1/buckets/{target.pk}/protect")
+    assert response.status_code == 400
+    assert "quarantine bucket of policy 'strict'" in response.json()["non_field_errors"][0]
+    with scope(tenant=tenant):
+        target.refresh_from_db()
+    assert target.protected is False and target.protection == {}

@@ -110,3 +110,19 @@ def test_a_viewer_cannot_triage_and_an_outsider_gets_404(tenant, outsider_tenant
     outsider = session_client(outsider_tenant, Role.ADMIN)
     assert outsider.post(f"/results/{result.pk}/rescan").status_code == 404
     assert session_client(tenant, Role.OPERATOR).post(f"/results/{result.pk}/explode").status_code == 404
+
+
+def test_the_portal_lists_open_findings_and_offers_triage_only_for_them(tenant, session_client, bucket_of):
+    from scanning.models import Resolution
+
+    bucket = bucket_of(tenant)
+    handled = _result(tenant, bucket, "handled.exe", "Infected")
+    _result(tenant, bucket, "waiting.exe", "Infected")
+    with scope(tenant=tenant):
+        handled.resolve(Resolution.DELETED, "someone@example.com")
+    operator = session_client(tenant, Role.OPERATOR)
+    page = operator.get("/results/?state=open").content.decode()
+    assert "waiting.exe" in page and "handled.exe" not in page
+    page = operator.get("/results/").content.decode()
+    assert "resolved: The object version was deleted" in page
+    assert page.count("/delete") == 1  # only the open finding can still be deleted

@@ -27,10 +27,12 @@ def _scan(tenant, bucket, s3_client, key, body):
         )
 
 
-@pytest.fixture
-def scanned(tenant, make_linked_bucket, make_bucket, s3_client):
-    quarantine = make_bucket()
-    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+@pytest.fixture(params=[False, True], ids=["unversioned", "versioned"])
+def scanned(request, tenant, make_linked_bucket, make_bucket, s3_client):
+    quarantine = make_bucket(versioned=request.param)
+    bucket = make_linked_bucket(
+        tenant, versioned=request.param, on_infected="quarantine", quarantine_bucket=quarantine
+    )
     results = {
         "clean": _scan(tenant, bucket, s3_client, "docs/a.txt", b"hello"),
         "infected": _scan(tenant, bucket, s3_client, "docs/eicar.com", EICAR),
@@ -234,3 +236,324 @@ def test_impossible_filters_are_400_not_500(tenant, key_client, query, field):
     response = key_client(tenant, Role.VIEWER).get(f"/api/v1/results/?{query}")
     assert response.status_code == 400
     assert field in response.json()
+
+
+# --- issue 8: triage tells the truth ------------------------------------------------------------------
+
+VERSIONING = pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+
+
+def _versions(s3_client, bucket, key):
+    listed = s3_client.list_object_versions(Bucket=bucket.name, Prefix=key).get("Versions", [])
+    return {v["VersionId"] for v in listed if v["Key"] == key}
+
+
+def _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned, key="inbox/report.exe"):
+    quarantine = make_bucket(versioned=versioned)
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine
+    )
+    infected = _scan_version(tenant, bucket, s3_client, key, EICAR)
+    assert infected.quarantine_key, infected.action
+    return bucket, quarantine, infected
+
+
+@VERSIONING
+def test_release_refuses_to_replace_a_newer_upload_unless_asked(
+    tenant, key_client, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    bucket, quarantine, infected = _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned)
+    newer = s3_client.put_object(Bucket=bucket.name, Key=infected.key, Body=b"the newer upload")
+    operator = key_client(tenant, Role.OPERATOR)
+
+    refused = operator.post(f"/api/v1/results/{infected.pk}/release", {}, format="json")
+    assert refused.status_code == 409, refused.content
+    assert "overwrite" in refused.json()["detail"]
+    current = s3_client.get_object(Bucket=bucket.name, Key=infected.key)
+    assert current["Body"].read() == b"the newer upload"
+    assert s3_client.get_object(Bucket=quarantine, Key=infected.quarantine_key)["Body"].read() == EICAR
+    with scope(tenant=tenant):
+        infected.refresh_from_db()
+        assert infected.triage_state == "open"
+        assert ScanResult.objects.filter(verdict="InfectedAllowed").count() == 0
+        assert not AuditEvent.objects.filter(action="result.release").exists()
+
+    released = operator.post(f"/api/v1/results/{infected.pk}/release", {"overwrite": True}, format="json")
+    assert released.status_code == 200, released.content
+    assert s3_client.get_object(Bucket=bucket.name, Key=infected.key)["Body"].read() == EICAR
+    if versioned:
+        # Nothing lost: the newer upload stays as a noncurrent version.
+        assert newer["VersionId"] in _versions(s3_client, bucket, infected.key)
+        kept = s3_client.get_object(Bucket=bucket.name, Key=infected.key, VersionId=newer["VersionId"])
+        assert kept["Body"].read() == b"the newer upload"
+    with scope(tenant=tenant):
+        event = AuditEvent.objects.get(action="result.release")
+    assert event.details["overwrite"] is True and event.details["replaced"]["size"] == len(
+        b"the newer upload"
+    )
+
+
+@VERSIONING
+def test_release_into_an_empty_key_needs_no_overwrite(
+    tenant, key_client, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    bucket, quarantine, infected = _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned)
+    response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{infected.pk}/release")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["verdict"] == "InfectedAllowed" and body["triage_state"] == "resolved"
+    assert s3_client.get_object(Bucket=bucket.name, Key=infected.key)["Body"].read() == EICAR
+    assert "Versions" not in s3_client.list_object_versions(Bucket=quarantine)
+    with scope(tenant=tenant):
+        infected.refresh_from_db()
+    assert (infected.triage_state, infected.resolution) == ("resolved", "released")
+    assert infected.resolved_by.startswith("api-key:") and infected.resolved_at is not None
+
+
+def test_release_takes_a_boolean_overwrite(tenant, key_client, scanned):
+    response = key_client(tenant, Role.OPERATOR).post(
+        f"/api/v1/results/{scanned[2]['infected'].pk}/release", {"overwrite": "perhaps"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "overwrite" in response.json()
+
+
+@VERSIONING
+def test_delete_object_deletes_the_exact_version_and_keeps_a_newer_one(
+    tenant, key_client, make_linked_bucket, s3_client, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)  # on_infected: keep (tag only)
+    infected = _scan_version(tenant, bucket, s3_client, "kept.exe", EICAR)
+    newer = s3_client.put_object(Bucket=bucket.name, Key="kept.exe", Body=b"the newer upload")
+    response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{infected.pk}/delete-object")
+    if versioned:
+        assert response.status_code == 200, response.content
+        assert response.json()["triage_state"] == "resolved"
+        assert response.json()["resolution"] == "deleted"
+        assert _versions(s3_client, bucket, "kept.exe") == {newer["VersionId"]}
+    else:
+        # The key holds other bytes now: deleting by key would destroy the newer upload.
+        assert response.status_code == 409, response.content
+        assert "nothing was deleted" in response.json()["detail"]
+        with scope(tenant=tenant):
+            infected.refresh_from_db()
+        assert infected.triage_state == "open"
+    assert s3_client.get_object(Bucket=bucket.name, Key="kept.exe")["Body"].read() == b"the newer upload"
+
+
+@VERSIONING
+def test_delete_object_of_a_kept_finding_resolves_it(
+    tenant, key_client, make_linked_bucket, s3_client, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    infected = _scan_version(tenant, bucket, s3_client, "kept.exe", EICAR)
+    response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{infected.pk}/delete-object")
+    assert response.status_code == 200, response.content
+    assert s3_client.list_object_versions(Bucket=bucket.name).get("Versions", []) == []
+    with scope(tenant=tenant):
+        infected.refresh_from_db()
+        event = AuditEvent.objects.get(action="result.delete_object")
+    assert (infected.triage_state, infected.resolution) == ("resolved", "deleted")
+    assert event.details["version_id"] == (infected.version_id or None)
+
+
+def test_the_policy_deleting_a_version_resolves_the_finding(tenant, make_linked_bucket, s3_client):
+    bucket = make_linked_bucket(tenant, versioned=True, on_infected="delete")
+    infected = _scan_version(tenant, bucket, s3_client, "gone.exe", EICAR)
+    assert "deleted" in infected.action
+    with scope(tenant=tenant):
+        infected.refresh_from_db()
+    assert (infected.triage_state, infected.resolution, infected.resolved_by) == (
+        "resolved",
+        "deleted_by_policy",
+        "policy",
+    )
+
+
+def test_the_state_filter_separates_open_and_resolved_findings(
+    tenant, key_client, make_linked_bucket, make_bucket, s3_client
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    handled = _scan_version(tenant, bucket, s3_client, "a.exe", EICAR)
+    waiting = _scan_version(tenant, bucket, s3_client, "b.exe", EICAR)
+    _scan_version(tenant, bucket, s3_client, "c.txt", b"clean")
+    viewer = key_client(tenant, Role.VIEWER)
+    assert key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{handled.pk}/release").status_code == 200
+
+    opened = viewer.get("/api/v1/results/?verdict=Infected&state=open").json()["results"]
+    assert [r["id"] for r in opened] == [str(waiting.pk)]
+    assert opened[0]["triage_state"] == "open" and opened[0]["resolved_at"] is None
+    resolved = viewer.get("/api/v1/results/?state=resolved").json()["results"]
+    assert {(r["key"], r["verdict"]) for r in resolved} == {
+        ("a.exe", "Infected"),
+        ("a.exe", "InfectedAllowed"),
+    }
+    clean = viewer.get("/api/v1/results/?verdict=Clean").json()["results"]
+    assert clean[0]["triage_state"] == ""
+    bad = viewer.get("/api/v1/results/?state=closed")
+    assert bad.status_code == 400 and "state" in bad.json()
+
+
+def test_rescan_says_what_will_happen(tenant, key_client, scanned, django_capture_on_commit_callbacks):
+    from scanning.actors import scan_object
+
+    scan_object.broker.flush_all()
+    clean = scanned[2]["clean"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{clean.pk}/rescan")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["key"] == "docs/a.txt"
+    assert "move it to quarantine" in body["message"]
+    scan_object.broker.flush_all()
+
+
+def _queued(django_capture_on_commit_callbacks, client, path, data=None):
+    from scanning.actors import scan_object
+
+    scan_object.broker.flush_all()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(path, data or {}, format="json")
+    queued = scan_object.broker.queues["scans"].qsize()
+    scan_object.broker.flush_all()
+    return response, queued
+
+
+def test_rescan_of_a_quarantined_or_released_finding_is_refused_with_the_reason(
+    tenant, key_client, scanned, django_capture_on_commit_callbacks
+):
+    operator = key_client(tenant, Role.OPERATOR)
+    infected = scanned[2]["infected"]
+    response, queued = _queued(
+        django_capture_on_commit_callbacks, operator, f"/api/v1/results/{infected.pk}/rescan"
+    )
+    assert (response.status_code, queued) == (409, 0)
+    assert "moved to quarantine" in response.json()["detail"]
+
+    assert operator.post(f"/api/v1/results/{infected.pk}/release").status_code == 200
+    response, queued = _queued(
+        django_capture_on_commit_callbacks, operator, f"/api/v1/results/{infected.pk}/rescan"
+    )
+    assert (response.status_code, queued) == (409, 0)
+    assert "released" in response.json()["detail"]
+
+
+def test_rescan_of_a_released_object_needs_confirmation(
+    tenant, key_client, scanned, django_capture_on_commit_callbacks
+):
+    operator = key_client(tenant, Role.OPERATOR)
+    released = operator.post(f"/api/v1/results/{scanned[2]['infected'].pk}/release").json()
+    path = f"/api/v1/results/{released['id']}/rescan"
+    response, queued = _queued(django_capture_on_commit_callbacks, operator, path)
+    assert (response.status_code, queued) == (409, 0)
+    assert "undoing the release" in response.json()["detail"]
+    assert "move it to quarantine" in response.json()["detail"]
+    response, queued = _queued(django_capture_on_commit_callbacks, operator, path, {"confirm": True})
+    assert (response.status_code, queued) == (202, 1)
+
+
+@VERSIONING
+def test_rescan_of_a_deleted_object_is_refused(
+    tenant, key_client, make_linked_bucket, s3_client, versioned, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    operator = key_client(tenant, Role.OPERATOR)
+    infected = _scan_version(tenant, bucket, s3_client, "kept.exe", EICAR)
+    assert operator.post(f"/api/v1/results/{infected.pk}/delete-object").status_code == 200
+    response, queued = _queued(
+        django_capture_on_commit_callbacks, operator, f"/api/v1/results/{infected.pk}/rescan"
+    )
+    assert (response.status_code, queued) == (409, 0)
+    assert "nothing left to scan" in response.json()["detail"]
+
+    # Deleted behind s3av's back: the same answer, found by looking.
+    clean = _scan_version(tenant, bucket, s3_client, "clean.txt", b"fine")
+    s3_client.delete_object(
+        Bucket=bucket.name, Key="clean.txt", **({"VersionId": clean.version_id} if versioned else {})
+    )
+    response, queued = _queued(
+        django_capture_on_commit_callbacks, operator, f"/api/v1/results/{clean.pk}/rescan"
+    )
+    assert (response.status_code, queued) == (409, 0)
+    assert "no longer exists" in response.json()["detail"]
+
+
+def test_rescan_of_a_replaced_object_is_refused(
+    tenant, key_client, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
+):
+    bucket = make_linked_bucket(tenant)
+    clean = _scan_version(tenant, bucket, s3_client, "clean.txt", b"fine")
+    s3_client.put_object(Bucket=bucket.name, Key="clean.txt", Body=b"other bytes")
+    operator = key_client(tenant, Role.OPERATOR)
+    response, queued = _queued(
+        django_capture_on_commit_callbacks, operator, f"/api/v1/results/{clean.pk}/rescan"
+    )
+    assert (response.status_code, queued) == (409, 0)
+    assert "other bytes" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["release", "delete-object", "rescan"])
+def test_a_role_that_can_no_longer_be_assumed_is_a_400_saying_what_to_fix(
+    tenant, key_client, scanned, lose_role, path
+):
+    infected = scanned[2]["infected"] if path != "rescan" else scanned[2]["clean"]
+    before = infected.action
+    lose_role()
+    response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{infected.pk}/{path}")
+    assert response.status_code == 400, response.content
+    message = response.json()["non_field_errors"][0]
+    assert "arn:aws:iam::123456789012:role/s3av-scanner" in message
+    assert "can no longer be assumed" in message and "verify the account" in message
+    with scope(tenant=tenant):
+        infected.refresh_from_db()
+    assert infected.action == before and infected.triage_state in {"open", ""}  # can be tried again
+
+
+@VERSIONING
+def test_s3av_never_scans_its_own_quarantine_copies(
+    tenant, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    from scanning.models import Bucket
+
+    bucket, quarantine, infected = _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned)
+    with scope(tenant=tenant):
+        # A quarantine bucket s3av scans (protected before the policy named it, or by another tenant's
+        # policy): its own event for the copy arrives.
+        qbucket = Bucket.objects.create(
+            tenant=tenant,
+            account=bucket.account,
+            name=quarantine,
+            protected=True,
+            policy=bucket.policy,
+            versioning="Enabled" if versioned else "",
+        )
+        head = s3_client.head_object(Bucket=quarantine, Key=infected.quarantine_key)
+        copy_event = dict(
+            version_id=head.get("VersionId"),
+            etag=head["ETag"],
+            trigger="event",
+            dedupe_key=services.dedupe_key_for(
+                qbucket, infected.quarantine_key, head.get("VersionId"), head["ETag"], False
+            ),
+        )
+        assert services.run_scan(tenant, qbucket, infected.quarantine_key, **copy_event) is None
+        # Also when the event beats the finding's record of where the copy went.
+        ScanResult.objects.filter(pk=infected.pk).update(quarantine_bucket="", quarantine_key="")
+        copy_event["dedupe_key"] = uuid.uuid4().hex
+        assert services.run_scan(tenant, qbucket, infected.quarantine_key, **copy_event) is None
+        assert not ScanResult.objects.filter(bucket=qbucket).exists()
+    listed = s3_client.list_objects_v2(Bucket=quarantine)["Contents"]
+    assert [o["Key"] for o in listed] == [infected.quarantine_key]
+
+
+@VERSIONING
+def test_delete_object_of_a_copy_already_gone_resolves_the_finding_as_gone(
+    tenant, key_client, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    _, quarantine, infected = _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned)
+    version = {"VersionId": infected.quarantine_version_id} if versioned else {}
+    s3_client.delete_object(Bucket=quarantine, Key=infected.quarantine_key, **version)  # behind s3av's back
+    response = key_client(tenant, Role.OPERATOR).post(f"/api/v1/results/{infected.pk}/delete-object")
+    assert response.status_code == 200, response.content
+    assert (response.json()["triage_state"], response.json()["resolution"]) == ("resolved", "gone")

@@ -372,3 +372,63 @@ def test_the_scan_api_stops_at_the_monthly_limit(tenant, key_client):
     refused = client.post("/api/v1/scan", b"x" * 60, content_type="application/octet-stream")
     assert refused.status_code == 429
     assert "monthly" in refused.json()["detail"]
+
+
+# --- issue 8 ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+def test_scanning_an_object_that_does_not_exist_is_a_404_and_stores_nothing(
+    tenant, make_linked_bucket, key_client, s3_client, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    client = key_client(tenant, Role.OPERATOR)
+    asks = [{"key": "never/uploaded.txt"}]
+    if versioned:
+        put = s3_client.put_object(Bucket=bucket.name, Key="deleted.txt", Body=b"x")
+        marker = s3_client.delete_object(Bucket=bucket.name, Key="deleted.txt")  # a delete marker on top
+        asks += [
+            {"key": "deleted.txt"},
+            {"key": "deleted.txt", "version_id": marker["VersionId"]},
+            {"key": "deleted.txt", "version_id": put["VersionId"] + "x"},
+        ]
+    for ask in asks:
+        response = client.post("/api/v1/scan/existing", {"bucket": str(bucket.pk), **ask}, format="json")
+        assert response.status_code == 404, (ask, response.content)
+        assert "no object" in response.json()["detail"]
+    with scope(tenant=tenant):
+        assert not ScanResult.objects.exists()
+        assert not UsageMonth.objects.exists()
+
+
+def test_a_lost_role_is_a_400_when_storing_an_upload(
+    tenant, make_linked_bucket, key_client, s3_client, lose_role
+):
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        Bucket.objects.filter(pk=bucket.pk).update(protected=True)
+    lose_role()
+    response = key_client(tenant, Role.OPERATOR).post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=uploads/clean.txt",
+        b"clean",
+        content_type="application/octet-stream",
+    )
+    assert response.status_code == 400, response.content
+    message = response.json()["bucket"][0]
+    assert "arn:aws:iam::123456789012:role/s3av-scanner" in message and "can no longer be assumed" in message
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket.name)
+    with scope(tenant=tenant):
+        assert not ScanResult.objects.exists()
+
+
+def test_a_lost_role_is_a_400_when_scanning_an_existing_object(
+    tenant, make_linked_bucket, key_client, s3_client, lose_role
+):
+    bucket = make_linked_bucket(tenant)
+    s3_client.put_object(Bucket=bucket.name, Key="doc.txt", Body=b"fine")
+    lose_role()
+    response = key_client(tenant, Role.OPERATOR).post(
+        "/api/v1/scan/existing", {"bucket": str(bucket.pk), "key": "doc.txt"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "can no longer be assumed" in response.json()["bucket"][0]
