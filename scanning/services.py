@@ -94,7 +94,12 @@ def request_scan(
 
 
 def clamd_client() -> engine.ClamdClient:
-    return engine.ClamdClient(settings.CLAMD_ADDRESS, timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT)
+    return engine.ClamdClient(
+        settings.CLAMD_ADDRESS,
+        timeout=30.0,
+        scan_timeout=settings.CLAMD_TIMEOUT,
+        stream_max_length=settings.MAX_OBJECT_SIZE,
+    )
 
 
 _identity: scanner.EngineIdentity | None = None

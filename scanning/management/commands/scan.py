@@ -76,7 +76,10 @@ class Command(BaseCommand):
             region=options["region"] or settings.AWS_REGION,
         )
         clamd = engine.ClamdClient(
-            str(settings.CLAMD_ADDRESS), timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT
+            str(settings.CLAMD_ADDRESS),
+            timeout=30.0,
+            scan_timeout=settings.CLAMD_TIMEOUT,
+            stream_max_length=settings.MAX_OBJECT_SIZE,
         )
         try:
             identity = scanner.EngineIdentity(clamd, db_dir=str(settings.VAR_DIR / "clamav" / "db"))
