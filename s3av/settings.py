@@ -195,7 +195,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Scanning engine, AWS and broker --------------------------------------
-_clamd_address = env_url("S3AV_CLAMD", f"unix://{VAR_DIR / 'clamav' / 'clamd.sock'}", {"unix", "tcp"})
+# scripts/clamav.sh keeps clamd's configuration, socket and signature database here (the same variable and
+# default as the script). The database directory names the signature set when clamd reports no version
+# of its own, so a changed database changes the signature version results are pinned to.
+CLAMAV_DIR = Path(env_str("S3AV_CLAMAV_DIR", str(VAR_DIR / "clamav"))).absolute()
+CLAMAV_DB_DIR = CLAMAV_DIR / "db"
+_clamd_address = env_url("S3AV_CLAMD", f"unix://{CLAMAV_DIR / 'clamd.sock'}", {"unix", "tcp"})
 CLAMD_ADDRESS: str = _clamd_address or ""
 try:
     from scanning.engine import ClamdClient as _ClamdClient

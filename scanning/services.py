@@ -108,7 +108,7 @@ _identity: scanner.EngineIdentity | None = None
 def engine_identity() -> scanner.EngineIdentity:
     global _identity
     if _identity is None:
-        _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.VAR_DIR / "clamav" / "db"))
+        _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.CLAMAV_DB_DIR))
     return _identity
 
 

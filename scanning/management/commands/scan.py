@@ -82,7 +82,7 @@ class Command(BaseCommand):
             stream_max_length=settings.MAX_OBJECT_SIZE,
         )
         try:
-            identity = scanner.EngineIdentity(clamd, db_dir=str(settings.VAR_DIR / "clamav" / "db"))
+            identity = scanner.EngineIdentity(clamd, db_dir=str(settings.CLAMAV_DB_DIR))
             identity.get()
         except engine.EngineUnavailable as exc:
             raise CommandError(
