@@ -129,3 +129,54 @@ def test_a_changed_database_under_s3av_clamav_dir_changes_the_signature_version(
 
     assert before.returncode == after.returncode == 0, before.stderr + after.stderr
     assert before.stdout.strip() != after.stdout.strip()
+
+
+def _clean_environ(**extra: str) -> dict[str, str]:
+    """What a shell right after `make install` has: no s3av settings at all, debug off."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **extra}
+
+
+def _start(command: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Start a process as the Procfile or an operator's shell would, from the project directory."""
+    return subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def _procfile(name: str) -> str:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(f"{name}:"))
+
+
+MANAGE = ".venv/bin/python manage.py"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        f"{MANAGE} scan s3://bucket",
+        f"{MANAGE} check",
+        f"{MANAGE} migrate",
+        f"{MANAGE} rundramatiq",
+        f"{MANAGE} ingest_events",
+        f"{MANAGE} run_scheduler",
+        "web",
+        "worker",
+    ],
+)
+def test_a_configuration_error_is_one_line_and_exit_status_2(command):
+    command = _procfile(command) if command in {"web", "worker"} else command
+    result = _start(command, _clean_environ(S3AV_DEBUG="perhaps", S3AV_BIND="127.0.0.1:0"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "s3av: configuration error: S3AV_DEBUG='perhaps' is not a boolean (use true/false, yes/no, 1/0)."
+    ]
+
+
+@pytest.mark.parametrize("command", [f"{MANAGE} check", f"{MANAGE} run_scheduler", "web", "worker"])
+def test_the_service_refuses_to_start_without_its_secret_key_and_principal(command):
+    command = _procfile(command) if command in {"web", "worker"} else command
+    result = _start(command, _clean_environ(S3AV_BIND="127.0.0.1:0"))
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "S3AV_SECRET_KEY" in line and "S3AV_AWS_SERVICE_PRINCIPAL" in line
