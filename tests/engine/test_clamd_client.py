@@ -383,14 +383,16 @@ def test_it_reports_a_stream_dropped_by_a_vanishing_clamd_as_unavailable(fake_cl
         client.scan_stream([b"a" * (16 * MiB)])
 
 
-def _instream_dropped_after(limit: int) -> Callable[[socket.socket], None]:
-    """A clamd that answers PING but closes an INSTREAM after reading about ``limit`` bytes of it, as a
-    clamd restarted mid-scan does."""
+def instream_dropped_after(limit: int) -> Callable[[socket.socket], None]:
+    """A clamd that answers PING and VERSION but closes an INSTREAM after reading about ``limit`` bytes of
+    it, as a clamd restarted mid-scan does."""
 
     def handle(conn: socket.socket) -> None:
         command = conn.recv(10)
         if command.startswith(b"zPING"):
             conn.sendall(b"PONG\0")
+        elif command.startswith(b"zVERSION"):
+            conn.sendall(b"ClamAV 1.4.6\0")
         else:
             received = 0
             while received < limit and (data := conn.recv(min(65536, limit - received))):
@@ -402,7 +404,7 @@ def _instream_dropped_after(limit: int) -> Callable[[socket.socket], None]:
 
 @pytest.mark.parametrize("limit", [None, 64 * MiB], ids=["limit-unknown", "far-below-the-limit"])
 def test_a_stream_dropped_before_the_limit_is_transient_not_unscannable(fake_clamd, limit) -> None:
-    server = fake_clamd(_instream_dropped_after(256 * 1024))
+    server = fake_clamd(instream_dropped_after(256 * 1024))
     client = ClamdClient(server.address, timeout=2, stream_max_length=limit)
 
     with pytest.raises(EngineUnavailable, match="dropped the stream after"):
@@ -411,7 +413,7 @@ def test_a_stream_dropped_before_the_limit_is_transient_not_unscannable(fake_cla
 
 
 def test_a_stream_dropped_past_the_limit_is_the_limit(fake_clamd) -> None:
-    server = fake_clamd(_instream_dropped_after(MiB))
+    server = fake_clamd(instream_dropped_after(MiB))
     client = ClamdClient(server.address, timeout=2, stream_max_length=MiB)
 
     reply = client.scan_stream(b"a" * 65536 for _ in range(256))
