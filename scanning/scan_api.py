@@ -149,7 +149,7 @@ class MultipartUpload:
 
     def chunks(self, request: HttpRequest, scan: UploadScan) -> Iterator[bytes]:
         try:
-            while chunk := request.read(CHUNK):
+            while chunk := _read(request):
                 self._account(chunk)
                 for event in self.parser.parse(chunk):
                     if isinstance(event, multipart.MultipartSegment):
@@ -219,9 +219,20 @@ class UnparsedBody(BaseParser):
         return DataAndFiles({}, {})
 
 
+def _read(request: HttpRequest) -> bytes:
+    try:
+        return request.read(CHUNK)
+    except OSError as exc:
+        # The client went away mid-body (Django's UnreadablePostError is an OSError). Raised as a 400,
+        # not as an OSError, which the clamd client would take for its own and answer "engine unavailable".
+        raise ValidationError(
+            {"file": ["The upload ended before the body did; nothing was scanned."]}
+        ) from exc
+
+
 def _raw_chunks(request: HttpRequest, scan: UploadScan) -> Iterator[bytes]:
     while True:
-        chunk = request.read(CHUNK)
+        chunk = _read(request)
         if not chunk:
             return
         yield scan.feed(chunk)

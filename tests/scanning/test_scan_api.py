@@ -504,3 +504,23 @@ def test_a_session_upload_with_a_csrf_header_is_scanned(tenant, make_user, multi
     response = client.post("/api/v1/scan", body, content_type=content_type, HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 200, response.content
     assert response.json()["verdict"] == "Infected"
+
+
+class _BrokenBody(LazyBody):
+    """A body whose client goes away after the first read."""
+
+    def read(self, size: int = -1) -> bytes:
+        if self.position:
+            raise OSError("connection reset by peer")
+        return super().read(min(size, 1024))
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
+def test_an_upload_cut_off_by_the_client_is_a_400_not_an_engine_error(tenant, key_client, multipart):
+    head, tail = _multipart(b"") if multipart else (b"", b"")
+    content_type = MULTIPART if multipart else "application/octet-stream"
+    response = _post_lazy(
+        key_client(tenant, Role.OPERATOR), "/api/v1/scan", _BrokenBody(MiB, head, tail), content_type
+    )
+    assert response.status_code == 400, response.content
+    assert "ended before" in str(response.json())
