@@ -50,6 +50,9 @@ class Progress:
 
 class Command(BaseCommand):
     help = "Scan every object under s3://BUCKET[/PREFIX] and print one line per object and a summary."
+    # No database, models or web settings: the service's system checks are not this command's business,
+    # and one failing would exit 1, which here means "infected".
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("url", help="s3://BUCKET or s3://BUCKET/PREFIX")
