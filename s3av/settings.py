@@ -206,8 +206,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Scanning engine, AWS and broker --------------------------------------
 # scripts/clamav.sh keeps clamd's configuration, socket and signature database here (the same variable and
-# default as the script). The database directory names the signature set when clamd reports no version
-# of its own, so a changed database changes the signature version results are pinned to.
+# default as the script). A digest of the database directory is part of the signature version results are
+# pinned to, so a changed database (custom signatures included) changes it.
 CLAMAV_DIR = Path(env_str("S3AV_CLAMAV_DIR", str(VAR_DIR / "clamav"))).absolute()
 CLAMAV_DB_DIR = CLAMAV_DIR / "db"
 _clamd_address = env_url("S3AV_CLAMD", f"unix://{CLAMAV_DIR / 'clamd.sock'}", {"unix", "tcp"})
