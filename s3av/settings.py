@@ -3,6 +3,11 @@
 See README.md ("Configuration") for the variables. Defaults give a working
 single-machine install (SQLite, a local clamd socket); with S3AV_DEBUG off the
 secure defaults apply and the secret key must be given.
+
+A malformed value raises ImproperlyConfigured here, for every process. A value that only the service
+needs (the secret key, the service principal) and that is missing is listed in SERVICE_SETTINGS_MISSING
+instead: the service's processes refuse to start without it (s3av.startup), while the one-shot
+``manage.py scan``, which uses neither, runs.
 """
 
 from __future__ import annotations
@@ -29,16 +34,21 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("S3AV_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("S3AV_DEBUG", False)
+SERVICE_SETTINGS_MISSING: list[str] = []
 
 if DEBUG:
     SECRET_KEY = env_str("S3AV_SECRET_KEY", "insecure-development-key-do-not-use-in-production")
 else:
+    # Empty when missing: Django itself refuses an empty SECRET_KEY the moment anything uses it.
     SECRET_KEY = env_optional("S3AV_SECRET_KEY") or ""
-    if len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured(
-            "S3AV_SECRET_KEY (or S3AV_SECRET_KEY_FILE) must be set to at least 32 random characters "
-            "when S3AV_DEBUG is off."
-        )
+    _KEY_RULE = (
+        "S3AV_SECRET_KEY (or S3AV_SECRET_KEY_FILE) must be set to at least 32 random characters "
+        "when S3AV_DEBUG is off."
+    )
+    if not SECRET_KEY:
+        SERVICE_SETTINGS_MISSING.append(_KEY_RULE)
+    elif len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(_KEY_RULE)
 
 ALLOWED_HOSTS = env_list("S3AV_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("S3AV_CSRF_TRUSTED_ORIGINS")
@@ -195,7 +205,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Scanning engine, AWS and broker --------------------------------------
-_clamd_address = env_url("S3AV_CLAMD", f"unix://{VAR_DIR / 'clamav' / 'clamd.sock'}", {"unix", "tcp"})
+# scripts/clamav.sh keeps clamd's configuration, socket and signature database here (the same variable and
+# default as the script). A digest of the database directory is part of the signature version results are
+# pinned to, so a changed database (custom signatures included) changes it.
+CLAMAV_DIR = Path(env_str("S3AV_CLAMAV_DIR", str(VAR_DIR / "clamav"))).absolute()
+CLAMAV_DB_DIR = CLAMAV_DIR / "db"
+_clamd_address = env_url("S3AV_CLAMD", f"unix://{CLAMAV_DIR / 'clamd.sock'}", {"unix", "tcp"})
 CLAMD_ADDRESS: str = _clamd_address or ""
 try:
     from scanning.engine import ClamdClient as _ClamdClient
@@ -214,10 +229,15 @@ AWS_ENDPOINT_URL = env_url("S3AV_AWS_ENDPOINT_URL", None, {"http", "https"})
 AWS_REGION = env_str("S3AV_AWS_REGION", "us-east-1")
 # The AWS principal tenants' roles trust (put in their CloudFormation template).
 # Required outside debug mode: a placeholder principal would go into every tenant's trust policy.
-AWS_SERVICE_PRINCIPAL = env_str(
-    "S3AV_AWS_SERVICE_PRINCIPAL", "arn:aws:iam::000000000000:root" if DEBUG else None
+AWS_SERVICE_PRINCIPAL = env_optional("S3AV_AWS_SERVICE_PRINCIPAL") or (
+    "arn:aws:iam::000000000000:root" if DEBUG else ""
 )
-if not AWS_SERVICE_PRINCIPAL.startswith("arn:"):
+if not AWS_SERVICE_PRINCIPAL:
+    SERVICE_SETTINGS_MISSING.append(
+        "S3AV_AWS_SERVICE_PRINCIPAL must be set when S3AV_DEBUG is off "
+        "(the IAM principal tenants' roles trust, e.g. arn:aws:iam::123456789012:role/s3av)."
+    )
+elif not AWS_SERVICE_PRINCIPAL.startswith("arn:"):
     raise ImproperlyConfigured(
         f"S3AV_AWS_SERVICE_PRINCIPAL={AWS_SERVICE_PRINCIPAL!r} must be an IAM ARN, "
         "e.g. arn:aws:iam::123456789012:role/s3av."

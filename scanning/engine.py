@@ -181,6 +181,10 @@ class ClamdClient:
     ``scan_timeout`` bounds the wait for a scan verdict once the whole object has been sent; it is longer
     than clamd's MaxScanTime (120 s in our clamd.conf) so a slow scan ends as clamd's own
     Heuristics.Limits.Exceeded.MaxScanTime (unscannable) rather than as a timeout retried forever.
+    ``stream_max_length`` is clamd's StreamMaxLength when known (s3av renders it from
+    S3AV_MAX_OBJECT_SIZE): a stream clamd closes without a readable reply is that limit only when more
+    bytes than it were sent. Any other dropped stream (a clamd restarted mid-scan, say) is transient, and
+    so is every dropped stream when the limit is not known.
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class ClamdClient:
         *,
         scan_timeout: float = 180.0,
         max_frame: int = MAX_FRAME,
+        stream_max_length: int | None = None,
     ) -> None:
         if not 1 <= max_frame < 2**32:
             raise ValueError(f"max_frame must be between 1 and 2**32 - 1 bytes, not {max_frame!r}")
@@ -197,6 +202,7 @@ class ClamdClient:
         self.timeout = timeout
         self.scan_timeout = scan_timeout
         self.max_frame = max_frame
+        self.stream_max_length = stream_max_length
         self._target = _parse_address(address)
 
     def __repr__(self) -> str:
@@ -233,6 +239,9 @@ class ClamdClient:
         (the connection is dropped and clamd discards the partial stream).
         """
         sock = self._connect()
+        # Bytes announced in frame headers so far: clamd refuses a frame that would take the stream past
+        # StreamMaxLength, so only a count above the limit can mean the limit.
+        announced = 0
         with sock:
             try:
                 sock.sendall(b"zINSTREAM\0")
@@ -241,23 +250,24 @@ class ClamdClient:
                     # A zero-length frame would end the stream early: an empty chunk is just skipped.
                     for start in range(0, len(view), self.max_frame):
                         frame = view[start : start + self.max_frame]
+                        announced += len(frame)
                         sock.sendall(_LENGTH.pack(len(frame)))
                         sock.sendall(frame)
                 sock.sendall(_LENGTH.pack(0))
             except (BrokenPipeError, ConnectionResetError) as exc:
-                return self._after_send_failure(sock, exc)
+                return self._after_send_failure(sock, exc, announced)
             except OSError as exc:
                 raise EngineUnavailable(f"sending to clamd at {self.address} failed: {exc!r}") from exc
             try:
                 raw = self._read_reply(sock, self.scan_timeout)
             except _ConnectionReset as exc:
                 # Everything fit in the socket buffers, but clamd stopped reading before the end.
-                return self._stream_dropped(exc)
+                return self._stream_dropped(exc, announced)
         return parse_scan_reply(raw, stream_complete=True)
 
     # -- plumbing --------------------------------------------------------------------------------------
 
-    def _after_send_failure(self, sock: socket.socket, exc: OSError) -> EngineReply:
+    def _after_send_failure(self, sock: socket.socket, exc: OSError, announced: int) -> EngineReply:
         # clamd answers `INSTREAM size limit exceeded. ERROR` and closes the socket once StreamMaxLength
         # is passed; a client still writing gets EPIPE/ECONNRESET first. Whether the reply can still be
         # read depends on the kernel: on Linux, closing a socket with unread data resets the connection
@@ -269,19 +279,28 @@ class ClamdClient:
         if raw.strip("\0").strip():
             # Never clean: the object was not sent in full.
             return parse_scan_reply(raw, stream_complete=False)
-        return self._stream_dropped(exc)
+        return self._stream_dropped(exc, announced)
 
-    def _stream_dropped(self, exc: Exception) -> EngineReply:
-        # clamd closed the stream with our data unread and no readable reply. If it still answers PING it
-        # chose to drop the stream, and passing StreamMaxLength is the only reason it does that while we
-        # keep sending; if it doesn't answer, it went away: retry later.
+    def _stream_dropped(self, exc: Exception, announced: int) -> EngineReply:
+        # clamd closed the stream with our data unread and no readable reply. It does that on purpose only
+        # once the stream passes StreamMaxLength; a connection dropped before that (a restarted or killed
+        # clamd, a proxy in between) says nothing about the object: retry later.
         try:
             self.ping()
         except EngineUnavailable as ping_exc:
             raise EngineUnavailable(
                 f"clamd at {self.address} dropped the stream ({exc!r}) and no longer answers"
             ) from ping_exc
-        return EngineReply(UNSCANNABLE, [], f"connection closed by clamd: {exc!r}", SIZE_LIMIT_REASON)
+        limit = self.stream_max_length
+        if limit is None or announced <= limit:
+            within = "(limit unknown)" if limit is None else f"within its StreamMaxLength of {limit} bytes"
+            raise EngineUnavailable(
+                f"clamd at {self.address} dropped the stream after {announced} bytes, {within} ({exc!r}); "
+                "if clamd's StreamMaxLength is below S3AV_MAX_OBJECT_SIZE, raise it to match"
+            )
+        return EngineReply(
+            UNSCANNABLE, [], f"connection closed by clamd after {announced} bytes: {exc!r}", SIZE_LIMIT_REASON
+        )
 
     def _connect(self) -> socket.socket:
         try:

@@ -1,8 +1,8 @@
 """The scan API: ``POST /api/v1/scan`` (a verdict for an upload) and ``POST /api/v1/scan/existing``.
 
 An upload is streamed to clamd as it arrives and never held in memory: a raw body is read from the
-request stream in 64 KiB chunks; a multipart body goes through an upload handler that passes each chunk
-to a thread feeding clamd's INSTREAM through a small bounded queue. Past the size limit the request is
+request stream in 64 KiB chunks; a multipart body is read the same way through a streaming parser that
+accepts exactly one part and passes its bytes on (``MultipartUpload``). Past the size limit the request is
 answered 413 without reading the rest. Only when the caller asks to store a clean upload is it also
 spooled to a temporary file on disk, to be written to the bucket after the verdict.
 """
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import queue
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
 from typing import IO, Any
 from urllib.parse import urlencode
 
+import multipart
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -29,6 +27,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -41,7 +40,6 @@ from scanning import engine, jobs, promotion, s3ops, scanner, services
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanResult, Trigger, UsageMonth, Verdict
 
 CHUNK = 64 * 1024
-_END = object()
 
 
 class PayloadTooLarge(APIException):
@@ -112,109 +110,129 @@ def _clamd() -> engine.ClamdClient:
     return services.clamd_client()
 
 
-class UploadAborted(Exception):
-    """The body ended before the file did. Not an OSError: the clamd client must not take it for its own."""
+class MultipartUpload:
+    """The one part of a ``multipart/form-data`` body, read from the request and yielded for clamd.
 
-
-class ClamdUploadHandler(FileUploadHandler):
-    """Scans the first file of a multipart body while Django parses it; keeps none of it in memory.
-
-    Django's parser pushes chunks; clamd's client pulls them. A thread runs the scan, reading from a
-    queue of at most four chunks, so a slow clamd slows the upload instead of buffering it.
+    Fail closed: every byte of the body is either framing that was checked or the part's content, which
+    goes to clamd. Django's own parser silently skips parts without a name and files whose name sanitises
+    to nothing, so a verdict from it could leave a part unscanned; here a body with a second part, anything
+    before the first boundary or after the closing one (beyond a CRLF), a transfer encoding, or framing
+    that does not parse is refused with a 400 (``MultipartRefused``).
     """
 
-    chunk_size = CHUNK
+    # Headers are a few hundred bytes; the parser stops at 8 lines of about 4 KiB each.
+    MAX_HEAD = 64 * 1024
+    IDENTITY_ENCODINGS = {"7bit", "8bit", "binary"}
 
-    def __init__(self, request: HttpRequest, scan: UploadScan) -> None:
-        super().__init__(request)
-        self.scan = scan
-        self.chunks: queue.Queue[Any] = queue.Queue(maxsize=4)
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-        self.handled = False
-        # A second file in the body: the verdict would not cover it, so the request is refused.
-        self.extra = False
+    def __init__(self, boundary: str) -> None:
+        self.boundary = boundary.encode("latin-1")
+        self.parser = multipart.PushMultipartParser(self.boundary)
+        self.head = b""  # the body up to the end of the part's headers, for the accounting at the end
+        self.head_length: int | None = None
+        self.tail = b""  # the body's last two bytes
+        self.received = 0
+        self.payload = 0
+        self.parts = 0
 
-    def _run(self) -> None:
-        def pull() -> Iterator[bytes]:
-            while True:
-                item = self.chunks.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> MultipartUpload:
+        media_type, options = multipart.parse_options_header(request.META.get("CONTENT_TYPE", ""))
+        boundary = options.get("boundary", "")
+        if media_type != "multipart/form-data" or not boundary:
+            raise MultipartRefused(
+                "Send the file as the raw body, or as multipart/form-data with a boundary and one part."
+            )
         try:
-            self.scan.reply = _clamd().scan_stream(pull())
-        except BaseException as exc:  # handed to the request thread in file_complete
-            self.error = exc
+            return cls(boundary)
+        except (multipart.MultipartError, UnicodeEncodeError) as exc:
+            raise MultipartRefused(f"The multipart boundary is not valid ({exc}).") from exc
 
-    def _put(self, item: Any) -> None:
-        while True:
-            if self.thread is None or not self.thread.is_alive():
-                return  # the scan ended early (clamd gone); file_complete reports it
-            try:
-                self.chunks.put(item, timeout=1.0)
-                return
-            except queue.Full:
-                continue
+    def chunks(self, request: HttpRequest, scan: UploadScan) -> Iterator[bytes]:
+        try:
+            while chunk := _read(request):
+                self._account(chunk)
+                for event in self.parser.parse(chunk):
+                    if isinstance(event, multipart.MultipartSegment):
+                        self._check_part(event)
+                    elif event:
+                        self.payload += len(event)
+                        yield scan.feed(bytes(event))
+            self.parser.close()
+        except multipart.MultipartError as exc:
+            message = f"The multipart body does not parse ({exc}); nothing was scanned."
+            raise MultipartRefused(message) from exc
+        self._check_nothing_else()
 
-    def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
-        super().new_file(field_name, *args, **kwargs)
-        if self.thread is not None or self.handled:
-            self.extra = True
+    def _account(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        self.tail = (self.tail + chunk)[-2:]
+        if self.head_length is not None:
             return
-        if self.thread is None and not self.handled:
-            self.thread = threading.Thread(target=self._run, name="scan-upload", daemon=True)
-            self.thread.start()
+        self.head += chunk
+        opening = b"--" + self.boundary
+        if not self.head.startswith(opening[: len(self.head)]):
+            raise MultipartRefused("The multipart body must start with its boundary (no preamble).")
+        end = self.head.find(b"\r\n\r\n", len(opening))
+        if end >= 0:
+            self.head_length = end + 4
+            self.head = b""
+        elif len(self.head) > self.MAX_HEAD:
+            raise MultipartRefused("The multipart part's headers are too long.")
 
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
-        if self.handled or self.thread is None or self.extra:
-            return None  # only the first file is scanned; a request with more is refused
-        try:
-            self._put(self.scan.feed(raw_data))
-        except PayloadTooLarge as exc:
-            self._put(exc)
-            self.thread.join(timeout=30)
-            raise
-        return None
+    def _check_part(self, part: multipart.MultipartSegment) -> None:
+        self.parts += 1
+        if self.parts > 1:
+            raise MultipartRefused(
+                "Send the file as the body, or as exactly one multipart part: "
+                "a verdict must cover everything that was sent."
+            )
+        for name, value in part.headerlist:
+            if name == "Content-Transfer-Encoding" and value.strip().lower() not in self.IDENTITY_ENCODINGS:
+                raise MultipartRefused(
+                    f"Content-Transfer-Encoding {value!r} is not accepted: send raw bytes."
+                )
 
-    def upload_interrupted(self) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """End the scan thread if it is still waiting for chunks (a truncated or refused body)."""
-        if self.thread is not None and self.thread.is_alive():
-            try:
-                self.chunks.put_nowait(UploadAborted("the upload ended before the file did"))
-            except queue.Full:
-                pass
-            self.thread.join(timeout=5)
-
-    def file_complete(self, file_size: int) -> Any:
-        if self.thread is None or self.handled:
-            return None
-        self._put(_END)
-        self.thread.join(timeout=settings.CLAMD_TIMEOUT + 30)
-        self.handled = True
-        return _ScannedMarker(self.field_name or "file", self.scan.size)
+    def _check_nothing_else(self) -> None:
+        if self.parts != 1 or self.head_length is None:
+            raise MultipartRefused("The multipart body holds no file: send exactly one part.")
+        # The body is the opening boundary and headers, the content, the closing delimiter and at most a
+        # CRLF. Anything more is an epilogue the parser skipped: refused, since nobody scanned it.
+        framed = self.head_length + self.payload + len(b"\r\n--" + self.boundary + b"--")
+        if not (self.received == framed or (self.received == framed + 2 and self.tail == b"\r\n")):
+            raise MultipartRefused(
+                "The multipart body has data after its closing boundary: send one part and nothing else."
+            )
 
 
-class _ScannedMarker:
-    """Stands in request.FILES for the scanned file, which was never stored."""
+class MultipartRefused(ValidationError):
+    def __init__(self, message: str) -> None:
+        super().__init__({"file": [message]})
 
-    def __init__(self, name: str, size: int) -> None:
-        self.name = name
-        self.size = size
 
-    def close(self) -> None:
-        pass
+class UnparsedBody(BaseParser):
+    """The upload view reads the body itself, streaming it to clamd: DRF must never parse (and consume)
+    it, not even for a session's CSRF check, which reads ``request.POST``."""
+
+    media_type = "*/*"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> DataAndFiles:
+        return DataAndFiles({}, {})
+
+
+def _read(request: HttpRequest) -> bytes:
+    try:
+        return request.read(CHUNK)
+    except OSError as exc:
+        # The client went away mid-body (Django's UnreadablePostError is an OSError). Raised as a 400,
+        # not as an OSError, which the clamd client would take for its own and answer "engine unavailable".
+        raise ValidationError(
+            {"file": ["The upload ended before the body did; nothing was scanned."]}
+        ) from exc
 
 
 def _raw_chunks(request: HttpRequest, scan: UploadScan) -> Iterator[bytes]:
     while True:
-        chunk = request.read(CHUNK)
+        chunk = _read(request)
         if not chunk:
             return
         yield scan.feed(chunk)
@@ -245,26 +263,26 @@ ScanVerdictSerializer = inline_serializer(
 
 
 class ScanUploadView(APIView):
-    """POST a file (raw body, or multipart with one file field); get the verdict back."""
+    """POST a file (raw body, or multipart with one part); get the verdict back."""
 
     write_role = Role.OPERATOR
+    parser_classes = [UnparsedBody]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         django_request = request._request
         tenant = getattr(django_request, "tenant", None)
         if tenant is not None and role_at_least(getattr(django_request, "role", None), Role.OPERATOR):
-            # Before authentication: a session's CSRF check reads request.POST, which parses the body.
+            # Before authentication, so a refused upload is answered before anything reads its body.
             params = django_request.GET
             self.scan = UploadScan(upload_limit(tenant), spool=bool(params.get("bucket")))
             length = django_request.META.get("CONTENT_LENGTH") or ""
-            if not length.isdigit() or int(length) == 0:
+            if not length.isdigit() or "HTTP_TRANSFER_ENCODING" in django_request.META:
                 # Django reads no more than Content-Length: without one (chunked) it would read nothing
-                # and the empty body would come back Clean for bytes never scanned.
+                # and the empty body would come back Clean for bytes never scanned. `Content-Length: 0`
+                # is a real, empty object, and is scanned like any other.
                 self.scan.close()
                 raise LengthRequired()
-            if length.isdigit() and int(length) > self.scan.limit + (
-                64 * 1024 if _is_multipart(django_request) else 0
-            ):
+            if int(length) > self.scan.limit + (64 * 1024 if _is_multipart(django_request) else 0):
                 self.scan.close()
                 raise _too_large(self.scan.limit)
             monthly = tenant.monthly_scan_bytes_limit
@@ -273,9 +291,6 @@ class ScanUploadView(APIView):
                 # event and bucket scans of the tenant's own objects go on (they fail closed otherwise).
                 self.scan.close()
                 raise MonthlyLimitReached()
-            if _is_multipart(django_request):
-                self.handler = ClamdUploadHandler(django_request, self.scan)
-                django_request.upload_handlers = [self.handler]
         super().initial(request, *args, **kwargs)
 
     @extend_schema(
@@ -295,32 +310,19 @@ class ScanUploadView(APIView):
         try:
             target = _store_target(tenant, django_request.GET)
             engine_name, signature_version = services.engine_identity().get()
-            if _is_multipart(django_request):
-                django_request.FILES  # noqa: B018 - parsing the body runs the scan
-                if isinstance(self.handler.error, UploadAborted):
-                    raise ValidationError(
-                        {"file": ["The upload ended before the file did; nothing was scanned."]}
-                    )
-                if self.handler.error is not None:
-                    raise self.handler.error
-                if not self.handler.handled or self.handler.extra or django_request.POST:
-                    # Fail closed: the verdict must cover everything that was sent.
-                    raise ValidationError(
-                        {"file": ["Send the file as the body, or as exactly one multipart file field."]}
-                    )
-            else:
+            upload = MultipartUpload.from_request(django_request) if _is_multipart(django_request) else None
+            if upload is None:
                 scan.reply = _clamd().scan_stream(_raw_chunks(django_request, scan))
-                declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
-                if scan.size != declared:
-                    # The client sent fewer bytes than it announced: the verdict would be about a
-                    # different (truncated) object.
-                    raise ValidationError(
-                        {
-                            "file": [
-                                f"The body ended after {scan.size} of {declared} bytes; nothing was scanned."
-                            ]
-                        }
-                    )
+            else:
+                scan.reply = _clamd().scan_stream(upload.chunks(django_request, scan))
+            received = scan.size if upload is None else upload.received
+            declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
+            if received != declared:
+                # The client sent fewer bytes than it announced: the verdict would be about a
+                # different (truncated) object.
+                raise ValidationError(
+                    {"file": [f"The body ended after {received} of {declared} bytes; nothing was scanned."]}
+                )
             reply = scan.reply
             if reply is None:
                 raise EngineBusy()
@@ -352,9 +354,6 @@ class ScanUploadView(APIView):
         except engine.EngineUnavailable as exc:
             raise EngineBusy() from exc
         finally:
-            handler = getattr(self, "handler", None)
-            if handler is not None:
-                handler.stop()
             scan.close()
         return Response(body)
 

@@ -7,6 +7,7 @@ only when clamd answered OK after the terminating frame and exactly ``ref.size``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanning import engine, s3ops
+
+logger = logging.getLogger(__name__)
 
 CLEAN = "Clean"
 INFECTED = "Infected"
@@ -38,7 +41,14 @@ class Outcome:
 
 
 class EngineIdentity:
-    """The engine and signature version, asked of clamd at most once a minute per process."""
+    """The engine and signature version, asked of clamd at most once a minute per process.
+
+    The signature version is clamd's database version (the daily number of the official databases) and,
+    when clamd's database directory is readable here, a digest of its files: custom databases (hash
+    signatures added by an operator) change no number clamd reports, so the digest is what tells a
+    changed signature set from the old one. With neither, the version is the constant ``custom`` and a
+    warning says so once.
+    """
 
     def __init__(self, client: engine.ClamdClient, db_dir: str | None = None, ttl: float = 60.0):
         self.client = client
@@ -52,17 +62,36 @@ class EngineIdentity:
             if self._value and time.monotonic() - self._value[0] < self.ttl:
                 return self._value[1], self._value[2]
         version = self.client.version()
-        signature_version = version.signature_version or _database_digest(self.db_dir)
+        signature_version = _signature_version(version.signature_version, _database_digest(self.db_dir))
         with self._lock:
             self._value = (time.monotonic(), version.engine, signature_version)
         return version.engine, signature_version
 
 
-def _database_digest(db_dir: str | None) -> str:
-    # With only custom databases clamd reports no version: name the set by a digest of its files,
-    # so a changed database still changes the signature version results are pinned to.
+_warned_unknown = False
+
+
+def _signature_version(reported: str | None, digest: str | None) -> str:
+    global _warned_unknown
+    if reported and digest:
+        return f"{reported}+{digest}"
+    if reported or digest:
+        return reported or digest or ""
+    if not _warned_unknown:
+        _warned_unknown = True
+        logger.warning(
+            "clamd reports no database version and its database directory is not readable here "
+            "(S3AV_CLAMAV_DIR/db): the signature version is the constant 'custom', so a changed database "
+            "neither invalidates earlier verdicts nor starts signature-change rescans"
+        )
+    return "custom"
+
+
+def _database_digest(db_dir: str | None) -> str | None:
+    # Name the set by a digest of its files (names, sizes, modification times), so a changed database
+    # changes the signature version results are pinned to. None when the directory is not here.
     if not db_dir or not os.path.isdir(db_dir):
-        return "custom"
+        return None
     digest = hashlib.sha256()
     for name in sorted(os.listdir(db_dir)):
         path = os.path.join(db_dir, name)

@@ -95,7 +95,12 @@ def request_scan(
 
 
 def clamd_client() -> engine.ClamdClient:
-    return engine.ClamdClient(settings.CLAMD_ADDRESS, timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT)
+    return engine.ClamdClient(
+        settings.CLAMD_ADDRESS,
+        timeout=30.0,
+        scan_timeout=settings.CLAMD_TIMEOUT,
+        stream_max_length=settings.MAX_OBJECT_SIZE,
+    )
 
 
 _identity: scanner.EngineIdentity | None = None
@@ -104,7 +109,7 @@ _identity: scanner.EngineIdentity | None = None
 def engine_identity() -> scanner.EngineIdentity:
     global _identity
     if _identity is None:
-        _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.VAR_DIR / "clamav" / "db"))
+        _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.CLAMAV_DB_DIR))
     return _identity
 
 

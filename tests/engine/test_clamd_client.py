@@ -65,7 +65,7 @@ def small_clamd() -> Iterator[ClamdClient]:
     state_dir = tempfile.mkdtemp(prefix="s3av-", dir="/tmp")
     env = {"S3AV_CLAMAV_DIR": state_dir, "S3AV_MAX_OBJECT_SIZE": "1M"}
     try:
-        yield ClamdClient(_start_clamd(env), timeout=30)
+        yield ClamdClient(_start_clamd(env), timeout=30, stream_max_length=MiB)
     finally:
         subprocess.run(
             ["bash", str(SCRIPT), "stop"],
@@ -381,6 +381,45 @@ def test_it_reports_a_stream_dropped_by_a_vanishing_clamd_as_unavailable(fake_cl
 
     with pytest.raises(EngineUnavailable, match="no longer answers"):
         client.scan_stream([b"a" * (16 * MiB)])
+
+
+def instream_dropped_after(limit: int) -> Callable[[socket.socket], None]:
+    """A clamd that answers PING and VERSION but closes an INSTREAM after reading about ``limit`` bytes of
+    it, as a clamd restarted mid-scan does."""
+
+    def handle(conn: socket.socket) -> None:
+        command = conn.recv(10)
+        if command.startswith(b"zPING"):
+            conn.sendall(b"PONG\0")
+        elif command.startswith(b"zVERSION"):
+            conn.sendall(b"ClamAV 1.4.6\0")
+        else:
+            received = 0
+            while received < limit and (data := conn.recv(min(65536, limit - received))):
+                received += len(data)
+        conn.close()  # with our data unread: the client's next send fails (EPIPE/ECONNRESET)
+
+    return handle
+
+
+@pytest.mark.parametrize("limit", [None, 64 * MiB], ids=["limit-unknown", "far-below-the-limit"])
+def test_a_stream_dropped_before_the_limit_is_transient_not_unscannable(fake_clamd, limit) -> None:
+    server = fake_clamd(instream_dropped_after(256 * 1024))
+    client = ClamdClient(server.address, timeout=2, stream_max_length=limit)
+
+    with pytest.raises(EngineUnavailable, match="dropped the stream after"):
+        client.scan_stream(b"a" * 65536 for _ in range(256))  # 16 MiB, far fewer than 64 MiB
+    assert client.ping()
+
+
+def test_a_stream_dropped_past_the_limit_is_the_limit(fake_clamd) -> None:
+    server = fake_clamd(instream_dropped_after(MiB))
+    client = ClamdClient(server.address, timeout=2, stream_max_length=MiB)
+
+    reply = client.scan_stream(b"a" * 65536 for _ in range(256))
+
+    _assert_unscannable(reply)
+    assert reply.reason == SIZE_LIMIT_REASON
 
 
 def test_it_raises_engine_unavailable_for_an_unexpected_reply(fake_clamd) -> None:

@@ -11,6 +11,7 @@ from django_scopes import scope
 
 from scanning import services
 from scanning.models import ScanResult, Verdict
+from tests.engine.test_clamd_client import FakeClamd, instream_dropped_after
 from tests.fixtures.scanning import EICAR, TESTFILES
 
 pytestmark = pytest.mark.django_db
@@ -395,3 +396,31 @@ def test_an_event_for_bytes_replaced_before_the_read_is_dropped_not_an_error(
     with scope(tenant=tenant):
         assert not ScanResult.objects.filter(tenant=tenant, key="swapped.com").exists()
     assert "scan-result" not in _tags(s3_client, bucket, "swapped.com")
+
+
+@pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+def test_a_stream_clamd_drops_early_is_retried_then_error_never_unscannable(
+    tenant, make_linked_bucket, make_bucket, s3_client, aws_settings, versioned
+):
+    # A clamd restarted mid-scan: the connection drops after 256 KiB of a 4 MiB object, far below
+    # StreamMaxLength, while PING still answers. Not the size limit: quarantine-on-unscannable must not
+    # move a clean object for it.
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_unscannable="quarantine", quarantine_bucket=quarantine
+    )
+    version_id, etag = _put(s3_client, bucket, "big.bin", b"clean bytes " * (4 * 1024 * 1024 // 12))
+    fake = FakeClamd(instream_dropped_after(256 * 1024))
+    aws_settings.CLAMD_ADDRESS = fake.address
+    services._identity = None
+    try:
+        with pytest.raises(Exception, match="dropped the stream after"):
+            _scan(tenant, bucket, "big.bin", version_id=version_id, etag=etag)
+        result = _scan(tenant, bucket, "big.bin", version_id=version_id, etag=etag, final_attempt=True)
+    finally:
+        services._identity = None
+        fake.close()
+    assert result.verdict == Verdict.ERROR
+    assert "gave up" in result.message
+    assert s3_client.head_object(Bucket=bucket.name, Key="big.bin")["ETag"] == etag
+    assert not s3_client.list_objects_v2(Bucket=quarantine).get("Contents")

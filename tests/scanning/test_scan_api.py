@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import tracemalloc
 
@@ -432,3 +433,154 @@ def test_a_lost_role_is_a_400_when_scanning_an_existing_object(
     )
     assert response.status_code == 400, response.content
     assert "can no longer be assumed" in response.json()["bucket"][0]
+
+
+def _raw_parts(*parts: tuple[str, bytes]) -> bytes:
+    """A multipart body from (Content-Disposition value, content) pairs, headers exactly as given."""
+    body = b""
+    for disposition, content in parts:
+        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+A_FILE = ('form-data; name="file"; filename="a.txt"', b"hello\n")
+
+
+# Parts Django's parser drops without a word: no name, or a filename that sanitises to nothing.
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        'form-data; filename="eicar.com"',
+        "form-data",
+        'form-data; name="file"; filename=".."',
+        'form-data; name="file"; filename="/"',
+        'form-data; name=""; filename="eicar.com"',
+    ],
+    ids=["no name", "no name nor filename", "filename ..", "filename /", "empty name"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["hidden first", "hidden last"])
+def test_a_part_djangos_parser_would_skip_is_refused_not_passed(tenant, key_client, hidden, first):
+    parts = [(hidden, EICAR), A_FILE] if first else [A_FILE, (hidden, EICAR)]
+    response = key_client(tenant, Role.OPERATOR).post(
+        "/api/v1/scan", _raw_parts(*parts), content_type=MULTIPART
+    )
+    assert response.status_code == 400, response.content
+    assert "exactly one" in str(response.json())
+
+
+@pytest.mark.parametrize(
+    "disposition", ['form-data; name="file"; filename=".."', 'form-data; filename="/"', "form-data"]
+)
+def test_a_lone_part_is_scanned_whatever_its_name(tenant, key_client, disposition):
+    response = key_client(tenant, Role.OPERATOR).post(
+        "/api/v1/scan", _raw_parts((disposition, EICAR)), content_type=MULTIPART
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["verdict"] == "Infected"
+    assert response.json()["sha256"] == hashlib.sha256(EICAR).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        EICAR + b"\r\n" + _raw_parts(A_FILE),
+        _raw_parts(A_FILE) + EICAR,
+        _raw_parts(A_FILE) + b"\r\n" + _raw_parts(('form-data; name="x"; filename="e.com"', EICAR)),
+        _raw_parts(A_FILE)[: -len(b"--\r\n")] + b"--" + EICAR,
+    ],
+    ids=["preamble", "epilogue", "a second body after the end", "epilogue without a line break"],
+)
+def test_bytes_outside_the_part_are_refused_not_passed(tenant, key_client, body):
+    response = key_client(tenant, Role.OPERATOR).post("/api/v1/scan", body, content_type=MULTIPART)
+    assert response.status_code == 400, response.content
+    assert "file" in response.json()
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b""], ids=["closing CRLF", "no closing CRLF"])
+def test_a_well_formed_single_part_body_is_scanned(tenant, key_client, ending):
+    body = _raw_parts(('form-data; name="file"; filename="e.com"', EICAR))[:-2] + ending
+    response = key_client(tenant, Role.OPERATOR).post("/api/v1/scan", body, content_type=MULTIPART)
+    assert response.status_code == 200, response.content
+    assert response.json()["verdict"] == "Infected"
+
+
+def test_a_transfer_encoded_part_is_refused_not_scanned_encoded(tenant, key_client):
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="e.com"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n"
+        ).encode()
+        + base64.b64encode(EICAR)
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    response = key_client(tenant, Role.OPERATOR).post("/api/v1/scan", body, content_type=MULTIPART)
+    assert response.status_code == 400
+    assert "Content-Transfer-Encoding" in str(response.json())
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/mixed; boundary=x", "multipart/form-data", 'multipart/form-data; boundary=""'],
+)
+def test_a_multipart_body_that_is_not_form_data_with_a_boundary_is_refused(tenant, key_client, content_type):
+    response = key_client(tenant, Role.OPERATOR).post("/api/v1/scan", EICAR, content_type=content_type)
+    assert response.status_code == 400
+    assert "file" in response.json()
+
+
+def _post_empty(client, content_type: str):
+    # Django's test client leaves out Content-Length for an empty body; a real client
+    # such as `curl --data-binary @empty.txt` sends `Content-Length: 0`.
+    return client.generic("POST", "/api/v1/scan", b"", content_type=content_type, CONTENT_LENGTH="0")
+
+
+def test_an_empty_raw_body_with_a_length_is_scanned_as_an_empty_object(tenant, key_client):
+    response = _post_empty(key_client(tenant, Role.OPERATOR), "application/octet-stream")
+    assert response.status_code == 200, response.content
+    assert response.json()["verdict"] == "Clean"
+    assert response.json()["size"] == 0
+    assert response.json()["sha256"] == hashlib.sha256(b"").hexdigest()
+
+
+def test_an_empty_multipart_body_is_a_field_error(tenant, key_client):
+    response = _post_empty(key_client(tenant, Role.OPERATOR), MULTIPART)
+    assert response.status_code == 400, response.content
+    assert "file" in response.json()
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
+def test_a_session_upload_with_a_csrf_header_is_scanned(tenant, make_user, multipart):
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(make_user(tenant=tenant, role=Role.OPERATOR))
+    token = "a" * 32
+    client.cookies["csrftoken"] = token
+    if multipart:
+        body, content_type = _raw_parts(('form-data; name="file"; filename="e.com"', EICAR)), MULTIPART
+    else:
+        body, content_type = EICAR, "application/octet-stream"
+    response = client.post("/api/v1/scan", body, content_type=content_type, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 200, response.content
+    assert response.json()["verdict"] == "Infected"
+
+
+class _BrokenBody(LazyBody):
+    """A body whose client goes away after the first read."""
+
+    def read(self, size: int = -1) -> bytes:
+        if self.position:
+            raise OSError("connection reset by peer")
+        return super().read(min(size, 1024))
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
+def test_an_upload_cut_off_by_the_client_is_a_400_not_an_engine_error(tenant, key_client, multipart):
+    head, tail = _multipart(b"") if multipart else (b"", b"")
+    content_type = MULTIPART if multipart else "application/octet-stream"
+    response = _post_lazy(
+        key_client(tenant, Role.OPERATOR), "/api/v1/scan", _BrokenBody(MiB, head, tail), content_type
+    )
+    assert response.status_code == 400, response.content
+    assert "ended before" in str(response.json())

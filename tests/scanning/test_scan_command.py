@@ -121,3 +121,28 @@ def test_the_progress_bar_draws_only_on_a_terminal():
         Progress(stream).show(3, 10, True, Counter({"Clean": 3}))
     assert "3/10+" in terminal.getvalue() and "clean 3" in terminal.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_it_runs_right_after_make_install_with_only_clamd_and_aws_credentials(
+    fill, s3_endpoint, clamd_address
+):
+    # No S3AV_SECRET_KEY, no S3AV_AWS_SERVICE_PRINCIPAL, debug off: the one-shot scan uses neither.
+    bucket = fill({"ok.txt": b"fine", "eicar.com": EICAR})
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "S3AV_CLAMD": clamd_address,
+    }
+    result = subprocess.run(
+        [".venv/bin/python", "manage.py", "scan", f"s3://{bucket}", "--endpoint-url", s3_endpoint],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"s3://{bucket}/eicar.com: Infected" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "scanned 2: clean 1, infected 1, unscannable 0, error 0"

@@ -50,6 +50,9 @@ class Progress:
 
 class Command(BaseCommand):
     help = "Scan every object under s3://BUCKET[/PREFIX] and print one line per object and a summary."
+    # No database, models or web settings: the service's system checks are not this command's business,
+    # and one failing would exit 1, which here means "infected".
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("url", help="s3://BUCKET or s3://BUCKET/PREFIX")
@@ -76,10 +79,13 @@ class Command(BaseCommand):
             region=options["region"] or settings.AWS_REGION,
         )
         clamd = engine.ClamdClient(
-            str(settings.CLAMD_ADDRESS), timeout=30.0, scan_timeout=settings.CLAMD_TIMEOUT
+            str(settings.CLAMD_ADDRESS),
+            timeout=30.0,
+            scan_timeout=settings.CLAMD_TIMEOUT,
+            stream_max_length=settings.MAX_OBJECT_SIZE,
         )
         try:
-            identity = scanner.EngineIdentity(clamd, db_dir=str(settings.VAR_DIR / "clamav" / "db"))
+            identity = scanner.EngineIdentity(clamd, db_dir=str(settings.CLAMAV_DB_DIR))
             identity.get()
         except engine.EngineUnavailable as exc:
             raise CommandError(
