@@ -42,11 +42,22 @@ class ScanInProgress(Exception):
     """Another worker holds a live claim on this scan; try again later."""
 
 
-def dedupe_key_for(bucket: Bucket, key: str, version_id: str | None, etag: str | None, force: bool) -> str:
+def dedupe_key_for(
+    bucket: Bucket,
+    key: str,
+    version_id: str | None,
+    etag: str | None,
+    force: bool,
+    sequencer: str | None = None,
+) -> str:
     if force or not etag:
         # Nothing pins the bytes (or a person asked again): this is a scan of its own.
         return uuid.uuid4().hex
     raw = f"{bucket.pk}\0{key}\0{version_id or ''}\0{etag.strip(chr(34))}"
+    if sequencer:
+        # S3 gives each write of a key its own sequencer: a redelivered event keeps its key, the same
+        # bytes uploaded again (a new object that needs its own tags and notifications) get another.
+        raw += f"\0{sequencer}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -62,15 +73,16 @@ def request_scan(
     trigger: str = Trigger.EVENT,
     job_id: str | None = None,
     force: bool = False,
+    sequencer: str | None = None,
 ) -> str:
     """Enqueue a scan of one object version after the current transaction commits.
 
-    Requests for the same (bucket, key, version id, ETag) share a dedupe key and so end in one scan.
-    Returns the dedupe key.
+    Requests for the same (bucket, key, version id, ETag, event sequencer) share a dedupe key and so
+    end in one scan. Returns the dedupe key.
     """
     if bucket.tenant_id != tenant.pk:
         raise ServiceError("No such bucket.", field="bucket")
-    dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
+    dedupe = dedupe_key_for(bucket, key, version_id, etag, force, sequencer)
     from scanning.actors import scan_object
 
     message = scan_object.message(
@@ -158,14 +170,41 @@ def _released_as_allowed(
     ).first()
 
 
-def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> bool:
-    if result.action_status != ScanResult.ActionStatus.DONE or not re.search(MOVED_ACTION_RE, result.action):
-        return False
+def _to_second(when: datetime | None) -> datetime | None:
+    # GetObject's Last-Modified header has whole seconds; a listing may add milliseconds.
+    return when.replace(microsecond=0) if when is not None else None
+
+
+def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> s3ops.ObjectRef | None:
+    """The object now at ``key`` when it holds the bytes ``result`` is about but is another object
+    (the same bytes uploaded again), else None.
+
+    A request that names no version maps every upload of the same bytes to one dedupe key; a new
+    object needs its own tags, actions and notifications all the same.
+    """
+    if not result.etag:
+        return None
     try:
         current = s3ops.head_object(client_for(bucket.account, "s3", bucket.region), bucket.name, key)
     except s3ops.PermanentS3Error:
-        return False  # still gone: nothing new to scan
-    return current.etag == result.etag
+        return None  # gone: nothing new to scan
+    if current.etag != result.etag:
+        return None  # other bytes: their own event scans them
+    if result.action_status == ScanResult.ActionStatus.DONE and re.search(MOVED_ACTION_RE, result.action):
+        return current  # s3av took the scanned version away: this one is new
+    if current.version_id and result.version_id and current.version_id != result.version_id:
+        return current
+    scanned, now = _to_second(result.last_modified), _to_second(current.last_modified)
+    if scanned is not None and now is not None and scanned != now:
+        return current  # overwritten in place (unversioned, or the "null" version of a suspended bucket)
+    return None
+
+
+def _dedupe_key_of_upload(dedupe_key: str, current: s3ops.ObjectRef) -> str:
+    # Deterministic: the late duplicates of the new upload's own event end in the same scan.
+    when = _to_second(current.last_modified)
+    raw = f"{dedupe_key}\0{current.version_id or ''}\0{when.isoformat() if when else ''}"
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def _moved_by_us(
@@ -202,8 +241,7 @@ def _job_hooks(run: Callable[..., ScanResult | None]) -> Callable[..., ScanResul
     return wrapper
 
 
-@_job_hooks
-def run_scan(
+def _scan_and_act(
     tenant: Tenant,
     bucket: Bucket,
     key: str,
@@ -223,6 +261,9 @@ def run_scan(
 
     Transient failures raise (the actor retries) unless ``final_attempt``: then the verdict is Error.
     Returns None when the request is moot (key excluded by policy, object replaced since the event).
+
+    A request without a version id ends pinned to one all the same: the version GetObject (or, for an
+    object too large to read, HeadObject) answered with is recorded and acted on.
     """
     policy = bucket.effective_policy()
     if not policy.wants(key):
@@ -231,28 +272,30 @@ def run_scan(
     if result.is_final:
         if result.action_status == ScanResult.ActionStatus.PENDING:
             _act(tenant, bucket, policy, result, final_attempt)
-        if not version_id and _uploaded_again(bucket, key, result):
-            # The same bytes uploaded again to an unversioned bucket after s3av quarantined or deleted
-            # them: same dedupe key, but a new object that must be scanned and acted on again.
-            return run_scan(
+        current = _uploaded_again(bucket, key, result) if not version_id else None
+        if current is not None:
+            # The same bytes uploaded again: same dedupe key, but a new object that must be scanned and
+            # acted on again. Called unwrapped: the job (if any) counts this scan under its own key.
+            return _scan_and_act(
                 tenant,
                 bucket,
                 key,
-                version_id=None,
-                etag=etag,
+                version_id=current.version_id,
+                etag=current.etag,
                 trigger=trigger,
-                dedupe_key=uuid.uuid4().hex,
+                dedupe_key=_dedupe_key_of_upload(dedupe_key, current),
                 job_id=job_id,
                 final_attempt=final_attempt,
-                size=size,
+                size=current.size,
             )
         return result
 
     try:
         s3 = client_for(bucket.account, "s3", bucket.region)
-        if etag and size is not None:
+        if etag and size is not None and (version_id or size <= policy.max_object_size):
             ref = s3ops.ObjectRef(bucket.name, key, version_id or None, etag.strip('"'), size)
         else:
+            # Also when an object too large to read names no version: only HeadObject can pin it.
             ref = s3ops.head_object(s3, bucket.name, key, version_id)
         if etag and not version_id and ref.etag != etag.strip('"'):
             # The key now holds other bytes; their own event scans them.
@@ -267,6 +310,7 @@ def run_scan(
         result.version_id = ref.version_id or ""
         result.etag = ref.etag
         result.size = ref.size
+        result.last_modified = _to_second(ref.last_modified)
         outcome = scanner.scan_ref(
             s3,
             clamd_client(),
@@ -275,6 +319,10 @@ def run_scan(
             policy.max_object_size,
             heartbeat=lambda: _renew_claim(result),
         )
+        if outcome.read is not None:
+            # The version these bytes are, as GetObject said: what tags and actions must target.
+            result.version_id = outcome.read.version_id or ""
+            result.last_modified = _to_second(outcome.read.last_modified)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # Replaced between the event (or listing) and this read: the new bytes have their own event.
@@ -314,7 +362,7 @@ def run_scan(
     result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
     fields = [
-        "version_id", "etag", "size", "verdict", "signatures", "message", "sha256", "engine",
+        "version_id", "etag", "size", "last_modified", "verdict", "signatures", "message", "sha256", "engine",
         "signature_version", "duration_ms", "scanned_at", "claimed_until", "action_status",
     ]  # fmt: skip
     saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
@@ -330,6 +378,9 @@ def run_scan(
     )
     _act(tenant, bucket, policy, result, final_attempt)
     return result
+
+
+run_scan = _job_hooks(_scan_and_act)
 
 
 # --- acting on a verdict -----------------------------------------------------------------------------
