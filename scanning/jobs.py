@@ -200,7 +200,9 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         .values_list("key", "version_id", "etag", "size", "last_modified")
     )
     if job.all_versions:
-        return {(key, version, etag, size, _second(when)) for key, version, etag, size, when in rows}
+        return {
+            (key, _version(version), etag, size, _second(when)) for key, version, etag, size, when in rows
+        }
     return {(key, etag, size, _second(when)) for key, _, etag, size, when in rows}
 
 
@@ -208,10 +210,15 @@ def _second(when: datetime | None) -> datetime | None:
     return when.replace(microsecond=0) if when is not None else None
 
 
+def _version(version_id: str | None) -> str:
+    # The "null" version and no version are the same object of an unversioned bucket.
+    return "" if version_id in (None, "null") else str(version_id)
+
+
 def _is_known(job: ScanJob, ref: s3ops.ObjectRef, known: set[tuple[Any, ...]]) -> bool:
     pin: tuple[Any, ...] = (ref.key, ref.etag, ref.size)
     if job.all_versions:
-        pin = (ref.key, ref.version_id or "", ref.etag, ref.size)
+        pin = (ref.key, _version(ref.version_id), ref.etag, ref.size)
     return (*pin, _second(ref.last_modified)) in known or (*pin, None) in known
 
 

@@ -713,7 +713,8 @@ def iter_keys(
 ) -> Iterator[ListingPage]:
     """Yield pages of objects under ``prefix`` so a caller can checkpoint ``next_token`` after each.
 
-    With ``versions`` every version is listed (delete markers are skipped); the token is then an
+    With ``versions`` every version is listed (delete markers are skipped; a current "null" version
+    comes without a version id, as ListObjectsV2 gives it); the token is then an
     opaque JSON pair of key and version-id markers.  ``start_after`` applies to the first page when
     there is no token.
     """
@@ -754,6 +755,16 @@ def _list_objects_page(
     return ListingPage(refs, next_token)
 
 
+def _listed_version(item: dict[str, Any]) -> str | None:
+    # The current "null" version (every object of an unversioned bucket) is named by its ETag alone:
+    # reads pinned with IfMatch reach it, and GetObject says which version it is. Some stores (moto)
+    # refuse HeadObject with VersionId=null. A "null" version that is not the latest keeps its name.
+    version = item.get("VersionId")
+    if version == "null" and item.get("IsLatest"):
+        return None
+    return str(version) if version else None
+
+
 def _list_versions_page(
     client: Client, bucket: str, prefix: str, token: str | None, start_after: str | None, page_size: int
 ) -> ListingPage:
@@ -770,7 +781,7 @@ def _list_versions_page(
         ObjectRef(
             bucket=bucket,
             key=item["Key"],
-            version_id=item.get("VersionId"),
+            version_id=_listed_version(item),
             etag=_strip_etag(item.get("ETag")),
             size=int(item["Size"]),
             last_modified=item.get("LastModified"),

@@ -190,6 +190,32 @@ def test_the_real_request_scan_sends_one_message_per_record(
     broker.flush_all()
 
 
+def test_a_redelivered_event_keeps_its_dedupe_key_and_a_new_upload_of_the_same_bytes_gets_another(
+    protected, sqs, django_capture_on_commit_callbacks
+):
+    # Two PUTs of the same bytes (one key, one ETag, maybe within one second) carry their own sequencer.
+    from scanning.actors import scan_object
+
+    broker = scan_object.broker
+    broker.flush_all()
+    first = _event("k", bucket=protected.name, sequencer="0055AED6DCD90281E5")
+    again = _event("k", bucket=protected.name, sequencer="0055AED6DCD90281E6")
+    url = protected.protection["queue_url"]
+    sqs.send_message(QueueUrl=url, MessageBody=_body(first, again))
+    sqs.send_message(QueueUrl=url, MessageBody=_body(first))  # S3 delivered the first event twice
+    enqueued = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            enqueued += ingest.drain_once(wait_seconds=1).enqueued
+            if enqueued >= 3:
+                break
+    messages = [json.loads(m) for m in list(broker.queues["scans"].queue)]
+    broker.flush_all()
+    keys = [m["kwargs"]["dedupe_key"] for m in messages]
+    assert len(keys) == 3
+    assert len(set(keys)) == 2  # the duplicate collapses; the new upload is a scan of its own
+
+
 def test_the_command_polls_once(protected, s3_client, requested):
     s3_client.put_object(Bucket=protected.name, Key="cmd.txt", Body=b"x")
     for _ in range(5):

@@ -11,7 +11,7 @@ from django_scopes import scope
 
 from scanning import services
 from scanning.models import ScanResult, Verdict
-from tests.fixtures.scanning import EICAR, TESTFILES
+from tests.fixtures.scanning import EICAR, TESTFILES, assert_gone_for_good, next_second
 
 pytestmark = pytest.mark.django_db
 
@@ -395,3 +395,148 @@ def test_an_event_for_bytes_replaced_before_the_read_is_dropped_not_an_error(
     with scope(tenant=tenant):
         assert not ScanResult.objects.filter(tenant=tenant, key="swapped.com").exists()
     assert "scan-result" not in _tags(s3_client, bucket, "swapped.com")
+
+
+# --- the exact version, on versioned and unversioned buckets (issue 8) ------------------------------
+
+BUCKET_KINDS = pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+
+
+def _event_scan(tenant, bucket, key, etag, size, **kwargs):
+    """What an S3 event from moto (or a store that sends no version ids) asks for: ETag and size only."""
+    return _scan(tenant, bucket, key, version_id=None, etag=etag, size=size, **kwargs)
+
+
+@BUCKET_KINDS
+def test_an_event_without_a_version_id_quarantines_the_version_it_scanned(
+    tenant, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine
+    )
+    version, etag = _put(s3_client, bucket, "up/evil.com", EICAR)
+    result = _event_scan(tenant, bucket, "up/evil.com", etag, len(EICAR))
+    assert result.action == "tagged+quarantined"
+    assert result.version_id == (version or "")  # pinned by GetObject's answer
+    assert result.last_modified is not None
+    assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
+    moved = s3_client.get_object(Bucket=quarantine, Key=result.quarantine_key)
+    assert moved["Body"].read() == EICAR
+
+
+@BUCKET_KINDS
+def test_an_event_without_a_version_id_deletes_the_version_it_scanned(
+    tenant, make_linked_bucket, s3_client, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned, on_infected="delete")
+    version, etag = _put(s3_client, bucket, "up/evil.com", EICAR)
+    result = _event_scan(tenant, bucket, "up/evil.com", etag, len(EICAR))
+    assert result.action == "tagged+deleted"
+    assert result.version_id == (version or "")
+    assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
+
+
+@BUCKET_KINDS
+def test_an_object_too_large_to_read_is_pinned_before_it_is_quarantined(
+    tenant, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant,
+        versioned=versioned,
+        max_object_size=16,
+        on_unscannable="quarantine",
+        quarantine_bucket=quarantine,
+    )
+    version, etag = _put(s3_client, bucket, "big.bin", b"x" * 64)
+    result = _event_scan(tenant, bucket, "big.bin", etag, 64)
+    assert result.verdict == Verdict.UNSCANNABLE
+    assert result.action == "tagged+quarantined"
+    assert result.version_id == (version or "")
+    assert_gone_for_good(s3_client, bucket.name, "big.bin", version)
+
+
+@BUCKET_KINDS
+def test_the_same_clean_bytes_uploaded_again_are_tagged_and_reported_again(
+    tenant, make_linked_bucket, s3_client, monkeypatch, versioned
+):
+    reported = []
+    monkeypatch.setattr(services.notifications, "result_recorded", lambda t, r: reported.append(r.pk))
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _, etag = _put(s3_client, bucket, "same.txt", b"the very same bytes")
+    first = _event_scan(tenant, bucket, "same.txt", etag, 19)
+    assert _tags(s3_client, bucket, "same.txt")["scan-result"] == "Clean"
+    next_second()
+    version, again = _put(s3_client, bucket, "same.txt", b"the very same bytes")  # tags gone with it
+    assert again == etag
+    second = _event_scan(tenant, bucket, "same.txt", etag, 19)
+    assert second.pk != first.pk
+    assert second.version_id == (version or "")
+    assert _tags(s3_client, bucket, "same.txt")["scan-result"] == "Clean"
+    assert reported == [first.pk, second.pk]
+    # Either event delivered again is a duplicate: nothing more is scanned, tagged or reported.
+    assert _event_scan(tenant, bucket, "same.txt", etag, 19).pk == second.pk
+    assert reported == [first.pk, second.pk]
+    with scope(tenant=tenant):
+        assert ScanResult.objects.filter(tenant=tenant, key="same.txt").count() == 2
+
+
+@BUCKET_KINDS
+def test_the_same_malware_uploaded_again_is_tagged_and_reported_again(
+    tenant, make_linked_bucket, s3_client, monkeypatch, versioned
+):
+    reported = []
+    monkeypatch.setattr(services.notifications, "result_recorded", lambda t, r: reported.append(r.verdict))
+    bucket = make_linked_bucket(tenant, versioned=versioned)  # on_infected: keep (tag only)
+    _, etag = _put(s3_client, bucket, "again.com", EICAR)
+    _event_scan(tenant, bucket, "again.com", etag, len(EICAR))
+    next_second()
+    _put(s3_client, bucket, "again.com", EICAR)
+    assert _event_scan(tenant, bucket, "again.com", etag, len(EICAR)).verdict == Verdict.INFECTED
+    assert _tags(s3_client, bucket, "again.com")["scan-result"] == "Infected"
+    assert reported == [Verdict.INFECTED, Verdict.INFECTED]
+
+
+@BUCKET_KINDS
+def test_the_event_sequencer_tells_a_new_upload_from_a_redelivery(
+    tenant, make_linked_bucket, s3_client, monkeypatch, versioned
+):
+    # S3 gives each write its own sequencer, even within one second; a redelivered event keeps it.
+    reported = []
+    monkeypatch.setattr(services.notifications, "result_recorded", lambda t, r: reported.append(r.pk))
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _, etag = _put(s3_client, bucket, "seq.txt", b"same")
+    with scope(tenant=tenant):
+        first_key = services.dedupe_key_for(bucket, "seq.txt", None, etag, False, "0055AED6DCD90281E5")
+        again_key = services.dedupe_key_for(bucket, "seq.txt", None, etag, False, "0055AED6DCD90281E6")
+    assert first_key != again_key
+    first = _scan(tenant, bucket, "seq.txt", etag=etag, size=4)
+    with scope(tenant=tenant):
+        ScanResult.objects.filter(pk=first.pk).update(dedupe_key=first_key)
+    _put(s3_client, bucket, "seq.txt", b"same")
+    with scope(tenant=tenant):
+        second = services.run_scan(
+            tenant,
+            bucket,
+            "seq.txt",
+            version_id=None,
+            etag=etag,
+            size=4,
+            trigger="event",
+            dedupe_key=again_key,
+        )
+        redelivered = services.run_scan(
+            tenant,
+            bucket,
+            "seq.txt",
+            version_id=None,
+            etag=etag,
+            size=4,
+            trigger="event",
+            dedupe_key=again_key,
+        )
+    assert second.pk != first.pk
+    assert redelivered.pk == second.pk
+    assert _tags(s3_client, bucket, "seq.txt")["scan-result"] == "Clean"
+    assert reported == [first.pk, second.pk]
