@@ -418,9 +418,9 @@ def test_an_event_without_a_version_id_quarantines_the_version_it_scanned(
     version, etag = _put(s3_client, bucket, "up/evil.com", EICAR)
     result = _event_scan(tenant, bucket, "up/evil.com", etag, len(EICAR))
     assert result.action == "tagged+quarantined"
+    assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
     assert result.version_id == (version or "")  # pinned by GetObject's answer
     assert result.last_modified is not None
-    assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
     moved = s3_client.get_object(Bucket=quarantine, Key=result.quarantine_key)
     assert moved["Body"].read() == EICAR
 
@@ -433,8 +433,8 @@ def test_an_event_without_a_version_id_deletes_the_version_it_scanned(
     version, etag = _put(s3_client, bucket, "up/evil.com", EICAR)
     result = _event_scan(tenant, bucket, "up/evil.com", etag, len(EICAR))
     assert result.action == "tagged+deleted"
-    assert result.version_id == (version or "")
     assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
+    assert result.version_id == (version or "")
 
 
 @BUCKET_KINDS
@@ -453,8 +453,8 @@ def test_an_object_too_large_to_read_is_pinned_before_it_is_quarantined(
     result = _event_scan(tenant, bucket, "big.bin", etag, 64)
     assert result.verdict == Verdict.UNSCANNABLE
     assert result.action == "tagged+quarantined"
-    assert result.version_id == (version or "")
     assert_gone_for_good(s3_client, bucket.name, "big.bin", version)
+    assert result.version_id == (version or "")
 
 
 @BUCKET_KINDS
@@ -540,3 +540,46 @@ def test_the_event_sequencer_tells_a_new_upload_from_a_redelivery(
     assert redelivered.pk == second.pk
     assert _tags(s3_client, bucket, "seq.txt")["scan-result"] == "Clean"
     assert reported == [first.pk, second.pk]
+
+
+@BUCKET_KINDS
+def test_deleting_a_finding_of_an_event_without_a_version_id_removes_that_version_for_good(
+    tenant, make_linked_bucket, s3_client, versioned
+):
+    # The portal's "Delete" on a finding (the demo's versioned bucket showed the version still readable).
+    from accounts.services import Actor
+
+    bucket = make_linked_bucket(tenant, versioned=versioned)  # on_infected: keep (tag only)
+    version, etag = _put(s3_client, bucket, "found.com", EICAR)
+    result = _event_scan(tenant, bucket, "found.com", etag, len(EICAR))
+    with scope(tenant=tenant):
+        services.delete_scanned_object(tenant, Actor.system("test"), result)
+    assert_gone_for_good(s3_client, bucket.name, "found.com", version)
+
+
+def test_a_finding_without_a_version_id_in_a_versioned_bucket_is_not_hidden_behind_a_delete_marker(
+    tenant, make_linked_bucket, s3_client
+):
+    # A verdict recorded before s3av pinned versions: refused with the reason, the version untouched.
+    from accounts.services import Actor, ServiceError
+
+    bucket = make_linked_bucket(tenant, versioned=True)
+    version, etag = _put(s3_client, bucket, "old.com", EICAR)
+    with scope(tenant=tenant):
+        result = ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key="old.com",
+            etag=etag.strip('"'),
+            size=len(EICAR),
+            verdict=Verdict.INFECTED,
+            action="tagged",
+            action_status="done",
+            dedupe_key="unpinned",
+        )
+        with pytest.raises(ServiceError, match="without its version id"):
+            services.delete_scanned_object(tenant, Actor.system("test"), result)
+    listing = s3_client.list_object_versions(Bucket=bucket.name, Prefix="old.com")
+    assert [v["VersionId"] for v in listing["Versions"]] == [version]
+    assert not listing.get("DeleteMarkers")
