@@ -289,3 +289,42 @@ def test_an_uploaded_eicar_is_found_through_the_event_path(
         for t in s3_client.get_object_tagging(Bucket=name, Key="upload/eicar test.com")["TagSet"]
     }
     assert tags["scan-result"] == "Infected"
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_the_event_path_deletes_each_upload_of_malware_for_good(
+    tenant, moto_account, make_bucket, s3_client, aws_settings, django_capture_on_commit_callbacks, versioned
+):
+    """moto's events name no version and no sequencer: every upload still ends pinned and deleted."""
+    from dramatiq import Message
+
+    from scanning.actors import scan_object
+    from scanning.models import ScanPolicy
+    from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
+
+    name = make_bucket(versioned=versioned)
+    with scope(tenant=tenant):
+        policy = ScanPolicy.objects.create(tenant=tenant, name="delete", on_infected="delete")
+        bucket = make_bucket_row(tenant, moto_account, name, policy=policy)
+        protection.protect_bucket(tenant, ACTOR, bucket)
+    broker = scan_object.broker
+    try:
+        for _ in range(2):  # the same bytes, uploaded again after s3av deleted them
+            broker.flush_all()
+            version = s3_client.put_object(Bucket=name, Key="drop/evil.com", Body=EICAR).get("VersionId")
+            enqueued = 0
+            with django_capture_on_commit_callbacks(execute=True):
+                for _ in range(5):
+                    enqueued += ingest.drain_once(wait_seconds=1).enqueued
+                    if enqueued:
+                        break
+            (raw,) = list(broker.queues["scans"].queue)
+            message = Message.decode(raw)
+            assert message.kwargs["version_id"] is None
+            scan_object(*message.args, **message.kwargs)
+            assert_gone_for_good(s3_client, name, "drop/evil.com", version)
+            next_second()
+    finally:
+        broker.flush_all()
+        with scope(tenant=tenant):
+            protection.remove_protection(tenant, bucket)
