@@ -583,3 +583,21 @@ def test_a_finding_without_a_version_id_in_a_versioned_bucket_is_not_hidden_behi
     listing = s3_client.list_object_versions(Bucket=bucket.name, Prefix="old.com")
     assert [v["VersionId"] for v in listing["Versions"]] == [version]
     assert not listing.get("DeleteMarkers")
+
+
+@BUCKET_KINDS
+def test_the_same_bytes_uploaded_after_an_object_was_gone_are_scanned(
+    tenant, make_linked_bucket, s3_client, versioned
+):
+    # The first upload was deleted before its scan (an Error: gone); the retried upload has the same ETag.
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _, etag = _put(s3_client, bucket, "retry.txt", b"uploaded twice")
+    s3_client.delete_object(Bucket=bucket.name, Key="retry.txt")
+    gone = _event_scan(tenant, bucket, "retry.txt", etag, 14)
+    assert gone.verdict == Verdict.ERROR
+    _put(s3_client, bucket, "retry.txt", b"uploaded twice")
+    again = _event_scan(tenant, bucket, "retry.txt", etag, 14)
+    assert again.pk != gone.pk
+    assert again.verdict == Verdict.CLEAN
+    assert _tags(s3_client, bucket, "retry.txt")["scan-result"] == "Clean"
+    assert _event_scan(tenant, bucket, "retry.txt", etag, 14).pk == again.pk  # a duplicate, once
