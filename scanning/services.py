@@ -42,22 +42,11 @@ class ScanInProgress(Exception):
     """Another worker holds a live claim on this scan; try again later."""
 
 
-def dedupe_key_for(
-    bucket: Bucket,
-    key: str,
-    version_id: str | None,
-    etag: str | None,
-    force: bool,
-    sequencer: str | None = None,
-) -> str:
+def dedupe_key_for(bucket: Bucket, key: str, version_id: str | None, etag: str | None, force: bool) -> str:
     if force or not etag:
         # Nothing pins the bytes (or a person asked again): this is a scan of its own.
         return uuid.uuid4().hex
     raw = f"{bucket.pk}\0{key}\0{version_id or ''}\0{etag.strip(chr(34))}"
-    if sequencer:
-        # S3 gives each write of a key its own sequencer: a redelivered event keeps its key, the same
-        # bytes uploaded again (a new object that needs its own tags and notifications) get another.
-        raw += f"\0{sequencer}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -77,12 +66,13 @@ def request_scan(
 ) -> str:
     """Enqueue a scan of one object version after the current transaction commits.
 
-    Requests for the same (bucket, key, version id, ETag, event sequencer) share a dedupe key and so
-    end in one scan. Returns the dedupe key.
+    Requests for the same (bucket, key, version id, ETag) share a dedupe key and so end in one scan;
+    the S3 event's ``sequencer`` then tells the same bytes uploaded again from a redelivered event.
+    Returns the dedupe key.
     """
     if bucket.tenant_id != tenant.pk:
         raise ServiceError("No such bucket.", field="bucket")
-    dedupe = dedupe_key_for(bucket, key, version_id, etag, force, sequencer)
+    dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
     from scanning.actors import scan_object
 
     message = scan_object.message(
@@ -95,6 +85,7 @@ def request_scan(
         trigger=trigger,
         dedupe_key=dedupe,
         job_id=job_id,
+        **({"sequencer": sequencer} if sequencer else {}),
     )
     transaction.on_commit(lambda: scan_object.broker.enqueue(message))
     if actor is not None and trigger in {Trigger.MANUAL, Trigger.API}:
@@ -192,12 +183,27 @@ def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> s3ops.Objec
         return None  # other bytes: their own event scans them
     if result.action_status == ScanResult.ActionStatus.DONE and re.search(MOVED_ACTION_RE, result.action):
         return current  # s3av took the scanned version away: this one is new
+    if result.verdict == Verdict.ERROR and "no longer exists" in result.message:
+        return current  # it was gone when scanned: what is there now was uploaded since
     if current.version_id and result.version_id and current.version_id != result.version_id:
         return current
     scanned, now = _to_second(result.last_modified), _to_second(current.last_modified)
     if scanned is not None and now is not None and scanned != now:
         return current  # overwritten in place (unversioned, or the "null" version of a suspended bucket)
     return None
+
+
+def _later_event(sequencer: str | None, scanned: str) -> bool | None:
+    """Whether an event with ``sequencer`` is a later write of the key than the one ``scanned`` came
+    from; None when either is unknown. S3's rule: right-pad the shorter with zeros, compare as text."""
+    if not sequencer or not scanned:
+        return None
+    width = max(len(sequencer), len(scanned))
+    return sequencer.upper().ljust(width, "0") > scanned.upper().ljust(width, "0")
+
+
+def _dedupe_key_of_event(dedupe_key: str, sequencer: str) -> str:
+    return hashlib.sha256(f"{dedupe_key}\0sequencer\0{sequencer}".encode()).hexdigest()
 
 
 def _dedupe_key_of_upload(dedupe_key: str, current: s3ops.ObjectRef) -> str:
@@ -253,6 +259,8 @@ def _scan_and_act(
     job_id: str | None = None,
     final_attempt: bool = False,
     size: int | None = None,
+    sequencer: str | None = None,
+    follow_uploads: bool = True,
 ) -> ScanResult | None:
     """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
 
@@ -272,10 +280,30 @@ def _scan_and_act(
     if result.is_final:
         if result.action_status == ScanResult.ActionStatus.PENDING:
             _act(tenant, bucket, policy, result, final_attempt)
-        current = _uploaded_again(bucket, key, result) if not version_id else None
+        later = _later_event(sequencer, result.sequencer) if follow_uploads and not version_id else False
+        if later:
+            # A later write of the same bytes (S3's sequencer says so, even within one second): a new
+            # object that must be scanned and acted on again. Called unwrapped, and once only: the job
+            # (if any) counts this scan under its own key.
+            return _scan_and_act(
+                tenant,
+                bucket,
+                key,
+                version_id=None,
+                etag=etag,
+                trigger=trigger,
+                dedupe_key=_dedupe_key_of_event(dedupe_key, str(sequencer)),
+                job_id=job_id,
+                final_attempt=final_attempt,
+                size=size,
+                sequencer=sequencer,
+                follow_uploads=False,
+            )
+        # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
+        current = _uploaded_again(bucket, key, result) if later is None and not version_id else None
         if current is not None:
-            # The same bytes uploaded again: same dedupe key, but a new object that must be scanned and
-            # acted on again. Called unwrapped: the job (if any) counts this scan under its own key.
+            # Same dedupe key, but a new object that must be scanned and acted on again; unwrapped and
+            # once only, as above (the derived key is the new upload's for good).
             return _scan_and_act(
                 tenant,
                 bucket,
@@ -287,6 +315,8 @@ def _scan_and_act(
                 job_id=job_id,
                 final_attempt=final_attempt,
                 size=current.size,
+                sequencer=sequencer,
+                follow_uploads=False,
             )
         return result
 
@@ -311,6 +341,7 @@ def _scan_and_act(
         result.etag = ref.etag
         result.size = ref.size
         result.last_modified = _to_second(ref.last_modified)
+        result.sequencer = (sequencer or "")[:64]
         outcome = scanner.scan_ref(
             s3,
             clamd_client(),
@@ -362,8 +393,9 @@ def _scan_and_act(
     result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
     fields = [
-        "version_id", "etag", "size", "last_modified", "verdict", "signatures", "message", "sha256", "engine",
-        "signature_version", "duration_ms", "scanned_at", "claimed_until", "action_status",
+        "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
+        "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
+        "action_status",
     ]  # fmt: skip
     saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
         **{name: getattr(result, name) for name in fields}

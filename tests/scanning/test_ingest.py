@@ -190,9 +190,7 @@ def test_the_real_request_scan_sends_one_message_per_record(
     broker.flush_all()
 
 
-def test_a_redelivered_event_keeps_its_dedupe_key_and_a_new_upload_of_the_same_bytes_gets_another(
-    protected, sqs, django_capture_on_commit_callbacks
-):
+def test_each_scan_request_carries_its_events_sequencer(protected, sqs, django_capture_on_commit_callbacks):
     # Two PUTs of the same bytes (one key, one ETag, maybe within one second) carry their own sequencer.
     from scanning.actors import scan_object
 
@@ -211,9 +209,13 @@ def test_a_redelivered_event_keeps_its_dedupe_key_and_a_new_upload_of_the_same_b
                 break
     messages = [json.loads(m) for m in list(broker.queues["scans"].queue)]
     broker.flush_all()
-    keys = [m["kwargs"]["dedupe_key"] for m in messages]
-    assert len(keys) == 3
-    assert len(set(keys)) == 2  # the duplicate collapses; the new upload is a scan of its own
+    # One dedupe key (one object pin); the sequencer travels with each so the scan can tell them apart.
+    assert len({m["kwargs"]["dedupe_key"] for m in messages}) == 1
+    assert sorted(m["kwargs"]["sequencer"] for m in messages) == [
+        "0055AED6DCD90281E5",
+        "0055AED6DCD90281E5",
+        "0055AED6DCD90281E6",
+    ]
 
 
 def test_the_command_polls_once(protected, s3_client, requested):
