@@ -38,6 +38,7 @@ def scan_object(
     trigger: str = "event",
     dedupe_key: str,
     job_id: str | None = None,
+    sequencer: str | None = None,
 ) -> None:
     with scopes_disabled():
         tenant = Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.ACTIVE).first()
@@ -60,4 +61,5 @@ def scan_object(
             job_id=job_id,
             final_attempt=_is_final_attempt(),
             size=size,
+            sequencer=sequencer,
         )

@@ -7,9 +7,10 @@
 A message is deleted only after every record in it was handed to ``request_scan``; this code never
 runs inside a transaction, so ``request_scan`` has sent the scan message to the broker by the time it
 returns. S3 events are at-least-once and unordered; the scan pipeline collapses duplicates (same
-bucket, key, version id, ETag), so a redelivered message costs nothing. A message that cannot be
-parsed is logged and left in the queue: after ``protection.MAX_RECEIVES`` receives SQS moves it to the
-queue's dead-letter queue.
+bucket, key, version id, ETag), so a redelivered message costs nothing, while the same bytes uploaded
+again (a later sequencer) are a new object with its own tags and notifications. A message that cannot be
+parsed is logged and left in the queue: after ``protection.MAX_RECEIVES`` receives SQS moves
+it to the queue's dead-letter queue.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def handle_messages(bucket: Bucket, messages: list[dict[str, Any]], stats: Stats
                         etag=event.etag,
                         size=event.size,
                         trigger="event",
+                        sequencer=event.sequencer,
                     )
                     stats.enqueued += 1
         except Exception as exc:  # the broker or database is down: keep the message, it comes back

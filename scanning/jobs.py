@@ -176,7 +176,11 @@ def job_dedupe_key(job: ScanJob, ref: s3ops.ObjectRef, signature_version: str) -
 
 
 def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) -> set[tuple[Any, ...]]:
-    """The (key, [version], etag, size) of refs that already have a verdict worth keeping."""
+    """The (key, [version], etag, size, last modified) of refs that already have a verdict worth keeping.
+
+    The same key and bytes with another LastModified is another object (uploaded again, its tags gone
+    with the old one): it is scanned and tagged again. A result recorded before s3av kept LastModified
+    (None) matches any."""
     if not refs:
         return set()
     rows = (
@@ -193,17 +197,29 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         # not a version s3av moved away or deleted (the same bytes found again are a new upload).
         .exclude(verdict__in=[Verdict.ERROR, Verdict.UNSCANNABLE])
         .exclude(action__regex=MOVED_ACTION_RE)
-        .values_list("key", "version_id", "etag", "size")
+        .values_list("key", "version_id", "etag", "size", "last_modified")
     )
     if job.all_versions:
-        return {(key, version, etag, size) for key, version, etag, size in rows}
-    return {(key, etag, size) for key, _, etag, size in rows}
+        return {
+            (key, _version(version), etag, size, _second(when)) for key, version, etag, size, when in rows
+        }
+    return {(key, etag, size, _second(when)) for key, _, etag, size, when in rows}
+
+
+def _second(when: datetime | None) -> datetime | None:
+    return when.replace(microsecond=0) if when is not None else None
+
+
+def _version(version_id: str | None) -> str:
+    # The "null" version and no version are the same object of an unversioned bucket.
+    return "" if version_id in (None, "null") else str(version_id)
 
 
 def _is_known(job: ScanJob, ref: s3ops.ObjectRef, known: set[tuple[Any, ...]]) -> bool:
+    pin: tuple[Any, ...] = (ref.key, ref.etag, ref.size)
     if job.all_versions:
-        return (ref.key, ref.version_id or "", ref.etag, ref.size) in known
-    return (ref.key, ref.etag, ref.size) in known
+        pin = (ref.key, _version(ref.version_id), ref.etag, ref.size)
+    return (*pin, _second(ref.last_modified)) in known or (*pin, None) in known
 
 
 def _scan_messages(job: ScanJob, refs: Iterable[tuple[s3ops.ObjectRef, str]]) -> list[Any]:

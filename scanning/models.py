@@ -237,6 +237,12 @@ class ScanResult(models.Model):
     version_id = models.CharField(max_length=1024, blank=True)
     etag = models.CharField(max_length=128, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
+    # The scanned version's LastModified (to the second): in an unversioned bucket (or a request that
+    # named no version) the same key and ETag uploaded again is a new object, told apart by this.
+    last_modified = models.DateTimeField(null=True, blank=True)
+    # The S3 event's sequencer, when the scan came from one: orders the writes of one key, so a later
+    # upload of the same bytes is told from a redelivered (or older) event even within one second.
+    sequencer = models.CharField(max_length=64, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, db_index=True)
     signatures = models.JSONField(default=list, blank=True)

@@ -307,9 +307,28 @@ def stream_object(client: Client, ref: ObjectRef, chunk_size: int = MiB) -> Iter
     ``next()``); the body is read lazily and closed when the iterator is closed or exhausted.  Wrap the
     result in ``DigestingStream`` and call ``check_size`` before trusting what was read.
     """
+    return open_object(client, ref, chunk_size)[1]
+
+
+def open_object(client: Client, ref: ObjectRef, chunk_size: int = MiB) -> tuple[ObjectRef, Iterator[bytes]]:
+    """Like ``stream_object``, and also the pin of what GetObject answered with.
+
+    An event or a listing may name no version (ListObjectsV2 never does; some stores and moto send none
+    in events even for versioned buckets): the version id and LastModified of the response say which
+    version these bytes are, so whatever is done with the verdict targets exactly that version.
+    """
     with _translated(str(ref), "reading"):
         response = client.get_object(**_pinned_args(ref))
-    return _iter_body(response["Body"], chunk_size, str(ref))
+    read = ObjectRef(
+        bucket=ref.bucket,
+        key=ref.key,
+        version_id=ref.version_id or response.get("VersionId") or None,
+        etag=ref.etag,
+        size=ref.size,
+        last_modified=response.get("LastModified") or ref.last_modified,
+        content_type=response.get("ContentType") or ref.content_type,
+    )
+    return read, _iter_body(response["Body"], chunk_size, str(ref))
 
 
 def _iter_body(body: Any, chunk_size: int, target: str) -> Iterator[bytes]:
@@ -605,14 +624,34 @@ def _tag_dict(tags: Iterable[dict[str, str]]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags}
 
 
+def keeps_versions(client: Client, bucket: str) -> bool:
+    """Whether versioning is (or was, and is now suspended) on for ``bucket``, asked of S3 now."""
+    with _translated(f"s3://{bucket}", "reading the versioning of"):
+        status = client.get_bucket_versioning(Bucket=bucket).get("Status", "")
+    return status in ("Enabled", "Suspended")
+
+
+def check_deletable(client: Client, ref: ObjectRef) -> None:
+    """Refuse (``PermanentS3Error``, code ``VersionRequired``) a pin with no version id in a bucket that
+    keeps versions: a DeleteObject without a VersionId there only adds a delete marker, and the version
+    it was meant to remove stays readable by its id."""
+    if ref.version_id or not keeps_versions(client, ref.bucket):
+        return
+    raise PermanentS3Error(
+        f"refusing to delete {ref} without its version id: the bucket keeps versions, so a delete would "
+        "only hide the object behind a delete marker; scan the version again to pin it",
+        code="VersionRequired",
+    )
+
+
 def delete_version(client: Client, ref: ObjectRef) -> None:
     """Delete the pinned version itself, never just hide it.
 
     With a version id the version is removed for good (no delete marker is added, and deleting it
-    twice succeeds, so a retried actor is safe).  Without one the bucket is unversioned and a delete
-    cannot be undone: the key is deleted only if its ETag still matches the pin.  The HEAD leaves a
-    one-round-trip window, so the DELETE carries If-Match as well, which S3 honours where it supports
-    conditional deletes.
+    twice succeeds, so a retried actor is safe).  Without one the delete is refused unless the bucket is
+    unversioned (``check_deletable``); there a delete cannot be undone: the key is deleted only if its
+    ETag still matches the pin.  The HEAD leaves a one-round-trip window, so the DELETE carries If-Match
+    as well, which S3 honours where it supports conditional deletes.
     """
     target = str(ref)
     with _translated(target, "deleting"):
@@ -620,6 +659,8 @@ def delete_version(client: Client, ref: ObjectRef) -> None:
             client.delete_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)
             return
         client.head_object(**_pinned_args(ref))
+    check_deletable(client, ref)
+    with _translated(target, "deleting"):
         client.delete_object(**_pinned_args(ref))
 
 
@@ -633,7 +674,11 @@ def move_object_verified(
     multipart_threshold: int = COPY_OBJECT_LIMIT,
     part_size: int = 512 * MiB,
 ) -> ObjectRef:
-    """Copy, verify, and only then delete the source version; return the copy's pin."""
+    """Copy, verify, and only then delete the source version; return the copy's pin.
+
+    A source that could not be deleted for good (no version id in a bucket that keeps versions) is
+    refused before anything is copied."""
+    check_deletable(client, ref)
     copied = copy_object_verified(
         client,
         ref,
@@ -668,7 +713,8 @@ def iter_keys(
 ) -> Iterator[ListingPage]:
     """Yield pages of objects under ``prefix`` so a caller can checkpoint ``next_token`` after each.
 
-    With ``versions`` every version is listed (delete markers are skipped); the token is then an
+    With ``versions`` every version is listed (delete markers are skipped; a current "null" version
+    comes without a version id, as ListObjectsV2 gives it); the token is then an
     opaque JSON pair of key and version-id markers.  ``start_after`` applies to the first page when
     there is no token.
     """
@@ -709,6 +755,16 @@ def _list_objects_page(
     return ListingPage(refs, next_token)
 
 
+def _listed_version(item: dict[str, Any]) -> str | None:
+    # The current "null" version (every object of an unversioned bucket) is named by its ETag alone:
+    # reads pinned with IfMatch reach it, and GetObject says which version it is. Some stores (moto)
+    # refuse HeadObject with VersionId=null. A "null" version that is not the latest keeps its name.
+    version = item.get("VersionId")
+    if version == "null" and item.get("IsLatest"):
+        return None
+    return str(version) if version else None
+
+
 def _list_versions_page(
     client: Client, bucket: str, prefix: str, token: str | None, start_after: str | None, page_size: int
 ) -> ListingPage:
@@ -725,7 +781,7 @@ def _list_versions_page(
         ObjectRef(
             bucket=bucket,
             key=item["Key"],
-            version_id=item.get("VersionId"),
+            version_id=_listed_version(item),
             etag=_strip_etag(item.get("ETag")),
             size=int(item["Size"]),
             last_modified=item.get("LastModified"),

@@ -38,6 +38,9 @@ class Outcome:
     engine: str = ""
     signature_version: str = ""
     duration_ms: int = 0
+    # What GetObject said the bytes are (None when nothing was read): the version a request without
+    # a version id ends pinned to.
+    read: s3ops.ObjectRef | None = None
 
 
 class EngineIdentity:
@@ -131,7 +134,8 @@ def scan_ref(
         outcome.message = f"object is {ref.size} bytes, larger than the {max_size}-byte limit; not downloaded"
         return outcome
     try:
-        stream = s3ops.DigestingStream(s3ops.stream_object(s3, ref))
+        outcome.read, chunks = s3ops.open_object(s3, ref)
+        stream = s3ops.DigestingStream(chunks)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             raise  # the pinned bytes were replaced: the caller decides (their own event scans them)

@@ -63,10 +63,12 @@ def request_scan(
     trigger: str = Trigger.EVENT,
     job_id: str | None = None,
     force: bool = False,
+    sequencer: str | None = None,
 ) -> str:
     """Enqueue a scan of one object version after the current transaction commits.
 
-    Requests for the same (bucket, key, version id, ETag) share a dedupe key and so end in one scan.
+    Requests for the same (bucket, key, version id, ETag) share a dedupe key and so end in one scan;
+    the S3 event's ``sequencer`` then tells the same bytes uploaded again from a redelivered event.
     Returns the dedupe key.
     """
     if bucket.tenant_id != tenant.pk:
@@ -84,6 +86,7 @@ def request_scan(
         trigger=trigger,
         dedupe_key=dedupe,
         job_id=job_id,
+        **({"sequencer": sequencer} if sequencer else {}),
     )
     transaction.on_commit(lambda: scan_object.broker.enqueue(message))
     if actor is not None and trigger in {Trigger.MANUAL, Trigger.API}:
@@ -164,14 +167,56 @@ def _released_as_allowed(
     ).first()
 
 
-def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> bool:
-    if result.action_status != ScanResult.ActionStatus.DONE or not re.search(MOVED_ACTION_RE, result.action):
-        return False
+def _to_second(when: datetime | None) -> datetime | None:
+    # GetObject's Last-Modified header has whole seconds; a listing may add milliseconds.
+    return when.replace(microsecond=0) if when is not None else None
+
+
+def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> s3ops.ObjectRef | None:
+    """The object now at ``key`` when it holds the bytes ``result`` is about but is another object
+    (the same bytes uploaded again), else None.
+
+    A request that names no version maps every upload of the same bytes to one dedupe key; a new
+    object needs its own tags, actions and notifications all the same.
+    """
+    if not result.etag:
+        return None
     try:
         current = s3ops.head_object(client_for(bucket.account, "s3", bucket.region), bucket.name, key)
     except s3ops.PermanentS3Error:
-        return False  # still gone: nothing new to scan
-    return current.etag == result.etag
+        return None  # gone: nothing new to scan
+    if current.etag != result.etag:
+        return None  # other bytes: their own event scans them
+    if result.action_status == ScanResult.ActionStatus.DONE and re.search(MOVED_ACTION_RE, result.action):
+        return current  # s3av took the scanned version away: this one is new
+    if result.verdict == Verdict.ERROR and "no longer exists" in result.message:
+        return current  # it was gone when scanned: what is there now was uploaded since
+    if current.version_id and result.version_id and current.version_id != result.version_id:
+        return current
+    scanned, now = _to_second(result.last_modified), _to_second(current.last_modified)
+    if scanned is not None and now is not None and scanned != now:
+        return current  # overwritten in place (unversioned, or the "null" version of a suspended bucket)
+    return None
+
+
+def _later_event(sequencer: str | None, scanned: str) -> bool | None:
+    """Whether an event with ``sequencer`` is a later write of the key than the one ``scanned`` came
+    from; None when either is unknown. S3's rule: right-pad the shorter with zeros, compare as text."""
+    if not sequencer or not scanned:
+        return None
+    width = max(len(sequencer), len(scanned))
+    return sequencer.upper().ljust(width, "0") > scanned.upper().ljust(width, "0")
+
+
+def _dedupe_key_of_event(dedupe_key: str, sequencer: str) -> str:
+    return hashlib.sha256(f"{dedupe_key}\0sequencer\0{sequencer}".encode()).hexdigest()
+
+
+def _dedupe_key_of_upload(dedupe_key: str, current: s3ops.ObjectRef) -> str:
+    # Deterministic: the late duplicates of the new upload's own event end in the same scan.
+    when = _to_second(current.last_modified)
+    raw = f"{dedupe_key}\0{current.version_id or ''}\0{when.isoformat() if when else ''}"
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def _moved_by_us(
@@ -240,8 +285,7 @@ def _job_hooks(run: Callable[..., ScanResult | None]) -> Callable[..., ScanResul
     return wrapper
 
 
-@_job_hooks
-def run_scan(
+def _scan_and_act(
     tenant: Tenant,
     bucket: Bucket,
     key: str,
@@ -253,6 +297,8 @@ def run_scan(
     job_id: str | None = None,
     final_attempt: bool = False,
     size: int | None = None,
+    sequencer: str | None = None,
+    follow_uploads: bool = True,
 ) -> ScanResult | None:
     """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
 
@@ -261,6 +307,9 @@ def run_scan(
 
     Transient failures raise (the actor retries) unless ``final_attempt``: then the verdict is Error.
     Returns None when the request is moot (key excluded by policy, object replaced since the event).
+
+    A request without a version id ends pinned to one all the same: the version GetObject (or, for an
+    object too large to read, HeadObject) answered with is recorded and acted on.
     """
     policy = bucket.effective_policy()
     if not policy.wants(key):
@@ -271,28 +320,52 @@ def run_scan(
     if result.is_final:
         if result.action_status == ScanResult.ActionStatus.PENDING:
             _act(tenant, bucket, policy, result, final_attempt)
-        if not version_id and _uploaded_again(bucket, key, result):
-            # The same bytes uploaded again to an unversioned bucket after s3av quarantined or deleted
-            # them: same dedupe key, but a new object that must be scanned and acted on again.
-            return run_scan(
+        later = _later_event(sequencer, result.sequencer) if follow_uploads and not version_id else False
+        if later:
+            # A later write of the same bytes (S3's sequencer says so, even within one second): a new
+            # object that must be scanned and acted on again. Called unwrapped, and once only: the job
+            # (if any) counts this scan under its own key.
+            return _scan_and_act(
                 tenant,
                 bucket,
                 key,
                 version_id=None,
                 etag=etag,
                 trigger=trigger,
-                dedupe_key=uuid.uuid4().hex,
+                dedupe_key=_dedupe_key_of_event(dedupe_key, str(sequencer)),
                 job_id=job_id,
                 final_attempt=final_attempt,
                 size=size,
+                sequencer=sequencer,
+                follow_uploads=False,
+            )
+        # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
+        current = _uploaded_again(bucket, key, result) if later is None and not version_id else None
+        if current is not None:
+            # Same dedupe key, but a new object that must be scanned and acted on again; unwrapped and
+            # once only, as above (the derived key is the new upload's for good).
+            return _scan_and_act(
+                tenant,
+                bucket,
+                key,
+                version_id=current.version_id,
+                etag=current.etag,
+                trigger=trigger,
+                dedupe_key=_dedupe_key_of_upload(dedupe_key, current),
+                job_id=job_id,
+                final_attempt=final_attempt,
+                size=current.size,
+                sequencer=sequencer,
+                follow_uploads=False,
             )
         return result
 
     try:
         s3 = client_for(bucket.account, "s3", bucket.region)
-        if etag and size is not None:
+        if etag and size is not None and (version_id or size <= policy.max_object_size):
             ref = s3ops.ObjectRef(bucket.name, key, version_id or None, etag.strip('"'), size)
         else:
+            # Also when an object too large to read names no version: only HeadObject can pin it.
             ref = s3ops.head_object(s3, bucket.name, key, version_id)
         if etag and not version_id and ref.etag != etag.strip('"'):
             # The key now holds other bytes; their own event scans them.
@@ -307,6 +380,8 @@ def run_scan(
         result.version_id = ref.version_id or ""
         result.etag = ref.etag
         result.size = ref.size
+        result.last_modified = _to_second(ref.last_modified)
+        result.sequencer = (sequencer or "")[:64]
         outcome = scanner.scan_ref(
             s3,
             clamd_client(),
@@ -315,6 +390,10 @@ def run_scan(
             policy.max_object_size,
             heartbeat=lambda: _renew_claim(result),
         )
+        if outcome.read is not None:
+            # The version these bytes are, as GetObject said: what tags and actions must target.
+            result.version_id = outcome.read.version_id or ""
+            result.last_modified = _to_second(outcome.read.last_modified)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # Replaced between the event (or listing) and this read: the new bytes have their own event.
@@ -354,8 +433,9 @@ def run_scan(
     result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
     fields = [
-        "version_id", "etag", "size", "verdict", "signatures", "message", "sha256", "engine",
-        "signature_version", "duration_ms", "scanned_at", "claimed_until", "action_status",
+        "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
+        "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
+        "action_status",
     ]  # fmt: skip
     saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
         **{name: getattr(result, name) for name in fields}
@@ -370,6 +450,9 @@ def run_scan(
     )
     _act(tenant, bucket, policy, result, final_attempt)
     return result
+
+
+run_scan = _job_hooks(_scan_and_act)
 
 
 # --- acting on a verdict -----------------------------------------------------------------------------

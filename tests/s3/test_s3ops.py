@@ -571,3 +571,42 @@ def test_it_parses_s3_urls(url, expected):
 def test_it_rejects_bad_s3_urls(url):
     with pytest.raises(ValueError):
         s3ops.parse_s3_url(url)
+
+
+@pytest.mark.parametrize("status", ["Enabled", "Suspended"])
+def test_delete_without_a_version_id_is_refused_where_versions_are_kept(s3_client, make_bucket, status):
+    # Without a VersionId, DeleteObject there only adds a delete marker: the version stays readable.
+    bucket = make_bucket(versioned=True)
+    version = put(s3_client, bucket, "a.bin", b"infected")
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": status})
+    unpinned = s3ops.ObjectRef(bucket, "a.bin", None, s3ops.head_object(s3_client, bucket, "a.bin").etag, 8)
+
+    with pytest.raises(PermanentS3Error, match="without its version id") as refused:
+        s3ops.delete_version(s3_client, unpinned)
+    assert refused.value.code == "VersionRequired"
+    with pytest.raises(PermanentS3Error, match="without its version id"):
+        s3ops.move_object_verified(s3_client, unpinned, bucket, "moved/a.bin")
+
+    listing = s3_client.list_object_versions(Bucket=bucket)
+    assert [v["VersionId"] for v in listing["Versions"]] == [version]
+    assert listing.get("DeleteMarkers", []) == []
+
+
+def test_delete_without_a_version_id_deletes_in_an_unversioned_bucket(s3_client, make_bucket):
+    bucket = make_bucket()
+    put(s3_client, bucket, "a.bin", b"infected")
+    unpinned = s3ops.ObjectRef(bucket, "a.bin", None, s3ops.head_object(s3_client, bucket, "a.bin").etag, 8)
+    s3ops.delete_version(s3_client, unpinned)
+    assert s3_client.list_object_versions(Bucket=bucket).get("Versions", []) == []
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_open_object_tells_the_version_it_read(s3_client, make_bucket, versioned):
+    bucket = make_bucket(versioned=versioned)
+    version = put(s3_client, bucket, "a.bin", b"bytes")
+    listed = next(s3ops.iter_keys(s3_client, bucket)).refs[0]
+    assert listed.version_id is None  # ListObjectsV2 never names a version
+    read, chunks = s3ops.open_object(s3_client, listed)
+    assert b"".join(chunks) == b"bytes"
+    assert read.version_id == version
+    assert read.last_modified is not None

@@ -190,6 +190,34 @@ def test_the_real_request_scan_sends_one_message_per_record(
     broker.flush_all()
 
 
+def test_each_scan_request_carries_its_events_sequencer(protected, sqs, django_capture_on_commit_callbacks):
+    # Two PUTs of the same bytes (one key, one ETag, maybe within one second) carry their own sequencer.
+    from scanning.actors import scan_object
+
+    broker = scan_object.broker
+    broker.flush_all()
+    first = _event("k", bucket=protected.name, sequencer="0055AED6DCD90281E5")
+    again = _event("k", bucket=protected.name, sequencer="0055AED6DCD90281E6")
+    url = protected.protection["queue_url"]
+    sqs.send_message(QueueUrl=url, MessageBody=_body(first, again))
+    sqs.send_message(QueueUrl=url, MessageBody=_body(first))  # S3 delivered the first event twice
+    enqueued = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            enqueued += ingest.drain_once(wait_seconds=1).enqueued
+            if enqueued >= 3:
+                break
+    messages = [json.loads(m) for m in list(broker.queues["scans"].queue)]
+    broker.flush_all()
+    # One dedupe key (one object pin); the sequencer travels with each so the scan can tell them apart.
+    assert len({m["kwargs"]["dedupe_key"] for m in messages}) == 1
+    assert sorted(m["kwargs"]["sequencer"] for m in messages) == [
+        "0055AED6DCD90281E5",
+        "0055AED6DCD90281E5",
+        "0055AED6DCD90281E6",
+    ]
+
+
 def test_the_command_polls_once(protected, s3_client, requested):
     s3_client.put_object(Bucket=protected.name, Key="cmd.txt", Body=b"x")
     for _ in range(5):
@@ -263,3 +291,42 @@ def test_an_uploaded_eicar_is_found_through_the_event_path(
         for t in s3_client.get_object_tagging(Bucket=name, Key="upload/eicar test.com")["TagSet"]
     }
     assert tags["scan-result"] == "Infected"
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_the_event_path_deletes_each_upload_of_malware_for_good(
+    tenant, moto_account, make_bucket, s3_client, aws_settings, django_capture_on_commit_callbacks, versioned
+):
+    """moto's events name no version and no sequencer: every upload still ends pinned and deleted."""
+    from dramatiq import Message
+
+    from scanning.actors import scan_object
+    from scanning.models import ScanPolicy
+    from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
+
+    name = make_bucket(versioned=versioned)
+    with scope(tenant=tenant):
+        policy = ScanPolicy.objects.create(tenant=tenant, name="delete", on_infected="delete")
+        bucket = make_bucket_row(tenant, moto_account, name, policy=policy)
+        protection.protect_bucket(tenant, ACTOR, bucket)
+    broker = scan_object.broker
+    try:
+        for _ in range(2):  # the same bytes, uploaded again after s3av deleted them
+            broker.flush_all()
+            version = s3_client.put_object(Bucket=name, Key="drop/evil.com", Body=EICAR).get("VersionId")
+            enqueued = 0
+            with django_capture_on_commit_callbacks(execute=True):
+                for _ in range(5):
+                    enqueued += ingest.drain_once(wait_seconds=1).enqueued
+                    if enqueued:
+                        break
+            (raw,) = list(broker.queues["scans"].queue)
+            message = Message.decode(raw)
+            assert message.kwargs["version_id"] is None
+            scan_object(*message.args, **message.kwargs)
+            assert_gone_for_good(s3_client, name, "drop/evil.com", version)
+            next_second()
+    finally:
+        broker.flush_all()
+        with scope(tenant=tenant):
+            protection.remove_protection(tenant, bucket)

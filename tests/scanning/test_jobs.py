@@ -10,7 +10,7 @@ from accounts.services import Actor, ServiceError
 from scanning import jobs, s3ops, services
 from scanning.actors import scan_object
 from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanResult, Verdict
-from tests.fixtures.scanning import EICAR
+from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 from tests.scanning.jobkit import drain, queued
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_broker")]
@@ -400,3 +400,130 @@ def test_a_bad_status_filter_is_a_400(tenant, key_client, value):
     response = key_client(tenant, Role.VIEWER).get(f"/api/v1/jobs/?status={value}")
     assert response.status_code == 400
     assert "status" in response.json()
+
+
+# --- the exact version, on versioned and unversioned buckets (issue 8) ------------------------------
+
+BUCKET_KINDS = pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+
+
+@BUCKET_KINDS
+@pytest.mark.parametrize("on_infected", ["quarantine", "delete"])
+def test_a_bucket_scan_of_the_latest_versions_removes_the_infected_version_for_good(
+    tenant,
+    make_linked_bucket,
+    make_bucket,
+    s3_client,
+    django_capture_on_commit_callbacks,
+    versioned,
+    on_infected,
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected=on_infected, quarantine_bucket=quarantine
+    )
+    version = s3_client.put_object(Bucket=bucket.name, Key="evil.com", Body=EICAR).get("VersionId")
+    s3_client.put_object(Bucket=bucket.name, Key="fine.txt", Body=b"fine")
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    done = _job(tenant, job)
+    assert (done.status, done.infected, done.clean_count) == (JobStatus.DONE, 1, 1)
+    assert_gone_for_good(s3_client, bucket.name, "evil.com", version)
+    with scope(tenant=tenant):
+        result = ScanResult.objects.get(key="evil.com")
+    assert result.version_id == (version or "")  # the listing named none: GetObject's answer pins it
+    assert result.action == f"tagged+{on_infected}d"
+    assert s3_client.get_object(Bucket=bucket.name, Key="fine.txt")["Body"].read() == b"fine"
+
+
+@BUCKET_KINDS
+@pytest.mark.parametrize("on_infected", ["quarantine", "delete"])
+def test_a_bucket_scan_of_all_versions_removes_each_infected_version_for_good(
+    tenant,
+    make_linked_bucket,
+    make_bucket,
+    s3_client,
+    django_capture_on_commit_callbacks,
+    versioned,
+    on_infected,
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected=on_infected, quarantine_bucket=quarantine
+    )
+    bad = s3_client.put_object(Bucket=bucket.name, Key="doc.txt", Body=EICAR).get("VersionId")
+    good = s3_client.put_object(Bucket=bucket.name, Key="doc.txt", Body=b"cleaned up").get("VersionId")
+    evil = s3_client.put_object(Bucket=bucket.name, Key="evil.com", Body=EICAR).get("VersionId")
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks, all_versions=True)
+    _run_all(tenant)
+    done = _job(tenant, job)
+    # Unversioned: the clean upload replaced the first doc.txt, so only evil.com is infected.
+    assert (done.status, done.clean_count, done.infected) == (JobStatus.DONE, 1, 2 if versioned else 1)
+    assert_gone_for_good(s3_client, bucket.name, "evil.com", evil)
+    if versioned:
+        assert_gone_for_good(s3_client, bucket.name, "doc.txt", bad)
+    listing = s3_client.list_object_versions(Bucket=bucket.name, Prefix="doc.txt")
+    assert [v["VersionId"] for v in listing["Versions"]] == [good or "null"]
+    assert s3_client.get_object(Bucket=bucket.name, Key="doc.txt")["Body"].read() == b"cleaned up"
+
+
+@BUCKET_KINDS
+def test_a_bucket_scan_tags_the_same_bytes_uploaded_again(
+    tenant, make_linked_bucket, s3_client, s3_calls, django_capture_on_commit_callbacks, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _put_many(s3_client, bucket, {"same.txt": b"known bytes", "other.txt": b"untouched"})
+    _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    next_second()
+    _put_many(s3_client, bucket, {"same.txt": b"known bytes"})  # a new object: its tags are gone
+    assert s3_client.get_object_tagging(Bucket=bucket.name, Key="same.txt")["TagSet"] == []
+    s3_calls.clear()
+    second = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    _run_all(tenant)
+    again = _job(tenant, second)
+    assert (again.status, again.listed, again.skipped, again.scanned) == (JobStatus.DONE, 2, 1, 1)
+    assert s3_calls["GetObject"] == 1  # the untouched object is still known
+    tags = {
+        t["Key"]: t["Value"]
+        for t in s3_client.get_object_tagging(Bucket=bucket.name, Key="same.txt")["TagSet"]
+    }
+    assert tags["scan-result"] == "Clean"
+
+
+@BUCKET_KINDS
+def test_a_redelivered_job_scan_of_malware_uploaded_again_is_scanned_not_skipped(
+    tenant,
+    make_linked_bucket,
+    make_bucket,
+    s3_client,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+    versioned,
+):
+    # The worker scanned and quarantined, then died before counting: the message comes back after the
+    # same bytes were uploaded again. That new object must be scanned and counted, not skipped.
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine
+    )
+    _put_many(s3_client, bucket, {"evil.com": EICAR})
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    with scope(tenant=tenant):
+        drain(queues=("listing",))
+    (message,) = queued("scans")
+    real_count = jobs.count_scan
+
+    def worker_dies(*args, **kwargs):
+        raise SystemExit("worker killed before counting")
+
+    monkeypatch.setattr(jobs, "count_scan", worker_dies)
+    with pytest.raises(SystemExit):
+        scan_object.fn(*message.args, **message.kwargs)
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket.name)
+    monkeypatch.setattr(jobs, "count_scan", real_count)
+    version = s3_client.put_object(Bucket=bucket.name, Key="evil.com", Body=EICAR).get("VersionId")
+    scan_object.fn(*message.args, **message.kwargs)  # redelivered
+    done = _job(tenant, job)
+    assert (done.status, done.skipped, done.scanned, done.infected) == (JobStatus.DONE, 0, 1, 1)
+    assert_gone_for_good(s3_client, bucket.name, "evil.com", version)

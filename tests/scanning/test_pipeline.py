@@ -12,7 +12,7 @@ from django_scopes import scope
 from scanning import services
 from scanning.models import ScanResult, Verdict
 from tests.engine.test_clamd_client import FakeClamd, instream_dropped_after
-from tests.fixtures.scanning import EICAR, TESTFILES
+from tests.fixtures.scanning import EICAR, TESTFILES, assert_gone_for_good, next_second
 
 pytestmark = pytest.mark.django_db
 
@@ -424,3 +424,197 @@ def test_a_stream_clamd_drops_early_is_retried_then_error_never_unscannable(
     assert "gave up" in result.message
     assert s3_client.head_object(Bucket=bucket.name, Key="big.bin")["ETag"] == etag
     assert not s3_client.list_objects_v2(Bucket=quarantine).get("Contents")
+
+
+# --- the exact version, on versioned and unversioned buckets (issue 8) ------------------------------
+
+BUCKET_KINDS = pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+
+
+def _event_scan(tenant, bucket, key, etag, size, **kwargs):
+    """What an S3 event from moto (or a store that sends no version ids) asks for: ETag and size only."""
+    return _scan(tenant, bucket, key, version_id=None, etag=etag, size=size, **kwargs)
+
+
+@BUCKET_KINDS
+def test_an_event_without_a_version_id_quarantines_the_version_it_scanned(
+    tenant, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine
+    )
+    version, etag = _put(s3_client, bucket, "up/evil.com", EICAR)
+    result = _event_scan(tenant, bucket, "up/evil.com", etag, len(EICAR))
+    assert result.action == "tagged+quarantined"
+    assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
+    assert result.version_id == (version or "")  # pinned by GetObject's answer
+    assert result.last_modified is not None
+    moved = s3_client.get_object(Bucket=quarantine, Key=result.quarantine_key)
+    assert moved["Body"].read() == EICAR
+
+
+@BUCKET_KINDS
+def test_an_event_without_a_version_id_deletes_the_version_it_scanned(
+    tenant, make_linked_bucket, s3_client, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned, on_infected="delete")
+    version, etag = _put(s3_client, bucket, "up/evil.com", EICAR)
+    result = _event_scan(tenant, bucket, "up/evil.com", etag, len(EICAR))
+    assert result.action == "tagged+deleted"
+    assert_gone_for_good(s3_client, bucket.name, "up/evil.com", version)
+    assert result.version_id == (version or "")
+
+
+@BUCKET_KINDS
+def test_an_object_too_large_to_read_is_pinned_before_it_is_quarantined(
+    tenant, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(
+        tenant,
+        versioned=versioned,
+        max_object_size=16,
+        on_unscannable="quarantine",
+        quarantine_bucket=quarantine,
+    )
+    version, etag = _put(s3_client, bucket, "big.bin", b"x" * 64)
+    result = _event_scan(tenant, bucket, "big.bin", etag, 64)
+    assert result.verdict == Verdict.UNSCANNABLE
+    assert result.action == "tagged+quarantined"
+    assert_gone_for_good(s3_client, bucket.name, "big.bin", version)
+    assert result.version_id == (version or "")
+
+
+@BUCKET_KINDS
+def test_the_same_clean_bytes_uploaded_again_are_tagged_and_reported_again(
+    tenant, make_linked_bucket, s3_client, monkeypatch, versioned
+):
+    reported = []
+    monkeypatch.setattr(services.notifications, "result_recorded", lambda t, r: reported.append(r.pk))
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _, etag = _put(s3_client, bucket, "same.txt", b"the very same bytes")
+    first = _event_scan(tenant, bucket, "same.txt", etag, 19)
+    assert _tags(s3_client, bucket, "same.txt")["scan-result"] == "Clean"
+    next_second()
+    version, again = _put(s3_client, bucket, "same.txt", b"the very same bytes")  # tags gone with it
+    assert again == etag
+    second = _event_scan(tenant, bucket, "same.txt", etag, 19)
+    assert second.pk != first.pk
+    assert second.version_id == (version or "")
+    assert _tags(s3_client, bucket, "same.txt")["scan-result"] == "Clean"
+    assert reported == [first.pk, second.pk]
+    # Either event delivered again is a duplicate: nothing more is scanned, tagged or reported.
+    assert _event_scan(tenant, bucket, "same.txt", etag, 19).pk == second.pk
+    assert reported == [first.pk, second.pk]
+    with scope(tenant=tenant):
+        assert ScanResult.objects.filter(tenant=tenant, key="same.txt").count() == 2
+
+
+@BUCKET_KINDS
+def test_the_same_malware_uploaded_again_is_tagged_and_reported_again(
+    tenant, make_linked_bucket, s3_client, monkeypatch, versioned
+):
+    reported = []
+    monkeypatch.setattr(services.notifications, "result_recorded", lambda t, r: reported.append(r.verdict))
+    bucket = make_linked_bucket(tenant, versioned=versioned)  # on_infected: keep (tag only)
+    _, etag = _put(s3_client, bucket, "again.com", EICAR)
+    _event_scan(tenant, bucket, "again.com", etag, len(EICAR))
+    next_second()
+    _put(s3_client, bucket, "again.com", EICAR)
+    assert _event_scan(tenant, bucket, "again.com", etag, len(EICAR)).verdict == Verdict.INFECTED
+    assert _tags(s3_client, bucket, "again.com")["scan-result"] == "Infected"
+    assert reported == [Verdict.INFECTED, Verdict.INFECTED]
+
+
+@BUCKET_KINDS
+def test_the_event_sequencer_tells_a_new_upload_from_a_redelivery(
+    tenant, make_linked_bucket, s3_client, monkeypatch, versioned
+):
+    # S3 gives each write of a key a later sequencer, even within one second; a redelivered event keeps
+    # its own, and an older one that arrives late is about bytes already replaced.
+    reported = []
+    monkeypatch.setattr(services.notifications, "result_recorded", lambda t, r: reported.append(r.pk))
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _, etag = _put(s3_client, bucket, "seq.txt", b"same")
+    first = _event_scan(tenant, bucket, "seq.txt", etag, 4, sequencer="0055AED6DCD90281E5")
+    assert first.sequencer == "0055AED6DCD90281E5"
+    _put(s3_client, bucket, "seq.txt", b"same")  # no waiting: the same second, most likely
+    second = _event_scan(tenant, bucket, "seq.txt", etag, 4, sequencer="0055AED6DCD90281E6")
+    assert second.pk != first.pk
+    assert _tags(s3_client, bucket, "seq.txt")["scan-result"] == "Clean"
+    assert _event_scan(tenant, bucket, "seq.txt", etag, 4, sequencer="0055AED6DCD90281E6").pk == second.pk
+    assert _event_scan(tenant, bucket, "seq.txt", etag, 4, sequencer="0055AED6DCD90281E5").pk == first.pk
+    assert reported == [first.pk, second.pk]
+    with scope(tenant=tenant):
+        assert ScanResult.objects.filter(tenant=tenant, key="seq.txt").count() == 2
+
+
+def test_sequencers_of_different_lengths_compare_as_s3_says():
+    assert services._later_event("0055AED6DCD90281E6", "0055AED6DCD90281E5") is True
+    assert services._later_event("0055AED6DCD90281E5", "0055AED6DCD90281E5") is False
+    assert services._later_event("0056", "0055AED6DCD90281E5") is True  # right-padded with zeros
+    assert services._later_event("0055A", "0055AED6DCD90281E5") is False
+    assert services._later_event(None, "0055") is None
+    assert services._later_event("0055", "") is None
+
+
+@BUCKET_KINDS
+def test_deleting_a_finding_of_an_event_without_a_version_id_removes_that_version_for_good(
+    tenant, make_linked_bucket, s3_client, versioned
+):
+    # The portal's "Delete" on a finding (the demo's versioned bucket showed the version still readable).
+    from accounts.services import Actor
+
+    bucket = make_linked_bucket(tenant, versioned=versioned)  # on_infected: keep (tag only)
+    version, etag = _put(s3_client, bucket, "found.com", EICAR)
+    result = _event_scan(tenant, bucket, "found.com", etag, len(EICAR))
+    with scope(tenant=tenant):
+        services.delete_scanned_object(tenant, Actor.system("test"), result)
+    assert_gone_for_good(s3_client, bucket.name, "found.com", version)
+
+
+def test_a_finding_without_a_version_id_in_a_versioned_bucket_is_not_hidden_behind_a_delete_marker(
+    tenant, make_linked_bucket, s3_client
+):
+    # A verdict recorded before s3av pinned versions: refused with the reason, the version untouched.
+    from accounts.services import Actor, ServiceError
+
+    bucket = make_linked_bucket(tenant, versioned=True)
+    version, etag = _put(s3_client, bucket, "old.com", EICAR)
+    with scope(tenant=tenant):
+        result = ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key="old.com",
+            etag=etag.strip('"'),
+            size=len(EICAR),
+            verdict=Verdict.INFECTED,
+            action="tagged",
+            action_status="done",
+            dedupe_key="unpinned",
+        )
+        with pytest.raises(ServiceError, match="without its version id"):
+            services.delete_scanned_object(tenant, Actor.system("test"), result)
+    listing = s3_client.list_object_versions(Bucket=bucket.name, Prefix="old.com")
+    assert [v["VersionId"] for v in listing["Versions"]] == [version]
+    assert not listing.get("DeleteMarkers")
+
+
+@BUCKET_KINDS
+def test_the_same_bytes_uploaded_after_an_object_was_gone_are_scanned(
+    tenant, make_linked_bucket, s3_client, versioned
+):
+    # The first upload was deleted before its scan (an Error: gone); the retried upload has the same ETag.
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    _, etag = _put(s3_client, bucket, "retry.txt", b"uploaded twice")
+    s3_client.delete_object(Bucket=bucket.name, Key="retry.txt")
+    gone = _event_scan(tenant, bucket, "retry.txt", etag, 14)
+    assert gone.verdict == Verdict.ERROR
+    _put(s3_client, bucket, "retry.txt", b"uploaded twice")
+    again = _event_scan(tenant, bucket, "retry.txt", etag, 14)
+    assert again.pk != gone.pk
+    assert again.verdict == Verdict.CLEAN
+    assert _tags(s3_client, bucket, "retry.txt")["scan-result"] == "Clean"
+    assert _event_scan(tenant, bucket, "retry.txt", etag, 14).pk == again.pk  # a duplicate, once

@@ -8,16 +8,16 @@ from django_scopes import scope
 from linked_accounts.models import AwsAccount
 from scanning import s3ops, services
 from scanning.models import Bucket, ScanPolicy, Verdict
-from tests.fixtures.scanning import EICAR
+from tests.fixtures.scanning import EICAR, assert_gone_for_good
 
 pytestmark = pytest.mark.django_db
 
 
-def _scan(tenant, bucket, key, etag):
+def _scan(tenant, bucket, key, etag, size=None):
     with scope(tenant=tenant):
         dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
         return services.run_scan(
-            tenant, bucket, key, version_id=None, etag=etag, trigger="event", dedupe_key=dedupe
+            tenant, bucket, key, version_id=None, etag=etag, size=size, trigger="event", dedupe_key=dedupe
         )
 
 
@@ -172,3 +172,18 @@ def test_large_objects_are_promoted_with_a_multipart_copy(
     assert head["ContentLength"] == len(body)
     assert head["ContentType"] == "application/x-big"
     assert _tags_as_owner(production, "big.bin")["scan-result"] == "Clean"
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_deleting_the_staging_copy_removes_the_staged_version_for_good(
+    tenant, make_linked_bucket, make_bucket, s3_client, versioned
+):
+    staging = make_linked_bucket(tenant, versioned=versioned)
+    production = _destination(tenant, make_bucket, versioned=versioned)
+    _policy(tenant, staging, promote_to_bucket=production, delete_staging_after_promote=True)
+    put = s3_client.put_object(Bucket=staging.name, Key="in/a.txt", Body=b"fine")
+    result = _scan(tenant, staging, "in/a.txt", put["ETag"], size=4)  # an event that names no version
+    assert result.action == "tagged+promoted"
+    assert s3_client.get_object(Bucket=production.name, Key="in/a.txt")["Body"].read() == b"fine"
+    assert_gone_for_good(s3_client, staging.name, "in/a.txt", put.get("VersionId"))
+    assert result.version_id == (put.get("VersionId") or "")

@@ -280,3 +280,30 @@ def test_protection_can_skip_the_scan_of_existing_objects(tenant, moto_account, 
         protection.protect_bucket(tenant, ACTOR, bucket, scan_existing=False)
         assert not ScanJob.objects.filter(tenant=tenant, bucket=bucket).exists()
         protection.unprotect_bucket(tenant, ACTOR, bucket)
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_the_first_protections_scan_deletes_the_infected_version_for_good(
+    tenant,
+    moto_account,
+    s3_client,
+    make_bucket,
+    aws_settings,
+    empty_broker,
+    django_capture_on_commit_callbacks,
+    versioned,
+):
+    from scanning.models import ScanPolicy
+    from tests.fixtures.scanning import EICAR, assert_gone_for_good
+    from tests.scanning.jobkit import drain
+
+    name = make_bucket(versioned=versioned)
+    version = s3_client.put_object(Bucket=name, Key="old/evil.com", Body=EICAR).get("VersionId")
+    with scope(tenant=tenant):
+        policy = ScanPolicy.objects.create(tenant=tenant, name="delete", on_infected="delete")
+        bucket = make_bucket_row(tenant, moto_account, name, policy=policy)
+        with django_capture_on_commit_callbacks(execute=True):
+            protection.protect_bucket(tenant, ACTOR, bucket)
+        drain()
+        protection.unprotect_bucket(tenant, ACTOR, bucket)
+    assert_gone_for_good(s3_client, name, "old/evil.com", version)
