@@ -1,5 +1,6 @@
-# Environment for the test suite; sourced by the Makefile and .ci/run.
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/s3av}"
+# Environment for the test suite; sourced by scripts/test.sh and the Makefile. The database defaults to
+# the private cluster of scripts/postgres.sh (scripts/test.sh starts it); set DATABASE_URL to use another.
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:${S3AV_PG_PORT:-54329}/s3av}"
 export S3AV_SECRET_KEY="${S3AV_SECRET_KEY:-test-secret-key-test-secret-key-0123456789}"
 export S3AV_BROKER_URL="${S3AV_BROKER_URL:-stub://}"
 export S3AV_LOG_LEVEL="${S3AV_LOG_LEVEL:-WARNING}"
