@@ -43,7 +43,7 @@ if [[ -z "${DATABASE_URL:-}" ]]; then
   bash scripts/postgres.sh status && PG_WAS_UP=1
   if PG_URL=$(bash scripts/postgres.sh start); then
     ((PG_WAS_UP)) || STOP+=("bash scripts/postgres.sh stop")
-    psql "${PG_URL}/postgres" -qc "DROP DATABASE IF EXISTS s3av_demo WITH (FORCE)" -c "CREATE DATABASE s3av_demo"
+    PGOPTIONS="-c client_min_messages=warning" psql "${PG_URL}/postgres" -qc "DROP DATABASE IF EXISTS s3av_demo WITH (FORCE)" -c "CREATE DATABASE s3av_demo"
     export DATABASE_URL="${PG_URL}/s3av_demo"
   else
     echo "no PostgreSQL for the demo: using SQLite (var/demo.sqlite3)"
