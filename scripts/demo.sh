@@ -21,6 +21,13 @@ export S3AV_BIND="${S3AV_BIND:-127.0.0.1:8000}"
 export S3AV_ALLOW_HTTP_WEBHOOKS="${S3AV_ALLOW_HTTP_WEBHOOKS:-true}"
 export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
 
+# Loopback never goes through a proxy: a machine behind one sets http_proxy, which boto3, urllib and
+# requests would also apply to the local S3 endpoint and the portal on 127.0.0.1.
+_s3av_no_proxy=${no_proxy:-${NO_PROXY:-}}
+export no_proxy="${_s3av_no_proxy:+${_s3av_no_proxy},}127.0.0.1,localhost,::1"
+export NO_PROXY=$no_proxy
+unset _s3av_no_proxy
+
 STOP=()
 cleanup() {
   local i
