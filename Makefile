@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-# PostgreSQL, Redis and RabbitMQ: start whichever is installed and not running.
+# PostgreSQL (a private cluster under var/ on port 54329), Redis and RabbitMQ: installed from the
+# machine's packages when missing (as root) and started.
 services:
 	bash scripts/services.sh
 
@@ -29,13 +30,16 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	source scripts/test-env.sh && $(VENV)/bin/mypy .
 
-test: install services clamd
+test: install clamd
+	bash scripts/services.sh postgres rabbitmq
 	bash scripts/test.sh
 
-demo: install clamd
+# clamd and the private PostgreSQL cluster are started (and stopped at the end) by the demo itself.
+demo: install
 	bash scripts/services.sh redis
 	bash scripts/demo.sh
 
 clean-var:
 	bash scripts/clamav.sh stop || true
+	bash scripts/postgres.sh destroy || true
 	rm -rf var

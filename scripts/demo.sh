@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a working tenant, a local S3 endpoint (moto's server), clamd, a worker, the ingest loop,
-# the scheduler and the portal, all on this machine. Stop with Ctrl-C.
+# the scheduler and the portal, all on this machine. Stop with Ctrl-C: what the demo started (the S3
+# endpoint, clamd, the private PostgreSQL cluster) stops with it. With S3AV_DEMO_CHECK=1 it runs
+# scripts/demo_check.py once everything is up, then stops, exiting with the check's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,19 +15,46 @@ export S3AV_AWS_ENDPOINT_URL="${S3AV_AWS_ENDPOINT_URL:-http://127.0.0.1:${S3AV_D
 export S3AV_AWS_CONFUSED_DEPUTY_CHECK="${S3AV_AWS_CONFUSED_DEPUTY_CHECK:-false}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-demo}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-demo}"
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+OWN_CLAMD=${S3AV_CLAMD:+0}
 export S3AV_CLAMD="${S3AV_CLAMD:-unix://${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PWD/var}/clamav}/clamd.sock}"
 export S3AV_BIND="${S3AV_BIND:-127.0.0.1:8000}"
 export S3AV_ALLOW_HTTP_WEBHOOKS="${S3AV_ALLOW_HTTP_WEBHOOKS:-true}"
 export S3AV_PUBLIC_URL="${S3AV_PUBLIC_URL:-http://${S3AV_BIND}}"
 
-# PostgreSQL when this machine runs it (make services starts it), else SQLite. The demo starts from an
-# empty database each time, as its S3 endpoint (moto, in memory) starts empty too.
+# Loopback never goes through a proxy: a machine behind one sets http_proxy, which boto3, urllib and
+# requests would also apply to the local S3 endpoint and the portal on 127.0.0.1.
+_s3av_no_proxy=${no_proxy:-${NO_PROXY:-}}
+export no_proxy="${_s3av_no_proxy:+${_s3av_no_proxy},}127.0.0.1,localhost,::1"
+export NO_PROXY=$no_proxy
+unset _s3av_no_proxy
+
+STOP=()
+cleanup() {
+  local i
+  for ((i = ${#STOP[@]} - 1; i >= 0; i--)); do eval "${STOP[i]}" || true; done
+}
+trap cleanup EXIT
+
+# Our clamd (scripts/clamav.sh), unless S3AV_CLAMD names another one.
+if [[ -z ${OWN_CLAMD} ]] && ! bash scripts/clamav.sh status >/dev/null 2>&1; then
+  bash scripts/clamav.sh start >/dev/null
+  STOP+=("bash scripts/clamav.sh stop")
+fi
+
+# The private PostgreSQL cluster of scripts/postgres.sh (never the machine's own PostgreSQL), in which the
+# database s3av_demo is the demo's alone; SQLite when that cluster cannot run here (not root, and no
+# PostgreSQL installed). The demo starts from an empty database each time, as its S3 endpoint (moto, in
+# memory) starts empty too.
 if [[ -z "${DATABASE_URL:-}" ]]; then
-  if PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1" >/dev/null 2>&1; then
-    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS s3av_demo WITH (FORCE)"
-    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE s3av_demo"
-    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/s3av_demo"
+  PG_WAS_UP=0
+  bash scripts/postgres.sh status && PG_WAS_UP=1
+  if PG_URL=$(bash scripts/postgres.sh start); then
+    ((PG_WAS_UP)) || STOP+=("bash scripts/postgres.sh stop")
+    PGOPTIONS="-c client_min_messages=warning" psql "${PG_URL}/postgres" -qc "DROP DATABASE IF EXISTS s3av_demo WITH (FORCE)" -c "CREATE DATABASE s3av_demo"
+    export DATABASE_URL="${PG_URL}/s3av_demo"
   else
+    echo "no PostgreSQL for the demo: using SQLite (var/demo.sqlite3)"
+    mkdir -p var
     rm -f var/demo.sqlite3
     export DATABASE_URL="sqlite:///$PWD/var/demo.sqlite3"
   fi
@@ -35,8 +64,7 @@ export S3AV_BROKER_URL="${S3AV_BROKER_URL:-redis://127.0.0.1:6379/1}"
 mkdir -p var
 echo "starting the local S3 endpoint on ${S3AV_AWS_ENDPOINT_URL}"
 .venv/bin/python -m moto.server -H 127.0.0.1 -p "${S3AV_DEMO_S3_PORT}" >var/demo-s3.log 2>&1 &
-S3_PID=$!
-trap 'kill ${S3_PID} 2>/dev/null || true' EXIT
+STOP+=("kill $! 2>/dev/null")
 .venv/bin/python - <<'PY' || { echo "the local S3 endpoint did not start; see var/demo-s3.log" >&2; exit 1; }
 import os, time, urllib.request
 for _ in range(100):
@@ -67,4 +95,15 @@ cat <<EOT
   Stop with Ctrl-C.
 
 EOT
-.venv/bin/honcho start -f Procfile
+if [[ ${S3AV_DEMO_CHECK:-} != 1 ]]; then
+  .venv/bin/honcho start -f Procfile
+  exit
+fi
+.venv/bin/honcho start -f Procfile >var/demo-processes.log 2>&1 &
+HONCHO_PID=$!
+STOP+=("kill -TERM ${HONCHO_PID} 2>/dev/null && wait ${HONCHO_PID}")
+S3AV_DEMO_API_KEY=${API_KEY} .venv/bin/python scripts/demo_check.py || {
+  echo "the demo's processes said:" >&2
+  tail -n 40 var/demo-processes.log >&2
+  exit 1
+}

@@ -1,43 +1,64 @@
 #!/usr/bin/env bash
-# Start the local services s3av uses, if they are installed and not running, then check that the ones
-# named on the command line answer:
-#   bash scripts/services.sh postgres redis rabbitmq    # the tests (the default)
-#   bash scripts/services.sh redis                      # the demo (PostgreSQL optional: SQLite otherwise)
-# Redis is installed from Debian's packages when it is missing and this runs as root.
+# Install (from the machine's packages, when missing and this runs as root), start and check the local
+# services s3av uses:
+#   bash scripts/services.sh postgres rabbitmq          # the tests
+#   bash scripts/services.sh postgres redis             # the demo
+#   bash scripts/services.sh                            # all three
+# PostgreSQL is the private cluster of scripts/postgres.sh (its own port, under var/): a PostgreSQL already
+# on the machine is neither used nor changed. Redis and RabbitMQ are the machine's own, on their usual
+# loopback ports, started when installed and not running.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 required=("$@")
 ((${#required[@]})) || required=(postgres redis rabbitmq)
-wants() { [[ " ${required[*]} " == *" $1 "* ]]; }
 
-pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 redis_up() { redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; }
 rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
-if command -v pg_isready >/dev/null && [[ -d /etc/postgresql ]] && ! pg_up; then
-  echo "starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
-  for _ in $(seq 30); do pg_up && break; sleep 1; done
-fi
+apt_install() {
+  # Only what is missing, only as root: an existing installation is never touched.
+  command -v "$1" >/dev/null && return 0
+  [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || {
+    echo "$1 is not installed; as root: apt-get install $2" >&2
+    exit 1
+  }
+  echo "installing $2"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
 
-if wants redis && ! command -v redis-server >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-  echo "installing Redis"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
-if command -v redis-server >/dev/null && ! redis_up; then
+wait_for() {
+  local check=$1 seconds=$2
+  for _ in $(seq "$seconds"); do "$check" && return 0; sleep 1; done
+  "$check"
+}
+
+start_redis() {
+  redis_up && return 0
+  apt_install redis-server redis-server
+  redis_up && return 0 # the package's own service, when the machine runs an init system
   echo "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
-  for _ in $(seq 30); do redis_up && break; sleep 1; done
-fi
+    --dir /var/lib/redis --logfile /var/log/redis/s3av.log
+  wait_for redis_up 30 || { echo "Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
+}
 
-if command -v rabbitmq-server >/dev/null && ! rabbit_up; then
+start_rabbitmq() {
+  rabbit_up && return 0
+  apt_install rabbitmq-server rabbitmq-server
+  wait_for rabbit_up 5 && return 0
   echo "starting RabbitMQ"
   rabbitmq-server -detached
-  for _ in $(seq 60); do rabbit_up && break; sleep 1; done
-fi
+  wait_for rabbit_up 120 || { echo "RabbitMQ is not answering on 127.0.0.1:5672" >&2; exit 1; }
+}
 
-if wants postgres; then pg_up || { echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }; fi
-if wants redis; then redis_up || { echo "Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }; fi
-if wants rabbitmq; then rabbit_up || { echo "RabbitMQ is not answering on 127.0.0.1:5672" >&2; exit 1; }; fi
+for service in "${required[@]}"; do
+  case $service in
+    postgres) bash scripts/postgres.sh start >/dev/null ;;
+    redis) start_redis ;;
+    rabbitmq) start_rabbitmq ;;
+    *) echo "unknown service $service (postgres, redis, rabbitmq)" >&2; exit 2 ;;
+  esac
+done
