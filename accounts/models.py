@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django_scopes import ScopedManager
@@ -73,9 +74,17 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().save(*args, **kwargs)
 
 
+MAX_CIDRS = 100
+# Bounds of the tenant's own limits: S3's largest object (5 TiB) and one exbibyte a month.
+MAX_SCAN_BYTES = 5 * 1024**4
+MAX_MONTHLY_SCAN_BYTES = 1024**6
+
+
 def validate_cidrs(value: Any) -> None:
     if not isinstance(value, list):
         raise ValidationError("Enter a list of CIDR ranges.")
+    if len(value) > MAX_CIDRS:
+        raise ValidationError(f"At most {MAX_CIDRS} ranges.")
     for item in value:
         try:
             ipaddress.ip_network(str(item), strict=False)
@@ -100,11 +109,21 @@ class Tenant(models.Model):
         validators=[validate_cidrs],
         help_text="Addresses allowed to reach the portal and API; empty allows any.",
     )
-    sso_required = models.BooleanField(default=False)
-    max_scan_bytes = models.BigIntegerField(
-        null=True, blank=True, help_text="Largest upload accepted by the scan API; empty: the server's limit."
+    sso_required = models.BooleanField(
+        default=False, help_text="Members must sign in with the tenant's SAML single sign-on."
     )
-    monthly_scan_bytes_limit = models.BigIntegerField(null=True, blank=True)
+    max_scan_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SCAN_BYTES)],
+        help_text="Largest upload the scan API accepts (bytes, at most 5 TiB); empty: the server's limit.",
+    )
+    monthly_scan_bytes_limit = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_MONTHLY_SCAN_BYTES)],
+        help_text="Bytes the scan API accepts a month (at most 1 EiB); empty: no limit.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,6 +135,24 @@ class Tenant(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def sso_configured(self) -> bool:
+        # No SAML connection can be configured in this build yet (the sso app is empty); when one
+        # can, this says whether the tenant has one.
+        return False
+
+    def clean(self) -> None:
+        super().clean()
+        # The one place for this rule: the API (through the service's full_clean) and the admin form.
+        if self.sso_required and not self.sso_configured:
+            # Requiring SSO before a SAML connection exists would lock every member out.
+            raise ValidationError(
+                {
+                    "sso_required": "SAML single sign-on is not configured for this tenant, "
+                    "so it cannot be required yet."
+                }
+            )
 
     def allows_address(self, address: str | None) -> bool:
         if not self.allowed_cidrs:

@@ -163,11 +163,13 @@ def _admin_count(tenant: Tenant) -> int:
 
 @transaction.atomic
 def add_member(tenant: Tenant, actor: Actor, email: str, role: str) -> Membership:
-    user, created = _get_or_create_user(email)
+    user, _ = _get_or_create_user(email)
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise ServiceError(f"{user.email} is already a member.", field="email")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    record(tenant, actor, "member.add", membership, {"email": user.email, "role": role, "new_user": created})
+    # Whether the address already had an account (in another tenant) is not this tenant's business:
+    # the event is the same either way.
+    record(tenant, actor, "member.add", membership, {"email": user.email, "role": role})
     return membership
 
 
