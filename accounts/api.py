@@ -143,6 +143,10 @@ class ApiKeySerializer(serializers.ModelSerializer):
         model = ApiKey
         fields = ["id", "name", "role", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
         read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+        extra_kwargs = {
+            "role": {"help_text": "Default: viewer."},
+            "expires_at": {"help_text": "In the future, at most 3650 days ahead; empty: never expires."},
+        }
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

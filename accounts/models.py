@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import uuid
 from typing import Any, ClassVar
@@ -234,7 +235,8 @@ class ApiKey(models.Model):
     @staticmethod
     def prefix_of(secret: str) -> str | None:
         parts = secret.split("_", 2)
-        if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12:
+        # Hex only: anything else (a NUL, say, which PostgreSQL refuses in a query) is no key of ours.
+        if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not re.fullmatch(r"[0-9a-f]{12}", parts[1]):
             return None
         return parts[1]
 
