@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models
 from django.http import HttpRequest
 
 from accounts import services
-from accounts.models import ApiKey, AuditEvent, Membership, Tenant, User
+from accounts.models import ApiKey, AuditEvent, Membership, Tenant, User, validate_cidrs
 
 
 def _tenant_of(obj: Any) -> Tenant | None:
@@ -52,8 +55,47 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class CidrListField(forms.CharField):
+    """CIDR ranges typed one a line (or comma-separated), kept as the JSON list the model holds."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(str(item) for item in value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = (super().to_python(value) or "").strip()
+        if text.startswith("["):  # a JSON list pasted as before (or from the API) is read as such
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise forms.ValidationError("Not a JSON list; or give one CIDR range a line.") from None
+            if isinstance(parsed, list):
+                return [str(item).strip() for item in parsed if str(item).strip()]
+        return [item for item in re.split(r"[\s,]+", text) if item]
+
+    def validate(self, value: Any) -> None:
+        validate_cidrs(value)  # the model's (and so the API's) rule
+
+
+class TenantAdminForm(forms.ModelForm):
+    allowed_cidrs = CidrListField(
+        required=False,
+        help_text="One CIDR range a line (or comma-separated), e.g. 203.0.113.0/24; empty: any address.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = [
+            "name", "slug", "status", "allowed_cidrs", "sso_required", "max_scan_bytes",
+            "monthly_scan_bytes_limit",
+        ]  # fmt: skip
+
+
 @admin.register(Tenant)
 class TenantAdmin(AuditedAdmin):
+    # Every field is validated by the model (validators and Tenant.clean()), exactly as the API does.
+    form = TenantAdminForm
     list_display = ["name", "slug", "status", "sso_required", "created_at"]
     list_filter = ["status"]
     search_fields = ["name", "slug"]

@@ -9,12 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.models import ApiKey, AuditEvent, Membership, Role, Tenant, validate_cidrs
+from accounts.models import MAX_CIDRS, ApiKey, AuditEvent, Membership, Role, Tenant, validate_cidrs
 from s3av.api import TenantViewSet, request_tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
-    allowed_cidrs = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    allowed_cidrs = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=MAX_CIDRS
+    )
 
     class Meta:
         model = Tenant
@@ -30,18 +32,7 @@ class TenantSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "slug", "status", "created_at"]
-        extra_kwargs = {
-            "max_scan_bytes": {"min_value": 1},
-            "monthly_scan_bytes_limit": {"min_value": 0},
-        }
-
-    def validate_sso_required(self, value: bool) -> bool:
-        if value:
-            # Requiring SSO before a SAML connection exists would lock every member out.
-            raise serializers.ValidationError(
-                "SAML single sign-on is not configured for this tenant, so it cannot be required yet."
-            )
-        return value
+        # Bounds come from the model's validators; the SSO rule from Tenant.clean(), through the service.
 
     def validate_allowed_cidrs(self, value: list[str]) -> list[str]:
         from django.core.exceptions import ValidationError
@@ -93,12 +84,21 @@ class TenantView(APIView):
 
 class MembershipSerializer(serializers.ModelSerializer):
     email = serializers.EmailField(source="user.email", read_only=True)
-    name = serializers.CharField(source="user.name", read_only=True)
+    name = serializers.SerializerMethodField(
+        help_text="The member's own name, once they have signed in since joining this tenant."
+    )
 
     class Meta:
         model = Membership
         fields = ["id", "email", "name", "role", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+    def get_name(self, membership: Membership) -> str:
+        # A user's name is their profile, possibly set in another tenant. Showing it to a tenant that
+        # has just added their address would tell it that the address has an account elsewhere; once
+        # they have signed in after joining, they are this tenant's member in full.
+        last_login = membership.user.last_login
+        return membership.user.name if last_login and last_login >= membership.created_at else ""
 
 
 class MembershipCreateSerializer(serializers.Serializer):
@@ -143,6 +143,10 @@ class ApiKeySerializer(serializers.ModelSerializer):
         model = ApiKey
         fields = ["id", "name", "role", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
         read_only_fields = ["id", "prefix", "created_at", "revoked_at", "last_used_at"]
+        extra_kwargs = {
+            "role": {"help_text": "Default: viewer."},
+            "expires_at": {"help_text": "In the future, at most 3650 days ahead; empty: never expires."},
+        }
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import uuid
 from typing import Any, ClassVar
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django_scopes import ScopedManager
@@ -73,9 +75,17 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().save(*args, **kwargs)
 
 
+MAX_CIDRS = 100
+# Bounds of the tenant's own limits: S3's largest object (5 TiB) and one exbibyte a month.
+MAX_SCAN_BYTES = 5 * 1024**4
+MAX_MONTHLY_SCAN_BYTES = 1024**6
+
+
 def validate_cidrs(value: Any) -> None:
     if not isinstance(value, list):
         raise ValidationError("Enter a list of CIDR ranges.")
+    if len(value) > MAX_CIDRS:
+        raise ValidationError(f"At most {MAX_CIDRS} ranges.")
     for item in value:
         try:
             ipaddress.ip_network(str(item), strict=False)
@@ -100,11 +110,21 @@ class Tenant(models.Model):
         validators=[validate_cidrs],
         help_text="Addresses allowed to reach the portal and API; empty allows any.",
     )
-    sso_required = models.BooleanField(default=False)
-    max_scan_bytes = models.BigIntegerField(
-        null=True, blank=True, help_text="Largest upload accepted by the scan API; empty: the server's limit."
+    sso_required = models.BooleanField(
+        default=False, help_text="Members must sign in with the tenant's SAML single sign-on."
     )
-    monthly_scan_bytes_limit = models.BigIntegerField(null=True, blank=True)
+    max_scan_bytes = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SCAN_BYTES)],
+        help_text="Largest upload the scan API accepts (bytes, at most 5 TiB); empty: the server's limit.",
+    )
+    monthly_scan_bytes_limit = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_MONTHLY_SCAN_BYTES)],
+        help_text="Bytes the scan API accepts a month (at most 1 EiB); empty: no limit.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,6 +136,24 @@ class Tenant(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def sso_configured(self) -> bool:
+        # No SAML connection can be configured in this build yet (the sso app is empty); when one
+        # can, this says whether the tenant has one.
+        return False
+
+    def clean(self) -> None:
+        super().clean()
+        # The one place for this rule: the API (through the service's full_clean) and the admin form.
+        if self.sso_required and not self.sso_configured:
+            # Requiring SSO before a SAML connection exists would lock every member out.
+            raise ValidationError(
+                {
+                    "sso_required": "SAML single sign-on is not configured for this tenant, "
+                    "so it cannot be required yet."
+                }
+            )
 
     def allows_address(self, address: str | None) -> bool:
         if not self.allowed_cidrs:
@@ -197,7 +235,8 @@ class ApiKey(models.Model):
     @staticmethod
     def prefix_of(secret: str) -> str | None:
         parts = secret.split("_", 2)
-        if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12:
+        # Hex only: anything else (a NUL, say, which PostgreSQL refuses in a query) is no key of ours.
+        if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not re.fullmatch(r"[0-9a-f]{12}", parts[1]):
             return None
         return parts[1]
 

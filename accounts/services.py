@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models, transaction
@@ -17,6 +17,9 @@ from django.utils.text import slugify
 from django_scopes import scopes_disabled
 
 from accounts.models import ApiKey, AuditEvent, Membership, Role, Tenant, User
+
+# An API key expires at most this far ahead (or never, without an expiry).
+MAX_API_KEY_LIFETIME = timedelta(days=3650)
 
 
 class ServiceError(Exception):
@@ -163,11 +166,13 @@ def _admin_count(tenant: Tenant) -> int:
 
 @transaction.atomic
 def add_member(tenant: Tenant, actor: Actor, email: str, role: str) -> Membership:
-    user, created = _get_or_create_user(email)
+    user, _ = _get_or_create_user(email)
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise ServiceError(f"{user.email} is already a member.", field="email")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    record(tenant, actor, "member.add", membership, {"email": user.email, "role": role, "new_user": created})
+    # Whether the address already had an account (in another tenant) is not this tenant's business:
+    # the event is the same either way.
+    record(tenant, actor, "member.add", membership, {"email": user.email, "role": role})
     return membership
 
 
@@ -194,11 +199,15 @@ def remove_member(tenant: Tenant, actor: Actor, membership: Membership) -> None:
 
 @transaction.atomic
 def create_api_key(
-    tenant: Tenant, actor: Actor, name: str, role: str, expires_at: datetime | None = None
+    tenant: Tenant, actor: Actor, name: str, role: str = Role.VIEWER, expires_at: datetime | None = None
 ) -> tuple[ApiKey, str]:
-    """Create a key; the secret is returned once and never stored."""
+    """Create a key (a viewer's unless a role is given); the secret is returned once and never stored."""
     if expires_at is not None and expires_at <= timezone.now():
         raise ServiceError("The expiry must be in the future.", field="expires_at")
+    if expires_at is not None and expires_at > timezone.now() + MAX_API_KEY_LIFETIME:
+        raise ServiceError(
+            f"The expiry is at most {MAX_API_KEY_LIFETIME.days} days ahead.", field="expires_at"
+        )
     prefix, secret, digest = ApiKey.generate()
     key = ApiKey.objects.create(
         tenant=tenant,

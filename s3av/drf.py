@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import pagination
+from rest_framework import pagination, parsers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
+
+log = logging.getLogger(__name__)
+
+NUL_MESSAGE = "NUL characters are not allowed."
+
+
+def nul_paths(data: Any, path: str = "") -> Iterator[str]:
+    """Where NUL characters occur in parsed JSON (keys and strings), as ``field`` or ``field.0.key``.
+
+    PostgreSQL refuses NUL in text and JSON, so such input must be refused before anything is saved."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            yield path or "non_field_errors"
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                yield path or "non_field_errors"
+            else:
+                yield from nul_paths(value, inner)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from nul_paths(value, f"{path}.{index}" if path else str(index))
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser that answers 400 with field errors for NUL characters anywhere in the body."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        errors = {where: [NUL_MESSAGE] for where in nul_paths(data)}
+        if errors:
+            raise ValidationError(errors)
+        return data
 
 
 class CursorPagination(pagination.CursorPagination):
@@ -36,6 +72,7 @@ class TenantRateThrottle(SimpleRateThrottle):
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
 
     from accounts.services import ServiceError
 
@@ -44,4 +81,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = ValidationError(detail)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # An API client gets JSON, never an HTML error page (or, with DEBUG on, a traceback).
+        request = context.get("request")
+        log.exception("unhandled error in the API", extra={"path": getattr(request, "path", "")})
+        set_rollback()
+        response = Response({"detail": "Server error."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return response

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.TenantMiddleware",
+    "s3av.middleware.ApiQueryMiddleware",
 ]
 
 ROOT_URLCONF = "s3av.urls"
@@ -181,7 +182,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "s3av.drf.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["s3av.drf.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["s3av.drf.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": env_rate("S3AV_API_RATE", "6000/min")},

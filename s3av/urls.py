@@ -1,11 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from accounts import views as accounts_views
 from linked_accounts import api as linked_accounts_api
+from s3av import middleware as api_answers
 from scanning import api as scanning_api
 from scanning import buckets_api, channels_api, jobs_api, scan_api
 from scanning import views as scanning_views
@@ -70,4 +71,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    # Last: an unknown path under /api/ answers JSON 404, never an HTML page or the URL list.
+    re_path(r"^api/", api_answers.api_not_found),
 ]
+
+handler500 = "s3av.middleware.server_error"

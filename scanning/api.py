@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
+import copy
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -16,10 +17,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
-from accounts.services import record
-from s3av.api import TenantCrudViewSet, TenantViewSet
-from scanning import protection, services
-from scanning.models import Bucket, InfectedAction, ScanPolicy, ScanResult, TriageState, Verdict
+from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
+from scanning import policies, protection, services
+from scanning.models import (
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
+    Bucket,
+    ScanPolicy,
+    ScanResult,
+    TriageState,
+    Verdict,
+)
 
 
 class ScanResultSerializer(serializers.ModelSerializer):
@@ -166,7 +174,11 @@ class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 
 
 def pattern_list() -> serializers.ListField:
-    return serializers.ListField(child=serializers.CharField(max_length=1024), required=False, max_length=100)
+    return serializers.ListField(
+        child=serializers.CharField(max_length=MAX_PATTERN_LENGTH, trim_whitespace=False),
+        required=False,
+        max_length=MAX_PATTERNS,
+    )
 
 
 class ScanPolicySerializer(serializers.ModelSerializer):
@@ -186,6 +198,8 @@ class ScanPolicySerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "is_default", "created_at", "updated_at"]
 
     def get_fields(self) -> dict[str, Any]:
+        from django.conf import settings
+
         fields = super().get_fields()
         # A referenced bucket must be the caller's tenant's: another tenant's id is "does not exist".
         request = self.context.get("request")
@@ -193,47 +207,28 @@ class ScanPolicySerializer(serializers.ModelSerializer):
         fields["promote_to_bucket"].queryset = (  # type: ignore[attr-defined]
             Bucket.objects.filter(tenant=tenant) if tenant is not None else Bucket.objects.none()
         )
+        # The deployment's engine limit, so that the schema documents what this server accepts.
+        fields["max_object_size"] = serializers.IntegerField(
+            min_value=1,
+            max_value=settings.MAX_OBJECT_SIZE,
+            required=False,
+            help_text="Bytes; larger objects are Unscannable. At most this deployment's engine limit.",
+        )
         return fields
 
-    def validate_quarantine_bucket(self, value: str) -> str:
-        if value and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
-            raise serializers.ValidationError(
-                "Not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)."
-            )
-        return value
-
-    def validate_max_object_size(self, value: int) -> int:
-        from django.conf import settings
-
-        if value > settings.MAX_OBJECT_SIZE:
-            raise serializers.ValidationError(
-                f"The engine on this deployment accepts at most {settings.MAX_OBJECT_SIZE} bytes "
-                "(S3AV_MAX_OBJECT_SIZE); larger objects are always Unscannable."
-            )
-        return value
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        merged = (
-            {field: getattr(self.instance, field, None) for field in self.Meta.fields}
-            if self.instance
-            else {}
-        )
-        merged.update(attrs)
-        actions = {merged.get("on_infected"), merged.get("on_unscannable"), merged.get("on_error")}
-        if InfectedAction.QUARANTINE in actions and not merged.get("quarantine_bucket"):
-            raise ValidationError(
-                {"quarantine_bucket": ["Name the bucket that quarantined objects move to."]}
-            )
-        defaults = ScanPolicy()
-        tag_keys = [
-            merged.get(k) or getattr(defaults, k)
-            for k in ("tag_result_key", "tag_date_key", "tag_virus_key", "tag_message_key")
-        ]
-        if len(set(tag_keys)) != len(tag_keys):
-            raise ValidationError({"tag_result_key": ["The four tag keys must differ."]})
-        tenant = getattr(getattr(self.context.get("request"), "_request", None), "tenant", None)
-        if tenant is not None and (
-            loop := protection.quarantine_loop(tenant, merged.get("quarantine_bucket") or "", self.instance)
+        # The model's rules (shared with the admin) on the policy as it would be after this change.
+        candidate = copy.copy(self.instance) if self.instance is not None else ScanPolicy()
+        if self.instance is None:
+            candidate.tenant = request_tenant(self.context["request"])
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        try:
+            candidate.full_clean(exclude=["tenant"], validate_constraints=False)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        if loop := protection.quarantine_loop(
+            candidate.tenant, candidate.quarantine_bucket or "", self.instance
         ):
             raise ValidationError({"quarantine_bucket": [loop]})
         return attrs
@@ -244,26 +239,12 @@ class ScanPolicyViewSet(TenantCrudViewSet):
     serializer_class = ScanPolicySerializer
 
     def perform_create(self, serializer: Any) -> None:
-        if ScanPolicy.objects.filter(tenant=self.tenant, name=serializer.validated_data["name"]).exists():
-            raise ValidationError({"name": ["A policy with this name exists."]})
-        policy = serializer.save(tenant=self.tenant)
-        record(self.tenant, self.actor, "policy.create", policy, serializer.data)
+        serializer.instance = policies.create_policy(self.tenant, self.actor, **serializer.validated_data)
 
     def perform_update(self, serializer: Any) -> None:
-        name = serializer.validated_data.get("name")
-        if (
-            name
-            and ScanPolicy.objects.filter(tenant=self.tenant, name=name)
-            .exclude(pk=serializer.instance.pk)
-            .exists()
-        ):
-            raise ValidationError({"name": ["A policy with this name exists."]})
-        policy = serializer.save()
-        record(self.tenant, self.actor, "policy.update", policy, dict(self.request.data))
+        serializer.instance = policies.update_policy(
+            self.tenant, self.actor, serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance: ScanPolicy) -> None:
-        in_use = Bucket.objects.filter(tenant=self.tenant, policy=instance).count()
-        record(
-            self.tenant, self.actor, "policy.delete", instance, {"buckets_falling_back_to_default": in_use}
-        )
-        instance.delete()
+        policies.delete_policy(self.tenant, self.actor, instance)

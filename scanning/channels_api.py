@@ -7,7 +7,6 @@ answer only.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -16,10 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role, role_at_least
-from accounts.services import record
 from linked_accounts.models import AwsAccount
 from s3av.api import TenantCrudViewSet, request_tenant
-from scanning import notifications
+from scanning import channels, notifications
 from scanning.models import ChannelKind, NotificationChannel, Verdict
 
 
@@ -42,8 +40,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         request = self.context.get("request")
         role = getattr(getattr(request, "_request", None), "role", None)
-        if not role_at_least(role, Role.ADMIN):
-            data["target"] = masked_target(instance)  # only admins (who manage channels) see whole URLs
+        if not role_at_least(role, Role.ADMIN):  # only admins (who manage channels) see whole URLs
+            data["target"] = channels.masked_target(instance)
         return data
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -121,50 +119,20 @@ class ChannelViewSet(TenantCrudViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ChannelSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
-        kind = serializer.validated_data["kind"]
-        secret = notifications.new_webhook_secret() if kind == ChannelKind.WEBHOOK else ""
-        channel = serializer.save(tenant=self.tenant, secret=secret)
-        record(self.tenant, self.actor, "channel.create", channel, _audit_details(channel))
+        channel = channels.create_channel(self.tenant, self.actor, **serializer.validated_data)
         return Response(ChannelCreatedSerializer(channel).data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer: Any) -> None:
-        channel = serializer.save()
-        record(self.tenant, self.actor, "channel.update", channel, _audit_details(channel))
+        serializer.instance = channels.update_channel(
+            self.tenant, self.actor, serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance: NotificationChannel) -> None:
-        record(self.tenant, self.actor, "channel.delete", instance, _audit_details(instance))
-        instance.delete()
+        channels.delete_channel(self.tenant, self.actor, instance)
 
     @extend_schema(request=None, responses=TestAnswer)
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         """Send a test message now (``notificationType: test``) and say whether it was delivered."""
-        channel = self.get_object()
-        error = ""
-        try:
-            notifications.send(channel, notifications.test_message(channel))
-        except notifications.DeliveryFailed as exc:
-            error = exc.message
-        record(self.tenant, self.actor, "channel.test", channel, {"delivered": not error, "error": error})
+        error = channels.send_test_message(self.tenant, self.actor, self.get_object())
         return Response({"delivered": not error, "error": error})
-
-
-def masked_target(channel: NotificationChannel) -> str:
-    """A webhook URL's path and query may carry a credential (Slack, Teams): show scheme and host only."""
-    if channel.kind != "webhook" or not channel.target:
-        return channel.target
-    parts = urlsplit(channel.target)
-    return (
-        f"{parts.scheme}://{parts.netloc}/…" if parts.path not in {"", "/"} or parts.query else channel.target
-    )
-
-
-def _audit_details(channel: NotificationChannel) -> dict[str, Any]:
-    return {
-        "name": channel.name,
-        "kind": channel.kind,
-        "target": masked_target(channel),
-        "account": str(channel.account_id) if channel.account_id else None,
-        "results": channel.results,
-        "enabled": channel.enabled,
-    }

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -50,6 +51,37 @@ def _default_max_size() -> int:
     return int(settings.MAX_OBJECT_SIZE)
 
 
+# Bounds of what tenants set, shown in the OpenAPI schema. Ten years of rescans is more than any
+# retention asks for, and keeps every date the scheduler computes from it representable.
+MAX_RESCAN_DAYS = 3650
+MAX_PATTERNS = 100
+MAX_PATTERN_LENGTH = 1024
+BUCKET_NAME_RE = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+
+
+def validate_max_object_size(value: int) -> None:
+    # The deployment's engine limit (S3AV_MAX_OBJECT_SIZE): larger objects are always Unscannable.
+    if value > settings.MAX_OBJECT_SIZE:
+        raise ValidationError(
+            f"The engine on this deployment accepts at most {settings.MAX_OBJECT_SIZE} bytes "
+            "(S3AV_MAX_OBJECT_SIZE); larger objects are always Unscannable."
+        )
+
+
+def validate_bucket_name(value: str) -> None:
+    if value and not re.fullmatch(BUCKET_NAME_RE, value):
+        raise ValidationError("Not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens).")
+
+
+def validate_patterns(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Give a list of glob patterns.")
+    if len(value) > MAX_PATTERNS:
+        raise ValidationError(f"At most {MAX_PATTERNS} patterns.")
+    if any(len(item) > MAX_PATTERN_LENGTH or "\x00" in item for item in value):
+        raise ValidationError(f"A pattern has at most {MAX_PATTERN_LENGTH} characters and no NUL.")
+
+
 class ScanPolicy(models.Model):
     """What to scan and what to do with each verdict."""
 
@@ -57,11 +89,15 @@ class ScanPolicy(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="scan_policies")
     name = models.CharField(max_length=100)
     is_default = models.BooleanField(default=False)
-    max_object_size = models.BigIntegerField(default=_default_max_size, validators=[MinValueValidator(1)])
-    include_patterns = models.JSONField(
-        default=list, blank=True, help_text="Glob patterns; empty: every key."
+    max_object_size = models.BigIntegerField(
+        default=_default_max_size,
+        validators=[MinValueValidator(1), validate_max_object_size],
+        help_text="Bytes; at most the deployment's S3AV_MAX_OBJECT_SIZE.",
     )
-    exclude_patterns = models.JSONField(default=list, blank=True)
+    include_patterns = models.JSONField(
+        default=list, blank=True, validators=[validate_patterns], help_text="Glob patterns; empty: every key."
+    )
+    exclude_patterns = models.JSONField(default=list, blank=True, validators=[validate_patterns])
     tag_objects = models.BooleanField(default=True)
     tag_result_key = models.CharField(max_length=128, default="scan-result")
     tag_date_key = models.CharField(max_length=128, default="date-scanned")
@@ -72,7 +108,7 @@ class ScanPolicy(models.Model):
         max_length=16, choices=ProblemAction.choices, default=ProblemAction.KEEP
     )
     on_error = models.CharField(max_length=16, choices=ProblemAction.choices, default=ProblemAction.KEEP)
-    quarantine_bucket = models.CharField(max_length=63, blank=True)
+    quarantine_bucket = models.CharField(max_length=63, blank=True, validators=[validate_bucket_name])
     quarantine_prefix = models.CharField(max_length=512, blank=True, default="quarantine/")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -90,7 +126,9 @@ class ScanPolicy(models.Model):
     delete_staging_after_promote = models.BooleanField(default=False)
     rescan_days_on_signature_change = models.PositiveIntegerField(
         default=0,
-        help_text="When the signatures change, rescan objects modified in the last N days; 0: never.",
+        validators=[MaxValueValidator(MAX_RESCAN_DAYS)],
+        help_text="When the signatures change, rescan objects modified in the last N days (at most "
+        f"{MAX_RESCAN_DAYS}); 0: never.",
     )
     scan_bucket_on_infected = models.BooleanField(
         default=False, help_text="When malware is found, scan the rest of the bucket's unscanned objects."
@@ -126,6 +164,10 @@ class ScanPolicy(models.Model):
         target = self.promote_to_bucket
         if target is not None and target.tenant_id != self.tenant_id:
             raise ValidationError({"promote_to_bucket": "The bucket belongs to another tenant."})
+        if self.needs_quarantine_bucket() and not self.quarantine_bucket:
+            raise ValidationError({"quarantine_bucket": "Name the bucket that quarantined objects move to."})
+        if len(set(self.managed_tag_keys)) != len(self.managed_tag_keys):
+            raise ValidationError({"tag_result_key": "The four tag keys must differ."})
 
     def needs_quarantine_bucket(self) -> bool:
         return InfectedAction.QUARANTINE in {self.on_infected, self.on_unscannable, self.on_error}

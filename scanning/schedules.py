@@ -91,6 +91,7 @@ def delete_schedule(tenant: Tenant, actor: Actor, schedule: Schedule) -> None:
 class TickReport:
     fired: list[str] = field(default_factory=list)  # job ids started by schedules
     busy: int = 0  # schedules due whose target was still being scanned
+    failed: int = 0  # schedules or policies whose work raised (logged; the others went on)
     rescans: list[str] = field(default_factory=list)  # job ids started for new signatures
     discovery: bool = False  # whether periodic bucket discovery was sent
 
@@ -105,8 +106,16 @@ def run_due_schedules(now: datetime | None = None) -> TickReport:
             .order_by("next_run_at")[:500]
         )
     for schedule in due:
-        with scope(tenant=schedule.tenant):
-            _fire(schedule, now, report)
+        # One tenant's bad row (a cron that no longer parses, a date out of range) must not stop the
+        # other tenants' schedules: log it and carry on.
+        try:
+            with transaction.atomic(), scope(tenant=schedule.tenant):
+                _fire(schedule, now, report)
+        except Exception:
+            report.failed += 1
+            log.exception(
+                "schedule failed", extra={"schedule": str(schedule.pk), "tenant": str(schedule.tenant_id)}
+            )
     return report
 
 
@@ -148,36 +157,50 @@ def rescan_after_signature_change(
             ).select_related("tenant")
         )
     for policy in policies:
-        with scope(tenant=policy.tenant):
-            covered = Q(policy=policy) | (Q(policy__isnull=True) if policy.is_default else Q(pk__in=[]))
-            buckets = Bucket.objects.filter(tenant=policy.tenant, protected=True).filter(covered)
-            window = now - timedelta(days=policy.rescan_days_on_signature_change)
-            for bucket in buckets.select_related("account"):
-                if ScanJob.objects.filter(
-                    bucket=bucket, trigger=JobTrigger.SIGNATURES, signature_version=current
-                ).exists():
-                    continue
-                stale = (
-                    ScanResult.objects.final()
-                    .filter(tenant=policy.tenant, bucket=bucket, scanned_at__gte=window)
-                    .exclude(signature_version=current)
-                    .exists()
-                )
-                if not stale:
-                    continue
-                try:
-                    job = jobs.start_bucket_scan(
-                        policy.tenant,
-                        None,
-                        bucket,
-                        "",
-                        JobTrigger.SIGNATURES,
-                        modified_after=window,
-                        signature_version=current,
-                    )
-                except ServiceError:
-                    continue  # a scan of the bucket runs; the next check tries again
-                started.append(str(job.pk))
+        # Each tenant's policy on its own: one bad row (say, a window reaching before year 1) is logged
+        # and the other tenants' rescans go on.
+        try:
+            with transaction.atomic(), scope(tenant=policy.tenant):
+                started.extend(_rescan_policy(policy, now, current))
+        except Exception:
+            log.exception(
+                "signature-change rescan failed",
+                extra={"policy": str(policy.pk), "tenant": str(policy.tenant_id)},
+            )
+    return started
+
+
+def _rescan_policy(policy: ScanPolicy, now: datetime, current: str) -> list[str]:
+    started: list[str] = []
+    covered = Q(policy=policy) | (Q(policy__isnull=True) if policy.is_default else Q(pk__in=[]))
+    buckets = Bucket.objects.filter(tenant=policy.tenant, protected=True).filter(covered)
+    window = now - timedelta(days=policy.rescan_days_on_signature_change)
+    for bucket in buckets.select_related("account"):
+        if ScanJob.objects.filter(
+            bucket=bucket, trigger=JobTrigger.SIGNATURES, signature_version=current
+        ).exists():
+            continue
+        stale = (
+            ScanResult.objects.final()
+            .filter(tenant=policy.tenant, bucket=bucket, scanned_at__gte=window)
+            .exclude(signature_version=current)
+            .exists()
+        )
+        if not stale:
+            continue
+        try:
+            job = jobs.start_bucket_scan(
+                policy.tenant,
+                None,
+                bucket,
+                "",
+                JobTrigger.SIGNATURES,
+                modified_after=window,
+                signature_version=current,
+            )
+        except ServiceError:
+            continue  # a scan of the bucket runs; the next check tries again
+        started.append(str(job.pk))
     return started
 
 

@@ -83,3 +83,96 @@ def test_revoking_from_the_admin_is_audited(staff_client, tenant, key_client):
 def test_a_non_staff_user_is_kept_out(client, tenant, make_user):
     client.force_login(make_user(tenant=tenant, role=Role.ADMIN))
     assert client.get("/admin/accounts/tenant/").status_code == 302
+
+
+# --- the admin validates every field as the API does ---------------------------------------------------
+
+
+def _tenant_form(tenant, **changes):
+    form = {
+        "name": tenant.name,
+        "slug": tenant.slug,
+        "status": tenant.status,
+        "allowed_cidrs": "",
+        "max_scan_bytes": "",
+        "monthly_scan_bytes_limit": "",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+    }
+    form.update(changes)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def test_emptying_allowed_cidrs_in_the_admin_allows_any_address(staff_client, tenant):
+    tenant.allowed_cidrs = ["10.0.0.0/8"]
+    tenant.save()
+    response = staff_client.post(f"/admin/accounts/tenant/{tenant.pk}/change/", _tenant_form(tenant))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert tenant.allowed_cidrs == []
+
+
+def test_staff_type_cidrs_one_a_line_or_comma_separated(staff_client, tenant):
+    form = _tenant_form(tenant, allowed_cidrs="203.0.113.0/24\r\n198.51.100.7/32, 2001:db8::/32")
+    response = staff_client.post(f"/admin/accounts/tenant/{tenant.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert tenant.allowed_cidrs == ["203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32"]
+    page = staff_client.get(f"/admin/accounts/tenant/{tenant.pk}/change/").content.decode()
+    assert "203.0.113.0/24\n198.51.100.7/32" in page
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"allowed_cidrs": "not-a-range"},
+        {"sso_required": "on"},
+        {"max_scan_bytes": "0"},
+        {"monthly_scan_bytes_limit": str(2**62)},
+    ],
+)
+def test_the_admin_refuses_tenant_settings_the_api_refuses(staff_client, tenant, changes):
+    response = staff_client.post(
+        f"/admin/accounts/tenant/{tenant.pk}/change/", _tenant_form(tenant, **changes)
+    )
+    assert response.status_code == 200  # the form again, with its errors
+    assert response.context["adminform"].form.errors
+    fresh = type(tenant).objects.get(pk=tenant.pk)
+    assert (fresh.allowed_cidrs, fresh.sso_required, fresh.max_scan_bytes) == ([], False, None)
+
+
+def test_staff_cannot_type_an_accounts_role_arn_or_status(staff_client, tenant):
+    from tests.linked_accounts.factories import make_account
+
+    with scope(tenant=tenant):
+        account = make_account(tenant, account_id="123456789012", connected=False)
+    staff_client.post(
+        f"/admin/linked_accounts/awsaccount/{account.pk}/change/",
+        {
+            "name": "renamed",
+            "role_arn": "arn:aws:iam::999999999999:role/elsewhere",
+            "status": "connected",
+        },
+    )
+    account.refresh_from_db()
+    assert account.name == "renamed"
+    assert (account.role_arn, account.status) == ("", "pending")
+
+
+def test_the_admin_verify_action_runs_the_same_checks_as_the_api(staff_client, tenant):
+    from linked_accounts.models import AwsAccount
+    from tests.linked_accounts.factories import make_account
+
+    with scope(tenant=tenant):
+        # A role in another account (set before these checks existed): verify must refuse it.
+        account = make_account(
+            tenant, account_id="123456789012", role_arn="arn:aws:iam::999999999999:role/elsewhere"
+        )
+    response = staff_client.post(
+        "/admin/linked_accounts/awsaccount/",
+        {"action": "verify_accounts", "_selected_action": [str(account.pk)]},
+        follow=True,
+    )
+    assert "not to the linked account" in response.content.decode()
+    account.refresh_from_db()
+    assert account.status == AwsAccount.Status.CONNECTED  # unchanged: the refused ARN never saved

@@ -95,3 +95,23 @@ def test_the_key_list_costs_a_fixed_number_of_queries(tenant, key_client, django
     with django_assert_max_num_queries(4):
         response = admin.get("/api/v1/api-keys/")
     assert len(response.json()["results"]) == 6
+
+
+def test_a_key_with_only_a_name_is_a_viewer_key(tenant, key_client):
+    # The schema fuzzer's find: {"name": "0"} answered 500 (a TypeError: no role passed on).
+    response = key_client(tenant, Role.ADMIN).post("/api/v1/api-keys/", {"name": "0"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["role"] == "viewer"
+
+
+def test_a_key_expires_at_most_ten_years_ahead(tenant, key_client):
+    response = key_client(tenant, Role.ADMIN).post(
+        "/api/v1/api-keys/", {"name": "k", "expires_at": "9999-12-31T23:59:59Z"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "expires_at" in response.json()
+
+
+def test_a_bearer_token_with_a_nul_is_refused_as_an_unknown_key(client):
+    response = client.get("/api/v1/me", HTTP_AUTHORIZATION="Bearer s3av_\x00bcdef012345_secret")
+    assert response.status_code == 401

@@ -89,3 +89,38 @@ def test_an_over_long_email_is_a_field_error(tenant, key_client):
     )
     assert response.status_code == 400
     assert "email" in response.json()
+
+
+def _add(admin, email):
+    response = admin.post("/api/v1/members/", {"email": email, "role": "viewer"}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_adding_a_member_tells_nothing_about_an_account_elsewhere(
+    tenant, outsider_tenant, key_client, make_user
+):
+    # The address has an account, with a name, in another tenant.
+    make_user("known@example.com", tenant=outsider_tenant, name="Known Person")
+    admin = key_client(tenant, Role.ADMIN)
+    known = _add(admin, "Known@Example.com")
+    fresh = _add(admin, "Fresh@Example.com")
+    assert set(known) == set(fresh)
+    assert (known["email"], known["name"]) == ("known@example.com", "")
+    assert (fresh["email"], fresh["name"]) == ("fresh@example.com", "")
+    listed = {m["email"]: m["name"] for m in admin.get("/api/v1/members/").json()["results"]}
+    assert listed["known@example.com"] == ""
+    with scope(tenant=tenant):
+        events = AuditEvent.objects.filter(tenant=tenant, action="member.add").order_by("created_at")
+        known_event, fresh_event = (e.details for e in events)
+    assert set(known_event) == set(fresh_event) == {"email", "role"}
+
+
+def test_a_members_name_shows_once_they_signed_in_after_joining(tenant, key_client, make_user):
+    from django.utils import timezone
+
+    user = make_user("named@example.com", tenant=tenant, name="Named Member")
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+    listed = {m["email"]: m["name"] for m in key_client(tenant).get("/api/v1/members/").json()["results"]}
+    assert listed["named@example.com"] == "Named Member"

@@ -200,3 +200,67 @@ def test_a_policys_quarantine_bucket_cannot_be_protected(tenant, key_client):
     with scope(tenant=tenant):
         target.refresh_from_db()
     assert target.protected is False and target.protection == {}
+
+
+# --- writes and their audit events commit together, with validated values ------------------------------
+
+
+def test_a_nul_character_in_a_policy_change_is_refused_before_anything_is_saved(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    created = admin.post("/api/v1/policies/", {"name": "p"}, format="json").json()
+    response = admin.patch(
+        f"/api/v1/policies/{created['id']}", {"on_infected": "delete", "note\u0000": "x"}, format="json"
+    )
+    assert response.status_code == 400
+    with scope(tenant=tenant):
+        assert ScanPolicy.objects.get(pk=created["id"]).on_infected == "keep"
+        assert not AuditEvent.objects.filter(tenant=tenant, action="policy.update").exists()
+
+
+def test_the_audit_event_of_a_policy_change_records_validated_values(tenant, key_client):
+    admin = key_client(tenant, Role.ADMIN)
+    created = admin.post("/api/v1/policies/", {"name": "p"}, format="json").json()
+    response = admin.patch(
+        f"/api/v1/policies/{created['id']}",
+        {"on_infected": "delete", "rescan_days_on_signature_change": "7", "unknown": "junk"},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    with scope(tenant=tenant):
+        event = AuditEvent.objects.get(tenant=tenant, action="policy.update")
+    assert event.details == {
+        "before": {"on_infected": "keep", "rescan_days_on_signature_change": 0},
+        "after": {"on_infected": "delete", "rescan_days_on_signature_change": 7},
+    }
+
+
+def test_a_failed_audit_write_leaves_the_policy_unchanged(tenant, key_client, monkeypatch):
+    admin = key_client(tenant, Role.ADMIN)
+    created = admin.post("/api/v1/policies/", {"name": "p"}, format="json").json()
+
+    def audit_fails(*args, **kwargs):
+        raise RuntimeError("the audit log is unavailable")
+
+    monkeypatch.setattr("scanning.policies.record", audit_fails)
+    response = admin.patch(f"/api/v1/policies/{created['id']}", {"on_infected": "delete"}, format="json")
+    assert response.status_code == 500
+    with scope(tenant=tenant):
+        assert ScanPolicy.objects.get(pk=created["id"]).on_infected == "keep"
+
+
+@pytest.mark.parametrize("days, ok", [(0, True), (3650, True), (3651, False), (10**6, False), (-1, False)])
+def test_rescan_days_are_bounded(tenant, key_client, days, ok):
+    response = key_client(tenant, Role.ADMIN).post(
+        "/api/v1/policies/", {"name": "p", "rescan_days_on_signature_change": days}, format="json"
+    )
+    assert response.status_code == (201 if ok else 400), response.json()
+    if not ok:
+        assert "rescan_days_on_signature_change" in response.json()
+
+
+def test_the_schema_documents_the_policy_bounds(tenant, key_client, settings):
+    schema = key_client(tenant, Role.VIEWER).get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    fields = schema["components"]["schemas"]["ScanPolicyRequest"]["properties"]
+    assert fields["rescan_days_on_signature_change"]["maximum"] == 3650
+    assert fields["max_object_size"]["maximum"] == settings.MAX_OBJECT_SIZE
+    assert fields["include_patterns"]["maxItems"] == 100

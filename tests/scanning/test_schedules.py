@@ -239,3 +239,58 @@ def test_the_schedule_list_costs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(6):
         response = client.get("/api/v1/schedules/")
     assert len(response.json()["results"]) == 6
+
+
+# --- one tenant's bad row never stops the others ------------------------------------------------------
+
+
+def _stale_result(tenant, bucket):
+    with scope(tenant=tenant):
+        type(bucket).objects.filter(pk=bucket.pk).update(protected=True)
+        ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key="k",
+            verdict="Clean",
+            signature_version="old",
+            dedupe_key=os.urandom(32).hex(),
+            scanned_at=timezone.now(),
+        )
+
+
+def test_a_bad_policy_row_does_not_stop_other_tenants_rescans(
+    tenant, outsider_tenant, make_linked_bucket, django_capture_on_commit_callbacks
+):
+    bad = make_linked_bucket(outsider_tenant, rescan_days_on_signature_change=7)
+    good = make_linked_bucket(tenant, rescan_days_on_signature_change=7)
+    _stale_result(outsider_tenant, bad)
+    _stale_result(tenant, good)
+    with scope(tenant=outsider_tenant):
+        # Written past the API's bound, straight into the database: the window would reach before year 1.
+        # Named to sort first, so that it is the first policy the loop meets.
+        type(bad.policy).objects.filter(pk=bad.policy_id).update(
+            name="a bad policy", rescan_days_on_signature_change=2_000_000_000
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        started = schedules.rescan_after_signature_change(signature_version="new")
+    with scope(tenant=tenant):
+        assert [str(j.pk) for j in ScanJob.objects.filter(bucket=good)] == started
+    assert len(started) == 1
+
+
+def test_a_bad_schedule_row_does_not_stop_other_tenants_schedules(
+    tenant, outsider_tenant, make_linked_bucket, django_capture_on_commit_callbacks
+):
+    bad = _schedule(outsider_tenant, make_linked_bucket(outsider_tenant))
+    good = _schedule(tenant, make_linked_bucket(tenant))
+    with scope(tenant=outsider_tenant):
+        # A cron the API would refuse, written directly, and due before the good one.
+        Schedule.objects.filter(pk=bad.pk).update(
+            cron="nonsense", next_run_at=timezone.now() - timedelta(hours=1)
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        report = schedules.run_due_schedules()
+    assert report.failed == 1
+    with scope(tenant=tenant):
+        assert report.fired == [str(ScanJob.objects.get(bucket=good.bucket).pk)]

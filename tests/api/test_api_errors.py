@@ -1,0 +1,73 @@
+"""Answers under /api/ are JSON whatever goes wrong, and NUL characters are a 400, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import Role
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/policies/not-an-id/x", "/api/v2/", "/api/"])
+def test_an_unknown_api_path_answers_json_404(tenant, key_client, settings, debug, path):
+    settings.DEBUG = debug
+    response = key_client(tenant).get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_an_unknown_method_answers_json_405(tenant, key_client):
+    response = key_client(tenant).put("/api/v1/policies/", {}, format="json")
+    assert response.status_code == 405
+    assert "detail" in response.json()
+
+
+def test_a_server_error_in_the_api_answers_json_500(tenant, key_client, monkeypatch, settings):
+    settings.DEBUG = True  # not the debug page, not a traceback
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr("accounts.api.MeView.get", broken)
+    response = key_client(tenant).get("/api/v1/me")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Server error."}
+
+
+NUL = "a\u0000b"
+
+
+@pytest.mark.parametrize(
+    "method, path, body, field",
+    [
+        ("post", "/api/v1/policies/", {"name": NUL}, "name"),
+        (
+            "post",
+            "/api/v1/policies/",
+            {"name": "p", "include_patterns": ["*.exe", NUL]},
+            "include_patterns.1",
+        ),
+        ("post", "/api/v1/policies/", {"name": "p", NUL: 1}, "non_field_errors"),
+        ("patch", "/api/v1/tenant", {"name": NUL}, "name"),
+        ("patch", "/api/v1/tenant", {"allowed_cidrs": [NUL]}, "allowed_cidrs.0"),
+        ("post", "/api/v1/members/", {"email": f"{NUL}@example.com", "role": "viewer"}, "email"),
+        ("post", "/api/v1/api-keys/", {"name": NUL}, "name"),
+        ("post", "/api/v1/channels/", {"name": NUL, "kind": "email"}, "name"),
+        ("post", "/api/v1/accounts/", {"account_id": "123456789012", "name": NUL}, "name"),
+        ("post", "/api/v1/scan/existing", {"bucket": NUL, "key": NUL}, "bucket"),
+    ],
+)
+def test_a_nul_anywhere_in_a_body_is_a_field_error(tenant, key_client, method, path, body, field):
+    response = getattr(key_client(tenant, Role.ADMIN), method)(path, body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+
+
+@pytest.mark.parametrize("query", ["key=a%00b", "key_prefix=%00", "verdict=%00", "cursor=%00", "a%00=1"])
+def test_a_nul_in_a_query_parameter_is_a_400(tenant, key_client, query):
+    response = key_client(tenant).get(f"/api/v1/results/?{query}")
+    assert response.status_code == 400
+    assert response.json()
