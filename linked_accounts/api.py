@@ -110,7 +110,10 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
             ),
             OpenApiParameter("syntax", str, enum=["json", "yaml"]),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/yaml"): OpenApiTypes.OBJECT,
+        },
     )
     @action(detail=True, methods=["get"])
     def template(self, request: Request, pk: str | None = None) -> Any:

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -24,6 +24,12 @@ from scanning.models import MAX_PATTERN_LENGTH, MAX_PATTERNS, Bucket, ScanPolicy
 
 class ScanResultSerializer(serializers.ModelSerializer):
     bucket = serializers.UUIDField(source="bucket_id", read_only=True)
+    action_status = serializers.ChoiceField(
+        choices=ScanResult.ActionStatus.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Empty: no action.",
+    )
 
     class Meta:
         model = ScanResult
@@ -45,7 +51,7 @@ RESULT_FILTERS = [
 ]
 
 
-@extend_schema(parameters=RESULT_FILTERS)
+@extend_schema_view(list=extend_schema(parameters=RESULT_FILTERS))
 class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = ScanResult.objects.none()
     serializer_class = ScanResultSerializer
