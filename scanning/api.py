@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -82,9 +83,11 @@ class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         if since := params.get("since"):
             try:
                 when = parse_datetime(since)
-            except ValueError:  # well-formed but impossible, e.g. month 13
+                # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts (up to ±23:59).
+                when = when.astimezone(UTC) if when is not None and when.tzinfo is not None else None
+            except (ValueError, OverflowError):  # impossible (month 13), or out of range once in UTC
                 when = None
-            if when is None or when.tzinfo is None:
+            if when is None:
                 errors["since"] = ["Use an ISO 8601 time with a zone, e.g. 2026-01-31T00:00:00Z."]
             queryset = queryset.filter(scanned_at__gte=when) if when else queryset
         if errors:
