@@ -32,7 +32,7 @@ from tests.api.test_isolation_sweep import OBJECT_FACTORIES
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = int(os.environ.get("S3AV_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("S3AV_FUZZ_EXAMPLES", "4"))
 
 
 _getaddrinfo = socket.getaddrinfo
