@@ -129,9 +129,12 @@ class MemberViewSet(
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         membership = self.get_object()
-        body = MembershipUpdateSerializer(data=request.data)
+        body = MembershipUpdateSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        membership = services.change_role(self.tenant, self.actor, membership, body.validated_data["role"])
+        if "role" in body.validated_data:  # else a PATCH that changes nothing
+            membership = services.change_role(
+                self.tenant, self.actor, membership, body.validated_data["role"]
+            )
         return Response(MembershipSerializer(membership).data)
 
     def perform_destroy(self, instance: Membership) -> None:

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
-from linked_accounts import services, templates
+from linked_accounts import aws, services, templates
 from linked_accounts.models import AwsAccount, AwsOrganization
 from s3av.api import TenantViewSet
 
@@ -27,7 +27,9 @@ class AccountSerializer(serializers.ModelSerializer):
         help_text="The external id the account's role must require (the organisation's, under one).",
     )
     organization: serializers.PrimaryKeyRelatedField[AwsOrganization] = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The organisation (StackSet) this account was linked under, or null."
+        read_only=True,
+        allow_null=True,
+        help_text="The organisation (StackSet) this account was linked under, or null.",
     )
 
     class Meta:
@@ -82,7 +84,13 @@ class AccountUpdateSerializer(serializers.Serializer):
 
 
 class VerifySerializer(serializers.Serializer):
-    role_arn = serializers.CharField(max_length=2048)
+    # The schema states the ARN's shape (the same pattern verify_account checks); that it is in the
+    # linked account, and assumable, is for verify_account to say.
+    role_arn = serializers.RegexField(
+        aws.ROLE_ARN.pattern,
+        max_length=2048,
+        error_messages={"invalid": "That is not an IAM role ARN (arn:aws:iam::<account id>:role/<name>)."},
+    )
 
 
 TeardownSerializer = inline_serializer(
@@ -133,9 +141,10 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     @extend_schema(request=AccountUpdateSerializer, responses=AccountSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         account = self.get_object()
-        body = AccountUpdateSerializer(data=request.data)
+        body = AccountUpdateSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        account = services.update_account(self.tenant, self.actor, account, **body.validated_data)
+        if body.validated_data:  # else a PATCH that changes nothing
+            account = services.update_account(self.tenant, self.actor, account, **body.validated_data)
         return Response(AccountSerializer(account).data)
 
     @extend_schema(
@@ -158,7 +167,10 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
             ),
             OpenApiParameter("syntax", str, enum=["json", "yaml"]),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/yaml"): OpenApiTypes.OBJECT,
+        },
     )
     @action(detail=True, methods=["get"])
     def template(self, request: Request, pk: str | None = None) -> Any:
@@ -263,7 +275,10 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             ),
             OpenApiParameter("syntax", str, enum=["json", "yaml"]),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/yaml"): OpenApiTypes.OBJECT,
+        },
     )
     @action(detail=True, methods=["get"])
     def template(self, request: Request, pk: str | None = None) -> Any:

@@ -198,6 +198,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "s3av.drf.document_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ProblemActionEnum": "scanning.models.ProblemAction",
         "InfectedActionEnum": "scanning.models.InfectedAction",

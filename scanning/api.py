@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
@@ -23,6 +24,7 @@ from scanning.models import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERNS,
     Bucket,
+    Resolution,
     ScanPolicy,
     ScanResult,
     TriageState,
@@ -32,6 +34,24 @@ from scanning.models import (
 
 class ScanResultSerializer(serializers.ModelSerializer):
     bucket = serializers.UUIDField(source="bucket_id", read_only=True)
+    action_status = serializers.ChoiceField(
+        choices=ScanResult.ActionStatus.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Empty: no action.",
+    )
+    resolution = serializers.ChoiceField(
+        choices=Resolution.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="How the finding was resolved; empty while it is open (or not a finding).",
+    )
+    triage_state = serializers.ChoiceField(
+        choices=TriageState.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="open or resolved for a finding; empty for a Clean result.",
+    )
 
     class Meta:
         model = ScanResult
@@ -95,7 +115,7 @@ def _triage_body(serializer_class: type[serializers.Serializer], request: Reques
     return dict(body.validated_data)
 
 
-@extend_schema(parameters=RESULT_FILTERS)
+@extend_schema_view(list=extend_schema(parameters=RESULT_FILTERS))
 class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = ScanResult.objects.none()
     serializer_class = ScanResultSerializer
@@ -130,9 +150,11 @@ class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         if since := params.get("since"):
             try:
                 when = parse_datetime(since)
-            except ValueError:  # well-formed but impossible, e.g. month 13
+                # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts (up to ±23:59).
+                when = when.astimezone(UTC) if when is not None and when.tzinfo is not None else None
+            except (ValueError, OverflowError):  # impossible (month 13), or out of range once in UTC
                 when = None
-            if when is None or when.tzinfo is None:
+            if when is None:
                 errors["since"] = ["Use an ISO 8601 time with a zone, e.g. 2026-01-31T00:00:00Z."]
             queryset = queryset.filter(scanned_at__gte=when) if when else queryset
         if errors:

@@ -104,8 +104,10 @@ class BucketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
     @extend_schema(request=BucketUpdateSerializer, responses=BucketSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         bucket = self.get_object()
-        body = BucketUpdateSerializer(data=request.data)
+        body = BucketUpdateSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
+        if "policy" not in body.validated_data:  # a PATCH that changes nothing
+            return Response(BucketSerializer(bucket).data)
         policy_id = body.validated_data["policy"]
         policy = None
         if policy_id is not None:

@@ -301,7 +301,7 @@ class ScanUploadView(APIView):
             ),
             OpenApiParameter("key", OpenApiTypes.STR, description="the key to store it under"),
         ],
-        responses={200: ScanVerdictSerializer, 413: None},
+        responses={200: ScanVerdictSerializer, 411: None, 413: None},
     )
     def post(self, request: Request) -> Response:
         tenant = request_tenant(request)
