@@ -168,6 +168,13 @@ class ScanPolicy(models.Model):
             raise ValidationError({"quarantine_bucket": "Name the bucket that quarantined objects move to."})
         if len(set(self.managed_tag_keys)) != len(self.managed_tag_keys):
             raise ValidationError({"tag_result_key": "The four tag keys must differ."})
+        if self.tenant_id and self.quarantine_bucket:
+            # Here, not only in the API's serializer: the admin and the services validate with this too.
+            from scanning.protection import quarantine_loop
+
+            loop = quarantine_loop(self.tenant, self.quarantine_bucket, self if self.pk else None)
+            if loop:
+                raise ValidationError({"quarantine_bucket": loop})
 
     def needs_quarantine_bucket(self) -> bool:
         return InfectedAction.QUARANTINE in {self.on_infected, self.on_unscannable, self.on_error}
@@ -228,6 +235,16 @@ class Bucket(models.Model):
             raise ValidationError({"account": "The account belongs to another tenant."})
         if self.policy_id and self.policy is not None and self.policy.tenant_id != self.tenant_id:
             raise ValidationError({"policy": "The policy belongs to another tenant."})
+        policy = (
+            self.policy
+            if self.policy_id
+            else ScanPolicy.objects.filter(tenant_id=self.tenant_id, is_default=True).first()
+        )
+        if policy is not None and self.name and policy.quarantine_bucket == self.name:
+            # As protection.set_bucket_policy refuses it: the bucket would quarantine its own copies.
+            raise ValidationError(
+                {"policy": f"Policy {policy.name!r} quarantines into {self.name} itself: choose another."}
+            )
 
     def effective_policy(self) -> ScanPolicy:
         return self.policy or ScanPolicy.default_for(self.tenant)

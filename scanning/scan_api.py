@@ -14,7 +14,7 @@ import hashlib
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import urlencode
 
@@ -376,6 +376,22 @@ def _store_target(tenant: Tenant, params: Any) -> tuple[Bucket, str] | None:
     return bucket, key
 
 
+def _written_at(s3: Any, bucket: Bucket, key: str, version_id: str, etag: str) -> datetime | None:
+    """The stored object's LastModified, to the second (PutObject answers none).
+
+    In an unversioned bucket it is what tells a later PUT of the same bytes (a new object, without this
+    object's tags) from the stored object itself; without it that PUT would fold into this verdict and
+    stay untagged. None when the key already holds other bytes.
+    """
+    try:
+        written = s3ops.head_object(s3, bucket.name, key, version_id or None)
+    except s3ops.S3Error:
+        return None
+    if written.etag != etag or written.last_modified is None:
+        return None
+    return written.last_modified.replace(microsecond=0)
+
+
 def store_clean_upload(
     tenant: Tenant, actor: Actor, target: tuple[Bucket, str], scan: UploadScan, verdict: dict[str, Any]
 ) -> ScanResult:
@@ -409,6 +425,7 @@ def store_clean_upload(
     version_id = response.get("VersionId") or ""
     etag = str(response.get("ETag", "")).strip('"')
     fields = dict(
+        last_modified=_written_at(s3, bucket, key, version_id, etag),
         tenant=tenant,
         bucket=bucket,
         bucket_name=bucket.name,

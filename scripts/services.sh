@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install (from the machine's packages, when missing and this runs as root), start and check the local
 # services s3av uses:
-#   bash scripts/services.sh postgres rabbitmq          # the tests
+#   bash scripts/services.sh rabbitmq                   # the tests (scripts/test.sh starts PostgreSQL)
 #   bash scripts/services.sh postgres redis             # the demo
 #   bash scripts/services.sh                            # all three
 # PostgreSQL is the private cluster of scripts/postgres.sh (its own port, under var/): a PostgreSQL already

@@ -3,11 +3,18 @@
 # Without DATABASE_URL the tests use the private cluster of scripts/postgres.sh, started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -n ${DATABASE_URL:-} ]] || bash scripts/postgres.sh start >/dev/null
+# With S3AV_TEST_STOP_POSTGRES=1 (make test, CI) a cluster this run started is stopped when it ends, so it
+# does not keep port 54329 from the next checkout's run; started by hand it stays up for the next run.
+if [[ -z ${DATABASE_URL:-} ]]; then
+  if [[ ${S3AV_TEST_STOP_POSTGRES:-} == 1 ]] && ! bash scripts/postgres.sh status; then
+    trap 'bash scripts/postgres.sh stop' EXIT
+  fi
+  bash scripts/postgres.sh start >/dev/null
+fi
 source scripts/test-env.sh
 export S3AV_CLAMD="${S3AV_CLAMD:-unix://${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PWD/var}/clamav}/clamd.sock}"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .
-exec .venv/bin/pytest "$@"
+.venv/bin/pytest "$@"

@@ -176,3 +176,54 @@ def test_the_admin_verify_action_runs_the_same_checks_as_the_api(staff_client, t
     assert "not to the linked account" in response.content.decode()
     account.refresh_from_db()
     assert account.status == AwsAccount.Status.CONNECTED  # unchanged: the refused ARN never saved
+
+
+def _admin_form_data(obj, **changes):
+    """What the admin's change form posts for ``obj``, with ``changes``."""
+    import json
+
+    from django.forms.models import model_to_dict
+
+    data = {**model_to_dict(obj), **changes}
+    for name, value in data.items():
+        if isinstance(value, list | dict):
+            data[name] = json.dumps(value)
+        elif value is None:
+            data[name] = ""
+    return data
+
+
+def test_staff_cannot_make_a_protected_bucket_a_quarantine_bucket(staff_client, tenant):
+    # The API refuses it (s3av would scan and quarantine its own copies, over and over); so must the admin.
+    from scanning.models import ScanPolicy
+    from tests.linked_accounts.factories import make_bucket_row
+
+    with scope(tenant=tenant):
+        protected = make_bucket_row(tenant, protected=True)
+        policy = ScanPolicy.objects.create(tenant=tenant, name="strict", quarantine_bucket="q-elsewhere")
+    response = staff_client.post(
+        f"/admin/scanning/scanpolicy/{policy.pk}/change/",
+        _admin_form_data(policy, on_infected="quarantine", quarantine_bucket=protected.name),
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "protected bucket" in response.content.decode()
+    policy.refresh_from_db()
+    assert (policy.on_infected, policy.quarantine_bucket) == ("keep", "q-elsewhere")
+
+
+def test_staff_cannot_attach_a_policy_to_its_own_quarantine_bucket(staff_client, tenant):
+    from scanning.models import ScanPolicy
+    from tests.linked_accounts.factories import make_bucket_row
+
+    with scope(tenant=tenant):
+        bucket = make_bucket_row(tenant)
+        policy = ScanPolicy.objects.create(
+            tenant=tenant, name="strict", on_infected="quarantine", quarantine_bucket=bucket.name
+        )
+    response = staff_client.post(
+        f"/admin/scanning/bucket/{bucket.pk}/change/", _admin_form_data(bucket, policy=str(policy.pk))
+    )
+    assert response.status_code == 200
+    assert "itself" in response.content.decode()
+    bucket.refresh_from_db()
+    assert bucket.policy_id is None

@@ -72,3 +72,53 @@ def test_the_tests_environment_sends_nothing_for_loopback_through_a_proxy():
     ).stdout.split()
     assert out[0] == "True"
     assert out[1].startswith("example.org,")  # what the machine set is kept
+
+
+def _checkout_with_stub_tools(tmp_path: Path) -> Path:
+    # The real scripts in a throwaway checkout whose lint, type and test tools only succeed.
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    for name in ("test.sh", "test-env.sh", "postgres.sh"):
+        (checkout / "scripts" / name).write_text((ROOT / "scripts" / name).read_text())
+    tools = checkout / ".venv" / "bin"
+    tools.mkdir(parents=True)
+    for tool in ("ruff", "mypy", "pytest"):
+        (tools / tool).write_text("#!/bin/sh\nexit 0\n")
+        (tools / tool).chmod(0o755)
+    return checkout
+
+
+@pytest.mark.skipif(not any(Path("/usr/lib/postgresql").glob("*/bin/initdb")), reason="no PostgreSQL server")
+def test_make_tests_run_stops_the_cluster_it_started_and_leaves_a_running_one(tmp_path):
+    # Left running, the cluster of one checkout holds the port and every other checkout's `make test` on
+    # the machine fails ("taken by another server"). A cluster someone had running stays up.
+    checkout = _checkout_with_stub_tools(tmp_path)
+    env = {**os.environ, "S3AV_VAR_DIR": str(tmp_path / "var"), "S3AV_PG_PORT": str(_free_port())}
+    for name in ("DATABASE_URL", "S3AV_PG_DIR"):
+        env.pop(name, None)
+    test_sh = ["bash", str(checkout / "scripts" / "test.sh")]
+    try:
+        ran = subprocess.run(  # noqa: S603
+            test_sh, env={**env, "S3AV_TEST_STOP_POSTGRES": "1"}, capture_output=True, text=True, timeout=180
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert _postgres_sh("status", env).returncode != 0
+
+        assert _postgres_sh("start", env).returncode == 0
+        ran = subprocess.run(  # noqa: S603
+            test_sh, env={**env, "S3AV_TEST_STOP_POSTGRES": "1"}, capture_output=True, text=True, timeout=180
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert _postgres_sh("status", env).returncode == 0
+    finally:
+        _postgres_sh("destroy", env)
+
+
+def test_make_test_leaves_postgresql_to_the_test_script():
+    # The test script starts the private cluster only without DATABASE_URL (and stops it again for CI).
+    recipe = subprocess.run(
+        ["make", "-n", "test"],  # noqa: S607
+        cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "DATABASE_URL": "x"},
+    ).stdout  # fmt: skip
+    assert "postgres" not in recipe.replace("S3AV_TEST_STOP_POSTGRES", "")
+    assert "S3AV_TEST_STOP_POSTGRES=1 bash scripts/test.sh" in recipe

@@ -12,7 +12,7 @@ from django_scopes import scope
 from accounts.models import Role
 from scanning import services
 from scanning.models import Bucket, JobStatus, ScanJob, ScanResult, UsageMonth
-from tests.fixtures.scanning import EICAR
+from tests.fixtures.scanning import EICAR, next_second
 from tests.scanning.jobkit import drain
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws_settings", "empty_broker")]
@@ -340,6 +340,40 @@ def test_storing_the_same_bytes_twice_is_not_a_500(tenant, make_linked_bucket, k
     second = client.post(url, b"same bytes", content_type="application/octet-stream")
     assert (first.status_code, second.status_code) == (200, 200)
     assert first.json()["result"] == second.json()["result"]
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_a_stored_upload_put_again_with_the_same_bytes_is_tagged_again(
+    tenant, make_linked_bucket, key_client, s3_client, versioned
+):
+    # The PUT replaces the stored object and its tags (unversioned), or adds an untagged version: its own
+    # event must not fold into the stored upload's verdict, or the object stays untagged (unreadable
+    # behind the read gate). In an unversioned bucket only the stored object's LastModified tells them apart.
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    with scope(tenant=tenant):
+        Bucket.objects.filter(pk=bucket.pk).update(protected=True)
+    body = b"stored, then uploaded again\n" * 32
+    stored = key_client(tenant, Role.OPERATOR).post(
+        f"/api/v1/scan?bucket={bucket.pk}&key=again.txt", body, content_type="application/octet-stream"
+    )
+    assert stored.status_code == 200, stored.content
+    next_second()
+    put = s3_client.put_object(Bucket=bucket.name, Key="again.txt", Body=body)
+    assert s3_client.get_object_tagging(Bucket=bucket.name, Key="again.txt")["TagSet"] == []
+    with scope(tenant=tenant):
+        result = services.run_scan(
+            tenant,
+            bucket,
+            "again.txt",
+            version_id=None,
+            etag=put["ETag"],
+            trigger="event",
+            dedupe_key=services.dedupe_key_for(bucket, "again.txt", None, put["ETag"], False),
+            size=len(body),
+        )
+    assert result is not None and str(result.pk) != stored.json()["result"]
+    tags = s3_client.get_object_tagging(Bucket=bucket.name, Key="again.txt")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in tags}["scan-result"] == "Clean"
 
 
 def test_a_store_key_with_nul_is_a_field_error(tenant, make_linked_bucket, key_client):
