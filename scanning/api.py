@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from accounts.models import Role
 from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
-from scanning import policies, protection, services
+from scanning import policies, services
 from scanning.models import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERNS,
@@ -249,10 +249,6 @@ class ScanPolicySerializer(serializers.ModelSerializer):
             candidate.full_clean(exclude=["tenant"], validate_constraints=False)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from None
-        if loop := protection.quarantine_loop(
-            candidate.tenant, candidate.quarantine_bucket or "", self.instance
-        ):
-            raise ValidationError({"quarantine_bucket": [loop]})
         return attrs
 
 
