@@ -276,7 +276,7 @@ class ScanUploadView(APIView):
             params = django_request.GET
             self.scan = UploadScan(upload_limit(tenant), spool=bool(params.get("bucket")))
             length = django_request.META.get("CONTENT_LENGTH") or ""
-            if not length.isdigit() or "HTTP_TRANSFER_ENCODING" in django_request.META:
+            if not (length.isascii() and length.isdigit()) or "HTTP_TRANSFER_ENCODING" in django_request.META:
                 # Django reads no more than Content-Length: without one (chunked) it would read nothing
                 # and the empty body would come back Clean for bytes never scanned. `Content-Length: 0`
                 # is a real, empty object, and is scanned like any other.

@@ -618,3 +618,11 @@ def test_an_upload_cut_off_by_the_client_is_a_400_not_an_engine_error(tenant, ke
     )
     assert response.status_code == 400, response.content
     assert "ended before" in str(response.json())
+
+
+@pytest.mark.parametrize("length", ["²", "1٣", " 5", "-1"])
+def test_a_content_length_that_is_not_ascii_digits_is_a_411_not_a_500(tenant, key_client, length):
+    response = key_client(tenant, Role.OPERATOR).generic(
+        "POST", "/api/v1/scan", b"x", content_type="application/octet-stream", CONTENT_LENGTH=length
+    )
+    assert response.status_code == 411, response.content
