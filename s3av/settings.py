@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz answer probes by IP (any Host header, plain HTTP); s3av/health.py.
+    "s3av.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -163,6 +165,8 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("S3AV_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_SSL_REDIRECT = env_bool("S3AV_SSL_REDIRECT", False)
+    # Probes talk plain HTTP to the process (HealthCheckMiddleware answers them before the redirect too).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     if TRUSTED_PROXY_COUNT:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

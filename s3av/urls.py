@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from accounts import api as accounts_api
 from accounts import views as accounts_views
 from linked_accounts import api as linked_accounts_api
+from s3av import health
 from s3av import middleware as api_answers
 from scanning import api as scanning_api
 from scanning import buckets_api, channels_api, jobs_api, scan_api
@@ -59,7 +60,9 @@ admin.site.site_header = "s3av support"
 urlpatterns = [
     path("", accounts_views.home, name="home"),
     path("tenant/switch", accounts_views.switch_tenant, name="switch-tenant"),
-    path("healthz", accounts_views.healthz, name="healthz"),
+    # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("results/", scanning_views.results, name="results"),
     path("buckets/", scanning_views.buckets, name="buckets"),
     path("jobs/", scanning_views.jobs, name="jobs"),
