@@ -6,7 +6,8 @@ They probe by IP address, with whatever Host header they like, and often over pl
 SecurityMiddleware's HTTPS redirect and before anything reads the Host header (CommonMiddleware would
 refuse an unknown host with 400). Nothing else is reachable this way: any other path goes through the
 full stack and ALLOWED_HOSTS as before. The answers are small JSON with no details a stranger could use
-(which check failed, not why; the why is logged).
+(which check failed, not why; the why is logged). ``/metrics`` (s3av/metrics.py) is answered the same
+way, behind its bearer token.
 """
 
 from __future__ import annotations
@@ -73,7 +74,18 @@ def check_clamd() -> None:
     ClamdClient(settings.CLAMD_ADDRESS, timeout=PROBE_TIMEOUT).ping()
 
 
-PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
+def metrics(request: HttpRequest) -> HttpResponse:
+    from s3av.metrics import metrics_view
+
+    return metrics_view(request)
+
+
+# /metrics is here too: Prometheus scrapes by pod IP, and the path is guarded by its own bearer token.
+PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+    "/healthz": healthz,
+    "/readyz": readyz,
+    "/metrics": metrics,
+}
 
 
 class HealthCheckMiddleware:

@@ -286,6 +286,15 @@ SIGNATURES_RELOAD_TIMEOUT = env_duration("S3AV_SIGNATURES_RELOAD_TIMEOUT", "300s
 # Signatures older than this raise an operational notification (scanning/fleet.py).
 SIGNATURES_MAX_AGE = env_duration("S3AV_SIGNATURES_MAX_AGE", "1d", minimum=60)
 
+# --- The fleet, metrics ---------------------------------------------------------------------------
+AGENT_HEARTBEAT_SECONDS = env_duration("S3AV_AGENT_HEARTBEAT", "30s")
+AGENT_LOST_SECONDS = env_duration("S3AV_AGENT_LOST_AFTER", "120s")
+# Touched by each worker heartbeat (and each ingest poll, scheduler tick): for a container's liveness
+# command, e.g. `test $(( $(date +%s) - $(stat -c %Y FILE) )) -lt 120`.
+HEARTBEAT_FILE = env_str("S3AV_HEARTBEAT_FILE", "")
+# Bearer token of /metrics; unset: /metrics answers 404.
+METRICS_TOKEN = env_optional("S3AV_METRICS_TOKEN") or ""
+
 BROKER_URL = env_url(
     "S3AV_BROKER_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "amqp", "amqps", "stub"}
 )
@@ -307,6 +316,9 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "scanning.worker_middleware.FleetMiddleware",
+        # dramatiq's own per-worker metrics on dramatiq_prom_port (9191), when asked for.
+        *(["dramatiq.middleware.prometheus.Prometheus"] if env_bool("S3AV_WORKER_PROMETHEUS", False) else []),
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors"]

@@ -9,7 +9,7 @@ from linked_accounts import api as linked_accounts_api
 from s3av import health
 from s3av import middleware as api_answers
 from scanning import api as scanning_api
-from scanning import buckets_api, channels_api, jobs_api, scan_api
+from scanning import buckets_api, channels_api, fleet_api, jobs_api, scan_api
 from scanning import views as scanning_views
 
 
@@ -33,6 +33,7 @@ router.register("buckets", buckets_api.BucketViewSet, basename="bucket")
 router.register("jobs", jobs_api.ScanJobViewSet, basename="job")
 router.register("schedules", jobs_api.ScheduleViewSet, basename="schedule")
 router.register("channels", channels_api.ChannelViewSet, basename="channel")
+router.register("agents", fleet_api.AgentViewSet, basename="agent")
 
 api_v1 = [
     path("me", accounts_api.MeView.as_view(), name="me"),
@@ -63,6 +64,7 @@ urlpatterns = [
     # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("results/", scanning_views.results, name="results"),
     path("buckets/", scanning_views.buckets, name="buckets"),
     path("jobs/", scanning_views.jobs, name="jobs"),

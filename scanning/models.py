@@ -645,6 +645,9 @@ class NotificationChannel(models.Model):
         self.save(update_fields=["last_delivered_at", "last_error"])
 
     def mark_failed(self, error: str) -> None:
+        from scanning.stats import STATS
+
+        STATS.notification_failed()
         self.last_error = error[:2000]
         self.save(update_fields=["last_error"])
 
@@ -675,6 +678,7 @@ class SignatureUpdate(models.Model):
     downloaded = models.JSONField(default=list, blank=True)
     removed = models.JSONField(default=list, blank=True)
     versions = models.JSONField(default=dict, blank=True, help_text="clamd address -> VERSION after reload")
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="When a failure was notified.")
 
     class Meta:
         ordering = ["-started_at"]
@@ -711,6 +715,8 @@ class Agent(models.Model):
     engine_ok = models.BooleanField(default=True)
     scans_in_flight = models.PositiveIntegerField(default=0)
     scans_done = models.PositiveBigIntegerField(default=0)
+    # The process's counters (scanning/stats.py): verdicts, bytes, histograms; exposed by /metrics.
+    stats = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now)

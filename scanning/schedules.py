@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_CHECK_EVERY = timedelta(minutes=10)
 # Linked accounts' buckets are discovered again this often (new buckets appear, removed ones are marked).
 DISCOVERY_EVERY = timedelta(hours=6)
+# Lost agents, stale signatures, silent engines (scanning/fleet.py).
+FLEET_CHECK_EVERY = timedelta(minutes=1)
 
 
 # --- writes ------------------------------------------------------------------------------------------
@@ -96,6 +98,7 @@ class TickReport:
     rescans: list[str] = field(default_factory=list)  # job ids started for new signatures
     discovery: bool = False  # whether periodic bucket discovery was sent
     signatures: str = ""  # the signature update's status when one ran this tick
+    alerts: list[str] = field(default_factory=list)  # operational alerts raised (lost agents, ...)
 
 
 def run_due_schedules(now: datetime | None = None) -> TickReport:
@@ -213,6 +216,7 @@ class Scheduler:
         self.last_signature_check: datetime | None = None
         self.last_discovery: datetime | None = None
         self.last_signature_update: datetime | None = None
+        self.last_fleet_check: datetime | None = None
 
     def tick(self, now: datetime | None = None) -> TickReport:
         now = now or timezone.now()
@@ -222,6 +226,9 @@ class Scheduler:
             report.signatures = self._update_signatures()
             if report.signatures == "updated":
                 self.last_signature_check = None  # rescans for the new signatures in this tick
+        if self.last_fleet_check is None or now - self.last_fleet_check >= FLEET_CHECK_EVERY:
+            self.last_fleet_check = now
+            report.alerts = self._check_fleet(now)
         if self.last_signature_check is None or now - self.last_signature_check >= SIGNATURE_CHECK_EVERY:
             self.last_signature_check = now
             try:
@@ -255,3 +262,13 @@ class Scheduler:
             log.exception("signature update failed")
             return "failed"
         return record.status if record is not None else ""
+
+    def _check_fleet(self, now: datetime) -> list[str]:
+        from scanning import fleet
+
+        try:
+            fleet.forget_old_agents(now)
+            return [kind for kind, _ in fleet.check_fleet(now)]
+        except Exception:  # the next check tries again
+            log.exception("fleet check failed")
+            return []
