@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -220,6 +221,8 @@ class Scheduler:
 
     def tick(self, now: datetime | None = None) -> TickReport:
         now = now or timezone.now()
+        if settings.HEARTBEAT_FILE:
+            Path(settings.HEARTBEAT_FILE).touch()  # the loop runs: a container's liveness check
         report = run_due_schedules(now)
         if self._signature_update_due(now):
             self.last_signature_update = now

@@ -317,7 +317,11 @@ class Updater:
             state.checked_at = _now()
             state.rejected = {}
             state.write(self.state_path)
-            return Result(CURRENT, generation=state.generation)
+            result = Result(CURRENT, generation=state.generation)
+            # A clamd that missed the last RELOAD (down, or slower than the timeout) gets it now.
+            assert live is not None
+            self._reload_all(live.name, result, only_if_behind=True)
+            return result
         if state.rejected.get("plan") == plan.fingerprint():
             # The same files as the rejected run: reject again without downloading them again.
             return Result(
@@ -382,10 +386,12 @@ class Updater:
         _fsync_dir(self.dir)
         return legacy
 
-    def _reload_all(self, generation: str, result: Result) -> None:
+    def _reload_all(self, generation: str, result: Result, only_if_behind: bool = False) -> None:
         failures = []
         for client in self.clamds:
             try:
+                if only_if_behind and runs_generation(client, generation):
+                    continue
                 result.versions[client.address] = reload_and_confirm(client, generation, self.reload_timeout)
                 result.reloaded.append(client.address)
             except engine.EngineError as exc:
@@ -464,9 +470,15 @@ def _reply_for(output: str, path: str) -> str:
 
 
 def _first_error(output: str) -> str:
+    # clamscan's own "ERROR: Malformed database" plus libclamav's lines naming the file and line.
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if "ERROR" in line or "rror" in line]
-    return (errors or lines or ["no output"])[0][:500]
+    errors = [line.removeprefix("LibClamAV Error: ") for line in lines if "rror" in line]
+    return "; ".join(dict.fromkeys(errors or lines or ["no output"]))[:500]
+
+
+def runs_generation(client: engine.ClamdClient, generation: str) -> bool:
+    reply = client.scan_stream([canary_bytes(generation)])
+    return any(_is_canary(name, generation) for name in reply.signatures)
 
 
 def reload_and_confirm(client: engine.ClamdClient, generation: str, timeout: float) -> str:

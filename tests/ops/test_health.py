@@ -90,3 +90,20 @@ def test_the_settings_exempt_the_probes_from_the_redirect() -> None:
     if exempt is None:  # debug mode sets no HTTPS behaviour at all
         pytest.skip("S3AV_DEBUG is on")
     assert all(any(re.search(p, path) for p in exempt) for path in ("healthz", "readyz"))
+
+
+def test_ingest_and_the_scheduler_touch_the_heartbeat_file(settings: Any, tmp_path: Any) -> None:
+    import threading
+
+    from scanning import ingest
+    from scanning.schedules import Scheduler
+
+    settings.HEARTBEAT_FILE = str(tmp_path / "scheduler.alive")
+    Scheduler().tick()
+    assert (tmp_path / "scheduler.alive").exists()
+
+    settings.HEARTBEAT_FILE = str(tmp_path / "ingest.alive")
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    ingest.run(stop, wait_seconds=1, refresh_seconds=0.1)
+    assert (tmp_path / "ingest.alive").exists()

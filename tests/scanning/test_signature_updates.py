@@ -350,3 +350,23 @@ def test_the_scheduler_updates_at_the_interval_when_a_source_is_set(mirror: tupl
 
     settings.SIGNATURES_SOURCE = ""
     assert Scheduler().tick(now).signatures == ""
+
+
+def test_a_clamd_that_missed_the_reload_gets_it_at_the_next_run(
+    mirror: tuple[Any, str], updater_settings: Any, clamd: ClamdClient, tmp_path: Path, capsys: Any
+) -> None:
+    s3, bucket = mirror
+    sample = b"published while clamd was unreachable " + os.urandom(16)
+    s3.put_object(Bucket=bucket, Key="clamav/missed.hsb", Body=hsb(sample, "S3av.Test.Missed"))
+    address = updater_settings.CLAMD_ADDRESS
+    updater_settings.CLAMD_ADDRESS = f"unix://{tmp_path}/unreachable.sock"
+    code, line = update(capsys)
+    assert code == 1 and "not confirmed by every clamd" in line
+    assert verdict(clamd, sample)[0] == "clean"  # never told to reload
+
+    updater_settings.CLAMD_ADDRESS = address
+    code, line = update(capsys)
+    s3.delete_object(Bucket=bucket, Key="clamav/missed.hsb")
+    assert code == 0 and line.startswith("current"), line
+    assert verdict(clamd, sample) == ("infected", ["S3av.Test.Missed"])
+    update(capsys)

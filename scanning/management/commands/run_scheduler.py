@@ -8,10 +8,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
@@ -45,8 +43,6 @@ class Command(BaseCommand):
         while not stop.is_set():
             close_old_connections()  # a long-lived process must not keep a connection the server dropped
             try:
-                if settings.HEARTBEAT_FILE:
-                    Path(settings.HEARTBEAT_FILE).touch()  # for a container platform's liveness command
                 report = scheduler.tick()
                 if report.fired or report.rescans:
                     log.info("scheduler tick", extra={"fired": report.fired, "rescans": report.rescans})
