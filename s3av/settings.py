@@ -321,7 +321,7 @@ DRAMATIQ_BROKER = {
         *(["dramatiq.middleware.prometheus.Prometheus"] if env_bool("S3AV_WORKER_PROMETHEUS", False) else []),
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors"]
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors", "ops_actors"]
 
 # --- Logging: one JSON object per line -------------------------------------
 LOG_LEVEL = env_str("S3AV_LOG_LEVEL", "INFO").upper()

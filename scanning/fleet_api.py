@@ -43,7 +43,8 @@ class StaffAgentSerializer(AgentSerializer):
 
 
 class AgentPagination(CursorPagination):
-    ordering = ("-last_seen_at", "-id")
+    # Not last_seen_at: a cursor over a field every heartbeat rewrites would skip and repeat rows.
+    ordering = ("-started_at", "-id")
 
 
 @extend_schema(responses=StaffAgentSerializer(many=True))
