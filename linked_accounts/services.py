@@ -225,6 +225,7 @@ def discover_buckets(tenant: Tenant, actor: Actor, account: AwsAccount) -> dict[
 
     now = timezone.now()
     created = missing = 0
+    new_names: list[str] = []
     with transaction.atomic():
         existing = {
             b.name: b for b in Bucket.objects.select_for_update().filter(tenant=tenant, account=account)
@@ -234,6 +235,7 @@ def discover_buckets(tenant: Tenant, actor: Actor, account: AwsAccount) -> dict[
             if bucket is None:
                 Bucket.objects.create(tenant=tenant, account=account, name=name, discovered_at=now, **info)
                 created += 1
+                new_names.append(name)
                 continue
             for attr, value in info.items():
                 setattr(bucket, attr, value)
@@ -248,6 +250,11 @@ def discover_buckets(tenant: Tenant, actor: Actor, account: AwsAccount) -> dict[
         account.last_error = ""
         account.save(update_fields=["last_checked_at", "last_error"])
         summary = {"found": len(seen), "new": created, "newly_missing": missing, "problems": problems}
+        if new_names:
+            from scanning.ops_notifications import tenant_event
+
+            shown = ", ".join(sorted(new_names)[:20]) + (" and more" if len(new_names) > 20 else "")
+            tenant_event(tenant, "bucket.discovered", f"new buckets in account {account.account_id}: {shown}")
         record(tenant, actor, "account.discover", account, summary)
     return summary
 

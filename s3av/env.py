@@ -96,6 +96,22 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def env_duration(name: str, default: str, minimum: int = 1) -> int:
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``."""
+    value = _raw(name) or default
+    match = _DURATION_RE.match(value)
+    if not match:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a duration such as 90s, 30m, 2h or 1d.")
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if seconds < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum} seconds.")
+    return seconds
+
+
 def env_size(name: str, default: str) -> int:
     value = _raw(name) or default
     try:

@@ -12,6 +12,7 @@ instead: the service's processes refuse to start without it (s3av.startup), whil
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -20,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from s3av.env import (
     env_bool,
     env_cidrs,
+    env_duration,
     env_float,
     env_int,
     env_list,
@@ -79,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz answer probes by IP (any Host header, plain HTTP); s3av/health.py.
+    "s3av.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -161,6 +165,8 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("S3AV_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_SSL_REDIRECT = env_bool("S3AV_SSL_REDIRECT", False)
+    # Probes talk plain HTTP to the process (HealthCheckMiddleware answers them before the redirect too).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     if TRUSTED_PROXY_COUNT:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -257,6 +263,42 @@ ALLOW_HTTP_WEBHOOKS = env_bool("S3AV_ALLOW_HTTP_WEBHOOKS", False)
 # a killed worker is taken over once it runs out.
 SCAN_LEASE_SECONDS = env_int("S3AV_SCAN_LEASE_SECONDS", 300, minimum=5)
 
+# --- Signature updates (scanning/signatures.py, docs/operations.md) ----------
+# Where `manage.py update_signatures` gets new databases: empty (no updates), "freshclam" (ClamAV's
+# mirror, or the private mirror named in freshclam's own configuration), or s3://bucket/prefix (a
+# private mirror read with the service's own AWS credentials and S3AV_AWS_ENDPOINT_URL).
+SIGNATURES_SOURCE = env_str("S3AV_SIGNATURES_SOURCE", "").strip()
+if SIGNATURES_SOURCE not in {"", "freshclam"} and not re.fullmatch(
+    r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", SIGNATURES_SOURCE
+):
+    raise ImproperlyConfigured(
+        f"S3AV_SIGNATURES_SOURCE={SIGNATURES_SOURCE!r} must be empty, 'freshclam' or s3://bucket/prefix."
+    )
+SIGNATURES_INTERVAL = env_duration("S3AV_SIGNATURES_INTERVAL", "2h", minimum=60)
+FRESHCLAM_CONFIG = env_str("S3AV_FRESHCLAM_CONFIG", "/etc/clamav/freshclam.conf")
+# More clamd that load the same database directory (a shared volume) and are told to RELOAD after an
+# update, besides S3AV_CLAMD.
+SIGNATURES_CLAMDS = env_list("S3AV_SIGNATURES_CLAMDS")
+for _address in SIGNATURES_CLAMDS:
+    try:
+        _ClamdClient(_address)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"S3AV_SIGNATURES_CLAMDS: {_exc}") from None
+# How long a reloading clamd may take to answer with the new database (the official databases take
+# tens of seconds to load).
+SIGNATURES_RELOAD_TIMEOUT = env_duration("S3AV_SIGNATURES_RELOAD_TIMEOUT", "300s")
+# Signatures older than this raise an operational notification (scanning/fleet.py).
+SIGNATURES_MAX_AGE = env_duration("S3AV_SIGNATURES_MAX_AGE", "1d", minimum=60)
+
+# --- The fleet, metrics ---------------------------------------------------------------------------
+AGENT_HEARTBEAT_SECONDS = env_duration("S3AV_AGENT_HEARTBEAT", "30s")
+AGENT_LOST_SECONDS = env_duration("S3AV_AGENT_LOST_AFTER", "120s")
+# Touched by each worker heartbeat (and each ingest poll, scheduler tick): for a container's liveness
+# command, e.g. `test $(( $(date +%s) - $(stat -c %Y FILE) )) -lt 120`.
+HEARTBEAT_FILE = env_str("S3AV_HEARTBEAT_FILE", "")
+# Bearer token of /metrics; unset: /metrics answers 404.
+METRICS_TOKEN = env_optional("S3AV_METRICS_TOKEN") or ""
+
 BROKER_URL = env_url(
     "S3AV_BROKER_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "amqp", "amqps", "stub"}
 )
@@ -278,9 +320,12 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "scanning.worker_middleware.FleetMiddleware",
+        # dramatiq's own per-worker metrics on dramatiq_prom_port (9191), when asked for.
+        *(["dramatiq.middleware.prometheus.Prometheus"] if env_bool("S3AV_WORKER_PROMETHEUS", False) else []),
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors"]
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors", "ops_actors"]
 
 # --- Logging: one JSON object per line -------------------------------------
 LOG_LEVEL = env_str("S3AV_LOG_LEVEL", "INFO").upper()

@@ -6,9 +6,10 @@ from rest_framework.routers import SimpleRouter
 from accounts import api as accounts_api
 from accounts import views as accounts_views
 from linked_accounts import api as linked_accounts_api
+from s3av import health
 from s3av import middleware as api_answers
 from scanning import api as scanning_api
-from scanning import buckets_api, channels_api, jobs_api, scan_api
+from scanning import buckets_api, channels_api, fleet_api, jobs_api, scan_api
 from scanning import views as scanning_views
 
 
@@ -32,6 +33,7 @@ router.register("buckets", buckets_api.BucketViewSet, basename="bucket")
 router.register("jobs", jobs_api.ScanJobViewSet, basename="job")
 router.register("schedules", jobs_api.ScheduleViewSet, basename="schedule")
 router.register("channels", channels_api.ChannelViewSet, basename="channel")
+router.register("agents", fleet_api.AgentViewSet, basename="agent")
 
 api_v1 = [
     path("me", accounts_api.MeView.as_view(), name="me"),
@@ -59,7 +61,10 @@ admin.site.site_header = "s3av support"
 urlpatterns = [
     path("", accounts_views.home, name="home"),
     path("tenant/switch", accounts_views.switch_tenant, name="switch-tenant"),
-    path("healthz", accounts_views.healthz, name="healthz"),
+    # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("results/", scanning_views.results, name="results"),
     path("buckets/", scanning_views.buckets, name="buckets"),
     path("jobs/", scanning_views.jobs, name="jobs"),

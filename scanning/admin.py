@@ -7,12 +7,14 @@ from django.http import HttpRequest
 
 from accounts.admin import AuditedAdmin, ReadOnlyAdmin
 from scanning.models import (
+    Agent,
     Bucket,
     NotificationChannel,
     ScanJob,
     ScanPolicy,
     ScanResult,
     Schedule,
+    SignatureUpdate,
     UsageMonth,
 )
 
@@ -88,3 +90,20 @@ class NotificationChannelAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "enabled", "tenant"]
     search_fields = ["name", "target", "tenant__name"]
     exclude = ["secret"]
+
+
+@admin.register(Agent)
+class AgentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "host", "pid", "queues", "signature_version", "signature_age", "engine_ok", "scans_in_flight",
+        "scans_done", "last_seen_at", "stopped_at",
+    ]  # fmt: skip
+    list_filter = ["engine_ok", "host"]
+    search_fields = ["host", "signature_version", "last_error"]
+
+
+@admin.register(SignatureUpdate)
+class SignatureUpdateAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "host", "source", "status", "generation", "reason"]
+    list_filter = ["status", "host"]
+    date_hierarchy = "started_at"

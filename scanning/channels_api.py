@@ -19,12 +19,17 @@ from linked_accounts.models import AwsAccount
 from s3av.api import TenantCrudViewSet, request_tenant
 from scanning import channels, notifications
 from scanning.models import ChannelKind, NotificationChannel, Verdict
+from scanning.ops_notifications import EVENT_KINDS
 
 
 class ChannelSerializer(serializers.ModelSerializer):
     account = serializers.UUIDField(source="account_id", required=False, allow_null=True)
     results = serializers.ListField(
-        child=serializers.ChoiceField(choices=Verdict.values), required=False, min_length=1, max_length=10
+        child=serializers.ChoiceField(choices=[*Verdict.values, *EVENT_KINDS]),
+        required=False,
+        min_length=1,
+        max_length=20,
+        help_text="Verdicts to send, and operational events (webhook and SNS): " + ", ".join(EVENT_KINDS),
     )
 
     class Meta:

@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django_scopes import scope, scopes_disabled
 
@@ -251,6 +253,8 @@ def run(
                     log.exception("could not load the protected buckets")
                 next_refresh = now + refresh_seconds
                 total.queues = len(current)
+                if settings.HEARTBEAT_FILE:
+                    Path(settings.HEARTBEAT_FILE).touch()  # the loop runs: a container's liveness check
             for pk, bucket in current.items():
                 if pk not in polling and backoff.get(pk, 0.0) <= now:
                     in_flight[pool.submit(receive, bucket, wait_seconds)] = bucket

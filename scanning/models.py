@@ -662,5 +662,97 @@ class NotificationChannel(models.Model):
         self.save(update_fields=["last_delivered_at", "last_error"])
 
     def mark_failed(self, error: str) -> None:
+        from scanning.stats import STATS
+
+        STATS.notification_failed()
         self.last_error = error[:2000]
         self.save(update_fields=["last_error"])
+
+
+# =====================================================================================================
+# The deployment: signature updates and the worker fleet. Not tenant data (no tenant, no scope).
+# =====================================================================================================
+
+
+class SignatureUpdate(models.Model):
+    """One run of ``manage.py update_signatures``: the system event an operator (and the metrics and
+    the fleet's notifications) read. Deployment-wide, so not in any tenant's audit log."""
+
+    class Status(models.TextChoices):
+        CURRENT = "current"
+        UPDATED = "updated"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    source = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.TextField(blank=True)
+    generation = models.CharField(max_length=64, blank=True)
+    downloaded = models.JSONField(default=list, blank=True)
+    removed = models.JSONField(default=list, blank=True)
+    versions = models.JSONField(default=dict, blank=True, help_text="clamd address -> VERSION after reload")
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="When a failure was notified.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {self.status} {self.generation}"
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def lost_before(self, cutoff: datetime) -> AgentQuerySet:
+        return self.filter(stopped_at__isnull=True, last_seen_at__lt=cutoff)
+
+    def alive_since(self, cutoff: datetime) -> AgentQuerySet:
+        return self.filter(stopped_at__isnull=True, last_seen_at__gte=cutoff)
+
+
+class Agent(models.Model):
+    """One worker process of the fleet, kept up to date by its heartbeat (scanning/fleet.py)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        LOST = "lost"
+        STOPPED = "stopped"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, blank=True)
+    engine = models.CharField(max_length=100, blank=True)
+    signature_version = models.CharField(max_length=100, blank=True)
+    # Seconds since the signatures in use were published (official databases) or last found current.
+    signature_age = models.PositiveIntegerField(null=True, blank=True)
+    engine_ok = models.BooleanField(default=True)
+    scans_in_flight = models.PositiveIntegerField(default=0)
+    scans_done = models.PositiveBigIntegerField(default=0)
+    # The process's counters (scanning/stats.py): verdicts, bytes, histograms; exposed by /metrics.
+    stats = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    # Operational notifications already sent for this agent's current trouble, so each fires once.
+    alerts = models.JSONField(default=dict, blank=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host", "pid"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    def status_at(self, now: datetime, lost_after: timedelta) -> str:
+        if self.stopped_at is not None:
+            return self.Status.STOPPED
+        if now - self.last_seen_at > lost_after:
+            return self.Status.LOST
+        return self.Status.ACTIVE

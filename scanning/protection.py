@@ -30,6 +30,7 @@ from accounts.services import Actor, ServiceError, record
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount
 from linked_accounts.services import TeardownReport
+from scanning import ops_notifications
 from scanning.models import Bucket, ScanPolicy
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
             locked.protected = True
             locked.save(update_fields=["protection", "protected"])
             record(tenant, actor, "bucket.protect", locked, {"queue_arn": state["queue_arn"]})
+            ops_notifications.tenant_event(tenant, "bucket.protected", f"s3://{locked.name} is now protected")
             if scan_existing:
                 _scan_what_it_holds(tenant, actor, locked)
     bucket.protected, bucket.protection = locked.protected, locked.protection
@@ -329,6 +331,7 @@ def remove_protection(tenant: Tenant, bucket: Bucket) -> TeardownReport:
 def unprotect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket) -> TeardownReport:
     report = remove_protection(tenant, bucket)
     record(tenant, actor, "bucket.unprotect", bucket, report.as_dict())
+    ops_notifications.tenant_event(tenant, "bucket.unprotected", f"s3://{bucket.name} is no longer protected")
     if report.not_removed:
         raise ServiceError("Some of what s3av created could not be removed: " + "; ".join(report.not_removed))
     return report

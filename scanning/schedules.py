@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_CHECK_EVERY = timedelta(minutes=10)
 # Linked accounts' buckets are discovered again this often (new buckets appear, removed ones are marked).
 DISCOVERY_EVERY = timedelta(hours=6)
+# Lost agents, stale signatures, silent engines (scanning/fleet.py).
+FLEET_CHECK_EVERY = timedelta(minutes=1)
 
 
 # --- writes ------------------------------------------------------------------------------------------
@@ -94,6 +98,8 @@ class TickReport:
     failed: int = 0  # schedules or policies whose work raised (logged; the others went on)
     rescans: list[str] = field(default_factory=list)  # job ids started for new signatures
     discovery: bool = False  # whether periodic bucket discovery was sent
+    signatures: str = ""  # the signature update's status when one ran this tick
+    alerts: list[str] = field(default_factory=list)  # operational alerts raised (lost agents, ...)
 
 
 def run_due_schedules(now: datetime | None = None) -> TickReport:
@@ -210,10 +216,22 @@ class Scheduler:
     def __init__(self) -> None:
         self.last_signature_check: datetime | None = None
         self.last_discovery: datetime | None = None
+        self.last_signature_update: datetime | None = None
+        self.last_fleet_check: datetime | None = None
 
     def tick(self, now: datetime | None = None) -> TickReport:
         now = now or timezone.now()
+        if settings.HEARTBEAT_FILE:
+            Path(settings.HEARTBEAT_FILE).touch()  # the loop runs: a container's liveness check
         report = run_due_schedules(now)
+        if self._signature_update_due(now):
+            self.last_signature_update = now
+            report.signatures = self._update_signatures()
+            if report.signatures == "updated":
+                self.last_signature_check = None  # rescans for the new signatures in this tick
+        if self.last_fleet_check is None or now - self.last_fleet_check >= FLEET_CHECK_EVERY:
+            self.last_fleet_check = now
+            report.alerts = self._check_fleet(now)
         if self.last_signature_check is None or now - self.last_signature_check >= SIGNATURE_CHECK_EVERY:
             self.last_signature_check = now
             try:
@@ -231,3 +249,29 @@ class Scheduler:
                 self.last_discovery = None
                 log.exception("could not send bucket discovery")
         return report
+
+    def _signature_update_due(self, now: datetime) -> bool:
+        if not settings.SIGNATURES_SOURCE:
+            return False
+        last = self.last_signature_update
+        return last is None or now - last >= timedelta(seconds=settings.SIGNATURES_INTERVAL)
+
+    def _update_signatures(self) -> str:
+        from scanning.signature_updates import update_signatures
+
+        try:
+            record = update_signatures()
+        except Exception:  # the database or the disk: the next interval tries again
+            log.exception("signature update failed")
+            return "failed"
+        return record.status if record is not None else ""
+
+    def _check_fleet(self, now: datetime) -> list[str]:
+        from scanning import fleet
+
+        try:
+            fleet.forget_old_agents(now)
+            return [kind for kind, _ in fleet.check_fleet(now)]
+        except Exception:  # the next check tries again
+            log.exception("fleet check failed")
+            return []

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
 from linked_accounts.aws import AssumeRoleFailed, client_for
-from scanning import engine, notifications, promotion, s3ops, scanner
+from scanning import engine, fleet, notifications, promotion, s3ops, scanner
 from scanning.models import (
     MOVED_ACTION_RE,
     Bucket,
@@ -444,6 +444,7 @@ def _scan_and_act(
         result.refresh_from_db()
         return result
     UsageMonth.add(tenant, objects=1, size=outcome.bytes_read)  # issue 5
+    fleet.scan_recorded(result, outcome.bytes_read, outcome.duration_ms)  # issue 13: metrics
     log.info(
         "scanned",
         extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},

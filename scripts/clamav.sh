@@ -12,6 +12,8 @@
 #                          path inside it is limited to 107 bytes by AF_UNIX
 #   S3AV_MAX_OBJECT_SIZE   largest object scanned, clamd SIZE syntax (default 1024M, at most 2047M)
 #   S3AV_CLAMD_START_TIMEOUT  seconds to wait for PING after starting clamd (default 60)
+#   S3AV_CLAMD_CONCURRENT_RELOAD  yes: clamd keeps scanning with the old engine while it loads the new
+#                          one (twice the memory during a reload); no (default): scans wait for the load
 set -euo pipefail
 
 PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +24,7 @@ OFFICIAL_DB=/var/lib/clamav
 CLAMAV_DIR=${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PROJECT_DIR/var}/clamav}
 MAX_OBJECT_SIZE=${S3AV_MAX_OBJECT_SIZE:-1024M}
 START_TIMEOUT=${S3AV_CLAMD_START_TIMEOUT:-60}
+CONCURRENT_RELOAD=${S3AV_CLAMD_CONCURRENT_RELOAD:-no}
 
 log() { echo "clamav.sh: $*" >&2; }
 die() {
@@ -64,6 +67,10 @@ size_in_bytes() {
         G | g) echo $((number * 1024 * 1024 * 1024)) ;;
         *) echo "$number" ;;
     esac
+}
+
+check_concurrent_reload() {
+    [[ $CONCURRENT_RELOAD == yes || $CONCURRENT_RELOAD == no ]] || die "S3AV_CLAMD_CONCURRENT_RELOAD=$CONCURRENT_RELOAD: expected yes or no"
 }
 
 check_max_size() {
@@ -166,11 +173,25 @@ cmd_sigs() {
         die "test load of $new failed (clamscan exit $rc): $(cat "$work/clamscan.out")"
     fi
 
-    mkdir -p "$CLAMAV_DIR"
-    if [[ -d $DB_DIR ]]; then
+    # $DB_DIR (clamd's DatabaseDirectory) is a symlink to one generation under db.d/, replaced with a
+    # single rename so clamd and the workers see the old set or the new one, never none; the same layout
+    # `manage.py update_signatures` keeps (scanning/signatures.py). This rebuilds the base set: files
+    # an update added come back at the next update run.
+    local generation previous=""
+    generation=sigs-$(date -u +%Y%m%dT%H%M%SZ)-$$
+    mkdir -p "$CLAMAV_DIR/db.d"
+    mv "$new" "$CLAMAV_DIR/db.d/$generation"
+    if [[ -L $DB_DIR ]]; then
+        previous=$(basename "$(readlink "$DB_DIR")")
+    elif [[ -d $DB_DIR ]]; then
         mv "$DB_DIR" "$work/old"
     fi
-    mv "$new" "$DB_DIR"
+    ln -sfn "db.d/$generation" "$CLAMAV_DIR/.db.link"
+    mv -Tf "$CLAMAV_DIR/.db.link" "$DB_DIR"
+    local old
+    for old in "$CLAMAV_DIR"/db.d/*; do
+        [[ $(basename "$old") == "$generation" || $(basename "$old") == "$previous" ]] || rm -rf "$old"
+    done
     rm -rf "$work"
     log "signature database ready in $DB_DIR ($(cat "$DB_DIR"/*.hsb | wc -l) hash signatures)"
     if [[ -f $CONF ]] && ping_clamd; then
@@ -187,11 +208,12 @@ ping_clamd() {
 render_conf() {
     local target=$1
     sed -e "s|@VARDIR@|$CLAMAV_DIR|g" -e "s|@DBDIR@|$DB_DIR|g" -e "s|@MAXSIZE@|$(size_in_bytes "$MAX_OBJECT_SIZE")|g" \
-        "$TEMPLATE" >"$target"
+        -e "s|@CONCURRENT_RELOAD@|$CONCURRENT_RELOAD|g" "$TEMPLATE" >"$target"
 }
 
 cmd_start() {
     check_max_size
+    check_concurrent_reload
     cmd_install
     resolve_paths
     lock_state_dir

@@ -30,6 +30,8 @@ def staff_client(client):
         "/admin/scanning/scanjob/",
         "/admin/scanning/schedule/",
         "/admin/scanning/usagemonth/",
+        "/admin/scanning/agent/",
+        "/admin/scanning/signatureupdate/",
         "/admin/linked_accounts/awsaccount/",
     ],
 )

@@ -38,6 +38,12 @@ def _check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("S3AV_API_RATE", "lots"),
         ("S3AV_CLAMD", "tcp://clamd.internal"),
         ("S3AV_AWS_SERVICE_PRINCIPAL", "s3av"),
+        ("S3AV_SIGNATURES_SOURCE", "https://mirror.example.com/clamav"),
+        ("S3AV_SIGNATURES_SOURCE", "s3://"),
+        ("S3AV_SIGNATURES_INTERVAL", "every two hours"),
+        ("S3AV_SIGNATURES_INTERVAL", "10s"),
+        ("S3AV_SIGNATURES_CLAMDS", "unix:///ok.sock,clamd.internal"),
+        ("S3AV_AGENT_LOST_AFTER", "-5m"),
     ],
 )
 def test_the_process_refuses_to_start_with_a_bad_setting(name, value):

@@ -1,0 +1,258 @@
+"""The fleet: heartbeats, lost agents, operational notifications, GET /api/v1/agents/, /metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from django_scopes import scope
+from prometheus_client.parser import text_string_to_metric_families
+
+from accounts.models import Role
+from scanning import channels, fleet, services
+from scanning.models import Agent, ChannelKind, SignatureUpdate
+from scanning.stats import STATS
+from tests.scanning.test_notifications import Receiver
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "metrics-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def engine(settings: Any, clamd_address: str, monkeypatch: Any) -> Any:
+    settings.CLAMD_ADDRESS = clamd_address
+    monkeypatch.setattr(services, "_identity", None)
+    return settings
+
+
+@pytest.fixture
+def receiver(settings: Any) -> Any:
+    settings.ALLOW_HTTP_WEBHOOKS = True
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+def make_agent(**fields: Any) -> Agent:
+    defaults: dict[str, Any] = {"host": "worker-1", "pid": 4242, "queues": ["default", "scans"]}
+    return Agent.objects.create(**{**defaults, **fields})
+
+
+def ops_channel(tenant: Any, receiver: Receiver, results: list[str]) -> Any:
+    with scope(tenant=tenant):
+        channel = channels.create_channel(
+            tenant,
+            services_actor(),
+            name="ops",
+            kind=ChannelKind.WEBHOOK,
+            target=receiver.url,
+            results=results,
+        )
+    return channel
+
+
+def services_actor() -> Any:
+    from accounts.services import Actor
+
+    return Actor.system("test")
+
+
+def sent(receiver: Receiver) -> list[dict[str, Any]]:
+    return [json.loads(body) for _, body in receiver.requests]
+
+
+def test_it_registers_and_heartbeats_an_agent(engine: Any) -> None:
+    STATS.reset()
+    STATS.scan_started()
+    heartbeat = fleet.Heartbeat(["scans", "default"])
+    agent = heartbeat.beat()
+    assert agent.host and agent.pid == os.getpid()
+    assert agent.queues == ["default", "scans"]
+    assert agent.engine.startswith("ClamAV ") and agent.engine_ok
+    assert agent.signature_version == services.engine_identity().get()[1]
+    assert agent.scans_in_flight == 1
+    STATS.scan_ended()
+    again = heartbeat.beat()
+    assert again.pk == agent.pk and again.scans_in_flight == 0 and again.scans_done == 1
+    assert Agent.objects.count() == 1
+    heartbeat.stop()
+    again.refresh_from_db()
+    assert again.stopped_at is not None
+    STATS.reset()
+
+
+def test_it_records_an_engine_that_does_not_answer(engine: Any, tmp_path: Any) -> None:
+    engine.CLAMD_ADDRESS = f"unix://{tmp_path}/gone.sock"
+    agent = fleet.Heartbeat(["scans"]).beat()
+    assert agent.engine_ok is False
+    assert agent.last_error.startswith("engine: ")
+
+
+def test_it_shows_a_silent_agent_as_lost_and_notifies_once(tenant: Any, receiver: Receiver) -> None:
+    ops_channel(tenant, receiver, ["agent.lost"])
+    now = timezone.now()
+    agent = make_agent(last_seen_at=now - timedelta(minutes=5))
+    assert agent.status_at(now, fleet.lost_after()) == Agent.Status.LOST
+    assert [kind for kind, _ in fleet.check_fleet(now)] == ["agent.lost"]
+    assert fleet.check_fleet(now) == []  # once per trouble
+    body = sent(receiver)
+    assert len(body) == 1
+    assert body[0]["notificationType"] == "operationalEvent" and body[0]["result"] == "agent.lost"
+    assert "worker-1:4242" in body[0]["message"]
+    # It comes back, then goes silent again: a new alert.
+    Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+    assert fleet.check_fleet(now) == []
+    Agent.objects.filter(pk=agent.pk).update(last_seen_at=now - timedelta(minutes=5))
+    assert [kind for kind, _ in fleet.check_fleet(now)] == ["agent.lost"]
+
+
+def test_it_notifies_stale_signatures_and_a_silent_engine(
+    tenant: Any, receiver: Receiver, settings: Any
+) -> None:
+    settings.SIGNATURES_MAX_AGE = 3600
+    ops_channel(tenant, receiver, ["signatures.stale", "engine.down"])
+    make_agent(signature_age=7200)
+    make_agent(pid=4343, engine_ok=False, last_error="engine: cannot connect")
+    make_agent(pid=4444, signature_age=60)
+    raised = sorted(kind for kind, _ in fleet.check_fleet())
+    assert raised == ["engine.down", "signatures.stale"]
+    assert sorted(message["result"] for message in sent(receiver)) == raised
+
+
+def test_it_notifies_a_rejected_update_once(tenant: Any, receiver: Receiver) -> None:
+    ops_channel(tenant, receiver, ["signatures.rejected"])
+    SignatureUpdate.objects.create(status="rejected", reason="test load failed: Malformed database")
+    assert [kind for kind, _ in fleet.check_fleet()] == ["signatures.rejected"]
+    assert fleet.check_fleet() == []
+    assert "Malformed database" in sent(receiver)[0]["message"]
+
+
+def test_verdict_channels_get_no_operational_events(tenant: Any, receiver: Receiver) -> None:
+    channel = ops_channel(tenant, receiver, ["Infected"])
+    make_agent(last_seen_at=timezone.now() - timedelta(hours=1))
+    assert [kind for kind, _ in fleet.check_fleet()] == ["agent.lost"]
+    assert receiver.requests == []
+    assert channel.wants("Infected") and not channel.wants("agent.lost")
+
+
+def test_it_accepts_event_kinds_in_a_channel_filter(tenant: Any, key_client: Any, receiver: Receiver) -> None:
+    client = key_client(tenant)
+    response = client.post(
+        "/api/v1/channels/",
+        {"name": "ops", "kind": "webhook", "target": receiver.url,
+         "results": ["Infected", "agent.lost", "signatures.stale"]},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.content
+    assert response.json()["results"] == ["Infected", "agent.lost", "signatures.stale"]
+    bad = client.post(
+        "/api/v1/channels/",
+        {"name": "x", "kind": "webhook", "target": receiver.url, "results": ["agent.gone"]},
+        format="json",
+    )
+    assert bad.status_code == 400 and "results" in bad.json()
+    email = client.post(
+        "/api/v1/channels/", {"name": "m", "kind": "email", "results": ["agent.lost"]}, format="json"
+    )
+    assert email.status_code == 400 and "results" in email.json()
+
+
+# --- GET /api/v1/agents/ -----------------------------------------------------------------------------
+
+
+def test_a_tenant_sees_the_fleets_health_not_its_work(tenant: Any, key_client: Any) -> None:
+    make_agent(scans_done=12, last_error="s3://other-tenant-bucket/secret.docx: AccessDenied")
+    make_agent(pid=1, last_seen_at=timezone.now() - timedelta(minutes=10))
+    response = key_client(tenant, Role.VIEWER).get("/api/v1/agents/")
+    assert response.status_code == 200
+    rows = response.json()["results"]
+    assert sorted(row["status"] for row in rows) == ["active", "lost"]
+    assert "other-tenant-bucket" not in response.content.decode()
+    assert not {"host", "pid", "scans_done", "last_error"} & set(rows[0])
+
+
+def test_support_staff_see_what_each_agent_does(tenant: Any, session_client: Any) -> None:
+    make_agent(scans_done=12, last_error="boom")
+    from accounts.models import User
+
+    client = session_client(tenant, Role.VIEWER)
+    assert "host" not in client.get("/api/v1/agents/").json()["results"][0]
+    User.objects.filter(memberships__tenant=tenant).update(is_staff=True)
+    rows = client.get("/api/v1/agents/").json()["results"]
+    assert rows[0]["host"] == "worker-1" and rows[0]["scans_done"] == 12 and rows[0]["last_error"] == "boom"
+
+
+def test_the_agents_list_needs_credentials_and_is_read_only(tenant: Any, key_client: Any) -> None:
+    from rest_framework.test import APIClient
+
+    assert APIClient().get("/api/v1/agents/").status_code == 401
+    assert key_client(tenant).post("/api/v1/agents/", {}, format="json").status_code == 405
+
+
+def test_the_agents_list_runs_a_fixed_number_of_queries(
+    tenant: Any, key_client: Any, django_assert_max_num_queries: Any
+) -> None:
+    for pid in range(20):
+        make_agent(pid=pid)
+    client = key_client(tenant)
+    with django_assert_max_num_queries(6):
+        assert len(client.get("/api/v1/agents/").json()["results"]) == 20
+
+
+# --- /metrics ----------------------------------------------------------------------------------------
+
+
+def test_metrics_answer_404_without_a_token(settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+
+
+def test_metrics_refuse_a_wrong_token(settings: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+
+
+def test_metrics_expose_the_expected_series(settings: Any, tenant: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    STATS.reset()
+    STATS.verdict("Clean", 1000, 0.2, 1.5)
+    STATS.verdict("Infected", 68, 0.01, None)
+    STATS.notification_failed()
+    make_agent(stats=STATS.snapshot(), signature_age=600, scans_done=2)
+    make_agent(pid=7, last_seen_at=timezone.now() - timedelta(minutes=30))
+    SignatureUpdate.objects.create(status="updated", finished_at=timezone.now())
+    STATS.reset()
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", HTTP_HOST="192.0.2.10:8000")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    expected = {
+        "s3av_queue_messages", "s3av_broker_up", "s3av_agents", "s3av_scans", "s3av_scanned_bytes",
+        "s3av_scan_duration_seconds", "s3av_event_to_verdict_seconds", "s3av_signature_age_seconds",
+        "s3av_notification_failures", "s3av_notification_channels_failing", "s3av_scans_in_flight",
+        "s3av_engine_up", "s3av_signature_update_timestamp_seconds",
+    }  # fmt: skip
+    assert expected <= set(families)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+    }
+    agent = ("agent", "worker-1:4242")
+    assert samples[("s3av_scans_total", (agent, ("verdict", "Clean")))] == 1
+    assert samples[("s3av_scanned_bytes_total", (agent,))] == 1068
+    assert samples[("s3av_scan_duration_seconds_count", (agent,))] == 2
+    assert samples[("s3av_scan_duration_seconds_bucket", (agent, ("le", "0.25")))] == 2
+    assert samples[("s3av_event_to_verdict_seconds_count", (agent,))] == 1
+    assert samples[("s3av_notification_failures_total", (agent,))] == 1
+    assert samples[("s3av_signature_age_seconds", (agent,))] == 600
+    assert samples[("s3av_agents", (("status", "active"),))] == 1
+    assert samples[("s3av_agents", (("status", "lost"),))] == 1
+    for queue in ("scans", "listing", "default"):
+        assert ("s3av_queue_messages", (("queue", queue), ("state", "ready"))) in samples
+    assert samples[("s3av_broker_up", ())] == 1

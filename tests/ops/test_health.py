@@ -1,0 +1,109 @@
+"""/healthz and /readyz answer load balancers and container platforms: any Host header, plain HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+
+from s3av import health
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def probe(clamd_address: str, settings: Any) -> Client:
+    settings.CLAMD_ADDRESS = clamd_address
+    return Client()
+
+
+def test_it_answers_liveness_for_any_host(probe: Client) -> None:
+    response = probe.get("/healthz", HTTP_HOST="10.0.3.17:8000")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_it_answers_readiness_with_every_check(probe: Client) -> None:
+    response = probe.get("/readyz", HTTP_HOST="10.0.3.17")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "clamd": "ok"},
+        "failed": [],
+    }
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_it_says_which_check_failed(probe: Client, settings: Any, tmp_path: Any) -> None:
+    settings.CLAMD_ADDRESS = f"unix://{tmp_path}/no-clamd.sock"
+    response = probe.get("/readyz", HTTP_HOST="10.0.3.17")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["clamd"]
+    assert body["checks"]["database"] == "ok"
+    assert "no-clamd" not in response.content.decode()  # the why is logged, not told
+
+
+def test_it_reports_a_broker_that_does_not_answer(probe: Client, monkeypatch: Any) -> None:
+    def down() -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(health, "check_broker", down)
+    response = probe.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["broker"]
+
+
+def test_it_checks_a_real_rabbitmq_broker() -> None:
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from tests.fixtures.worker import RABBITMQ_URL
+
+    broker = RabbitmqBroker(url=RABBITMQ_URL)
+    previous = dramatiq.get_broker()
+    dramatiq.set_broker(broker)
+    try:
+        health.check_broker()
+    finally:
+        dramatiq.set_broker(previous)
+        broker.close()
+
+
+@override_settings(SECURE_SSL_REDIRECT=True, ALLOWED_HOSTS=["s3av.example.com"])
+def test_it_is_exempt_from_the_https_redirect_and_the_host_check(probe: Client) -> None:
+    assert probe.get("/healthz", HTTP_HOST="172.16.0.5").status_code == 200
+    assert probe.get("/readyz", HTTP_HOST="172.16.0.5").status_code == 200
+    # Every other path still gets the host check and the redirect.
+    assert probe.get("/healthz/", HTTP_HOST="172.16.0.5").status_code == 400
+    assert probe.get("/api/v1/me", HTTP_HOST="172.16.0.5").status_code == 400
+    assert probe.get("/api/v1/me", HTTP_HOST="s3av.example.com").status_code == 301
+
+
+def test_the_settings_exempt_the_probes_from_the_redirect() -> None:
+    import re
+
+    from django.conf import settings
+
+    exempt = getattr(settings, "SECURE_REDIRECT_EXEMPT", None)
+    if exempt is None:  # debug mode sets no HTTPS behaviour at all
+        pytest.skip("S3AV_DEBUG is on")
+    assert all(any(re.search(p, path) for p in exempt) for path in ("healthz", "readyz"))
+
+
+def test_ingest_and_the_scheduler_touch_the_heartbeat_file(settings: Any, tmp_path: Any) -> None:
+    import threading
+
+    from scanning import ingest
+    from scanning.schedules import Scheduler
+
+    settings.HEARTBEAT_FILE = str(tmp_path / "scheduler.alive")
+    Scheduler().tick()
+    assert (tmp_path / "scheduler.alive").exists()
+
+    settings.HEARTBEAT_FILE = str(tmp_path / "ingest.alive")
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    ingest.run(stop, wait_seconds=1, refresh_seconds=0.1)
+    assert (tmp_path / "ingest.alive").exists()

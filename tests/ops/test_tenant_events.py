@@ -1,0 +1,92 @@
+"""A tenant's operational events: protection changes and newly discovered buckets reach the channels
+whose filter names them, and only those."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django_scopes import scope
+
+from accounts.services import Actor
+from linked_accounts import services as account_services
+from scanning import channels, protection
+from scanning.models import ChannelKind
+from tests.linked_accounts import fixtures as aws_fixtures
+from tests.linked_accounts.factories import make_bucket_row
+from tests.scanning.jobkit import drain, empty_broker  # noqa: F401 - a fixture
+from tests.scanning.test_notifications import Receiver
+
+pytestmark = pytest.mark.django_db
+
+aws_endpoint = aws_fixtures.aws_endpoint
+moto_account = aws_fixtures.moto_account
+ACTOR = Actor.system("test")
+
+
+@pytest.fixture
+def receiver(settings: Any) -> Any:
+    settings.ALLOW_HTTP_WEBHOOKS = True
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+def _channel(tenant: Any, receiver: Receiver, results: list[str]) -> Any:
+    with scope(tenant=tenant):
+        return channels.create_channel(
+            tenant,
+            ACTOR,
+            name=f"c{len(results)}",
+            kind=ChannelKind.WEBHOOK,
+            target=receiver.url,
+            results=results,
+        )
+
+
+def _events(receiver: Receiver) -> list[tuple[str, str]]:
+    return [(body["result"], body["message"]) for body in (json.loads(raw) for _, raw in receiver.requests)]
+
+
+def test_it_notifies_protection_changes(
+    tenant: Any,
+    moto_account: Any,
+    make_bucket: Any,
+    receiver: Receiver,
+    empty_broker: Any,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    _channel(tenant, receiver, ["bucket.protected", "bucket.unprotected"])
+    _channel(tenant, receiver, ["Infected"])
+    name = make_bucket()
+    with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True):
+        bucket = make_bucket_row(tenant, moto_account, name)
+        protection.protect_bucket(tenant, ACTOR, bucket, scan_existing=False)
+        protection.unprotect_bucket(tenant, ACTOR, bucket)
+    drain(("default",))
+    assert _events(receiver) == [
+        ("bucket.protected", f"s3://{name} is now protected"),
+        ("bucket.unprotected", f"s3://{name} is no longer protected"),
+    ]
+
+
+def test_it_notifies_newly_discovered_buckets_once(
+    tenant: Any,
+    outsider_tenant: Any,
+    moto_account: Any,
+    make_bucket: Any,
+    receiver: Receiver,
+    empty_broker: Any,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    _channel(tenant, receiver, ["bucket.discovered"])
+    _channel(outsider_tenant, receiver, ["bucket.discovered"])
+    name = make_bucket()
+    with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True):
+        account_services.discover_buckets(tenant, ACTOR, moto_account)
+        account_services.discover_buckets(tenant, ACTOR, moto_account)
+    drain(("default",))
+    events = _events(receiver)
+    assert len(events) == 1  # the second discovery found nothing new; the other tenant heard nothing
+    assert events[0][0] == "bucket.discovered" and name in events[0][1]
