@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import pagination, parsers, status
+from rest_framework import exceptions, pagination, parsers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -52,6 +52,13 @@ class CursorPagination(pagination.CursorPagination):
     ordering = ("-created_at", "-id")
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def decode_cursor(self, request: Any) -> Any:
+        # DRF answers a bad cursor with 404, which reads as "the list is gone"; it is bad input.
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound as exc:
+            raise exceptions.ValidationError({self.cursor_query_param: [str(exc.detail)]}) from exc
 
 
 class TenantRateThrottle(SimpleRateThrottle):

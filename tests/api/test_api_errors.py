@@ -108,3 +108,9 @@ def test_the_schema_states_the_patterns_the_api_checks(tenant, key_client):
     assert [alternative.get("pattern") for alternative in bucket["oneOf"]][0].startswith("^[a-z0-9]")
     for status in ("400", "401", "403", "404", "429"):
         assert status in schema["paths"]["/api/v1/policies/"]["post"]["responses"]
+
+
+def test_a_bad_cursor_is_a_field_error_not_a_404(tenant, key_client):
+    response = key_client(tenant, Role.VIEWER).get("/api/v1/accounts/?cursor=not-a-cursor")
+    assert response.status_code == 400, response.content
+    assert "cursor" in response.json()
