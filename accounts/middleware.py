@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonRe
 from django_scopes import scope, scopes_disabled
 
 from accounts import services
+from accounts.adapter import SSO_SESSION_KEY
 from accounts.models import Membership, Role, User
 
 SESSION_TENANT_KEY = "s3av_tenant"
@@ -38,6 +39,14 @@ def current_membership(request: HttpRequest) -> Membership | None:
     assert isinstance(user, User)
     with scopes_disabled():
         memberships = Membership.objects.filter(user=user, tenant__status="active").select_related("tenant")
+        sso_tenant = request.session.get(SSO_SESSION_KEY)
+        if sso_tenant:
+            # Signed in through one tenant's IdP: that tenant only, never the user's others.
+            memberships = memberships.filter(tenant_id=sso_tenant)
+        elif not user.is_staff:
+            # A password session never enters a tenant that requires SSO (support staff: break-glass,
+            # audited at sign-in).
+            memberships = memberships.exclude(tenant__sso_required=True)
         wanted = request.session.get(SESSION_TENANT_KEY)
         if wanted:
             chosen = memberships.filter(tenant_id=wanted).first()
