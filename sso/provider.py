@@ -50,6 +50,13 @@ class TenantSAMLProvider(SAMLProvider):
         return super().sociallogin_from_response(request, response)
 
     def _check_response(self, request: HttpRequest, connection: SamlConnection, response: Any) -> None:
+        # First: a replayed assertion is refused as a replay, whatever else is wrong with it.
+        expiry = response.get_last_assertion_not_on_or_after()
+        services.remember_assertion(
+            connection,
+            response.get_last_assertion_id() or "",
+            datetime.fromtimestamp(expiry, tz=UTC) if expiry else None,
+        )
         in_response_to = response.get_last_response_in_response_to()
         if in_response_to:
             # allauth answers a bare 403 for an unknown request id; refuse it here with a reason.
@@ -63,12 +70,6 @@ class TenantSAMLProvider(SAMLProvider):
         relay_state = (response._request_data.get("post_data") or {}).get("RelayState") or ""
         if relay_state and services.local_path(relay_state) is None:
             raise services.SsoRefused("RelayState is not a path on this site.")
-        expiry = response.get_last_assertion_not_on_or_after()
-        services.remember_assertion(
-            connection,
-            response.get_last_assertion_id() or "",
-            datetime.fromtimestamp(expiry, tz=UTC) if expiry else None,
-        )
 
 
 provider_classes = [TenantSAMLProvider]

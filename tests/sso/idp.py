@@ -87,7 +87,7 @@ class TestIdp:
     entity_id: str
     sso_url: str
     keys: KeyPair
-    sp_metadata: str
+    sp_metadata: str | list[str]
     attribute_name_format: str = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
     server: Server = field(init=False)
 
@@ -106,11 +106,18 @@ class TestIdp:
                 },
                 "key_file": str(self.keys.key_file),
                 "cert_file": str(self.keys.cert_file),
-                "metadata": {"inline": [self.sp_metadata]},
+                "metadata": {
+                    "inline": [self.sp_metadata] if isinstance(self.sp_metadata, str) else self.sp_metadata
+                },
                 "xmlsec_binary": "/usr/bin/xmlsec1",
             }
         )
         self.server = Server(config=config)
+
+    def knowing(self, *sp_metadata: str) -> TestIdp:
+        """The same IdP (entity id, keys) with more service providers in its metadata."""
+        own = [self.sp_metadata] if isinstance(self.sp_metadata, str) else self.sp_metadata
+        return TestIdp(self.entity_id, self.sso_url, self.keys, [*own, *sp_metadata])
 
     def metadata_xml(self) -> str:
         return f"""<?xml version="1.0"?>
