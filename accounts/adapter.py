@@ -37,10 +37,9 @@ class AccountAdapter(DefaultAccountAdapter):
         return super().pre_login(request, user, **kwargs)
 
     def login(self, request: HttpRequest, user: AbstractBaseUser) -> None:
+        from accounts.middleware import SESSION_TENANT_KEY
         from sso import services
         from sso.adapter import SSO_TENANT_ATTRIBUTE
-
-        from accounts.middleware import SESSION_TENANT_KEY
 
         super().login(request, user)
         sso_tenant = getattr(request, SSO_TENANT_ATTRIBUTE, None)

@@ -78,7 +78,9 @@ def identity_of(connection: SamlConnection, sociallogin: SocialLogin) -> service
                 mapped[field] = str(values[0])
                 break
     name = mapped.get("name") or " ".join(p for p in (mapped.get("first_name"), mapped.get("last_name")) if p)
-    groups = [str(g) for g in attributes.get(connection.group_attribute, [])] if connection.group_attribute else []
+    groups = (
+        [str(g) for g in attributes.get(connection.group_attribute, [])] if connection.group_attribute else []
+    )
     return services.SsoIdentity(
         uid=sociallogin.account.uid,
         email=sociallogin.user.email if sociallogin.user else "",

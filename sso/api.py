@@ -44,12 +44,15 @@ class SsoSerializer(serializers.Serializer):
     idp_entity_id = serializers.CharField(required=False, max_length=1024)
     idp_sso_url = serializers.URLField(required=False, max_length=1024)
     idp_certificate = serializers.CharField(required=False, write_only=True, max_length=20000)
-    idp_certificate_fingerprint = serializers.CharField(read_only=True, help_text="SHA-256 of the certificate.")
+    idp_certificate_fingerprint = serializers.CharField(
+        read_only=True, help_text="SHA-256 of the certificate."
+    )
     email_domains = serializers.ListField(
         child=serializers.CharField(max_length=253), required=False, max_length=services.MAX_DOMAINS
     )
     attribute_map = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField(max_length=512), max_length=10), required=False
+        child=serializers.ListField(child=serializers.CharField(max_length=512), max_length=10),
+        required=False,
     )
     group_attribute = serializers.CharField(required=False, allow_blank=True, max_length=512)
     group_roles = serializers.DictField(

@@ -116,7 +116,9 @@ class SeenAssertion(models.Model):
     not_on_or_after = models.DateTimeField()
     seen_at = models.DateTimeField(default=timezone.now)
 
-    objects = ScopedManager(tenant="tenant", _manager_class=models.Manager.from_queryset(SeenAssertionQuerySet))
+    objects = ScopedManager(
+        tenant="tenant", _manager_class=models.Manager.from_queryset(SeenAssertionQuerySet)
+    )
 
     class Meta:
         constraints = [

@@ -1,8 +1,9 @@
 """allauth's SAML provider with the checks python3-saml leaves to its caller.
 
 allauth loads ``<app>.provider`` of every installed app: this module registers the provider "saml"
-(allauth's own saml app is not installed); allauth's views and URLs are used unchanged. By the time ``sociallogin_from_response`` runs, python3-saml has
-validated the response in strict mode: signature, audience, recipient, destination and timestamps.
+(allauth's own saml app is not installed); allauth's views and URLs are used unchanged. By the time
+``sociallogin_from_response`` runs, python3-saml has validated the response in strict mode: signature,
+audience, recipient, destination and timestamps.
 """
 
 from __future__ import annotations

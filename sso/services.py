@@ -63,7 +63,8 @@ def parse_idp_metadata(xml: str) -> IdpSettings:
     )
     if not (settings.entity_id and settings.sso_url and settings.certificate):
         raise ServiceError(
-            "The metadata needs an entity id, an HTTP-Redirect SingleSignOnService and a signing certificate.",
+            "The metadata needs an entity id, an HTTP-Redirect SingleSignOnService and a signing "
+            "certificate.",
             field="idp_metadata_xml",
         )
     return settings
@@ -128,7 +129,11 @@ def _clean_domains(tenant: Tenant, domains: Any) -> list[str]:
         if "." not in domain or "@" in domain or len(domain) > 253 or " " in domain:
             raise ServiceError(f"{domain!r} is not an email domain.", field="email_domains")
     with scopes_disabled():
-        taken = SamlDomain.objects.filter(domain__in=cleaned).exclude(tenant=tenant).values_list("domain", flat=True)
+        taken = (
+            SamlDomain.objects.filter(domain__in=cleaned)
+            .exclude(tenant=tenant)
+            .values_list("domain", flat=True)
+        )
         if taken:
             # Same answer whoever holds it: which tenant claimed a domain is not this tenant's business.
             raise ServiceError(f"{sorted(taken)[0]} is claimed by another tenant.", field="email_domains")
@@ -221,6 +226,7 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     for flag in ("enabled", "allow_idp_initiated"):
         if flag in changes:
             setattr(connection, flag, bool(changes[flag]))
+    domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
 
     if not connection.idp_entity_id:
         raise ServiceError("Give the IdP's metadata, or its entity id.", field="idp_entity_id")
@@ -234,15 +240,16 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
         raise ServiceError("Switch off 'SSO required' before disabling SSO.", field="enabled")
     connection.save()
 
-    if "email_domains" in changes:
-        domains = _clean_domains(tenant, changes["email_domains"])
+    if domains is not None:
         connection.domains.exclude(domain__in=domains).delete()
         try:
             with transaction.atomic():
                 for domain in domains:
                     SamlDomain.objects.get_or_create(tenant=tenant, connection=connection, domain=domain)
         except IntegrityError:  # claimed by another tenant at the same moment
-            raise ServiceError("One of these domains is claimed by another tenant.", field="email_domains") from None
+            raise ServiceError(
+                "One of these domains is claimed by another tenant.", field="email_domains"
+            ) from None
     record(
         tenant,
         actor,
@@ -302,7 +309,9 @@ def connection_for_email(email: str) -> SamlConnection | None:
     return claim.connection if claim else None
 
 
-def refuse(connection: SamlConnection, ip: str | None, reason: str, details: dict[str, Any] | None = None) -> None:
+def refuse(
+    connection: SamlConnection, ip: str | None, reason: str, details: dict[str, Any] | None = None
+) -> None:
     """Audit a refused assertion or sign-in (its own transaction: the refusal itself rolls nothing back)."""
     with transaction.atomic():
         record(
@@ -314,7 +323,9 @@ def refuse(connection: SamlConnection, ip: str | None, reason: str, details: dic
         )
 
 
-def remember_assertion(connection: SamlConnection, assertion_id: str, not_on_or_after: datetime | None) -> None:
+def remember_assertion(
+    connection: SamlConnection, assertion_id: str, not_on_or_after: datetime | None
+) -> None:
     """Accept an assertion id once; raise SsoRefused for one seen before (a replay)."""
     if not assertion_id:
         raise SsoRefused("The assertion has no id.")
@@ -347,7 +358,9 @@ def email_allowed(connection: SamlConnection, email: str) -> bool:
 
 
 @transaction.atomic
-def sign_in_user(connection: SamlConnection, ip: str | None, identity: SsoIdentity, linked: User | None) -> User:
+def sign_in_user(
+    connection: SamlConnection, ip: str | None, identity: SsoIdentity, linked: User | None
+) -> User:
     """The user an assertion signs in, created just in time, with the tenant's role rules applied.
 
     ``linked`` is the user the IdP's subject is already linked to in this tenant, if any. Raises
@@ -390,7 +403,9 @@ def sign_in_user(connection: SamlConnection, ip: str | None, identity: SsoIdenti
     return user
 
 
-def _apply_group_role(connection: SamlConnection, actor: Actor, membership: Membership, groups: list[str]) -> None:
+def _apply_group_role(
+    connection: SamlConnection, actor: Actor, membership: Membership, groups: list[str]
+) -> None:
     if not connection.group_roles:
         return  # without a mapping, the role an admin set stays
     role = connection.role_for_groups(groups) or Role.NONE

@@ -41,7 +41,9 @@ def _can_admin(request: HttpRequest) -> bool:
 @login_required
 def settings_page(request: HttpRequest) -> HttpResponse:
     if not _can_admin(request):
-        return render(request, "sso/refused.html", {"reason": "Only a tenant admin may set up SSO."}, status=403)
+        return render(
+            request, "sso/refused.html", {"reason": "Only a tenant admin may set up SSO."}, status=403
+        )
     tenant = request.tenant  # type: ignore[attr-defined]
     connection = SamlConnection.objects.filter(tenant=tenant).first()
     errors: dict[str, str] = {}
@@ -96,7 +98,9 @@ def _form_changes(request: HttpRequest) -> dict[str, object]:
 @require_POST
 def delete_page(request: HttpRequest) -> HttpResponse:
     if not _can_admin(request):
-        return render(request, "sso/refused.html", {"reason": "Only a tenant admin may set up SSO."}, status=403)
+        return render(
+            request, "sso/refused.html", {"reason": "Only a tenant admin may set up SSO."}, status=403
+        )
     try:
         services.delete_saml(request.tenant, Actor.from_request(request))  # type: ignore[attr-defined]
     except ServiceError as exc:

@@ -42,7 +42,9 @@ class SsoSetup:
         assert response.status_code == 302, response.content[:500]
         return self.idp.parse_request(response["Location"])
 
-    def post_response(self, client: Client, saml_response: str, relay_state: str = "", acs_url: str | None = None) -> Any:
+    def post_response(
+        self, client: Client, saml_response: str, relay_state: str = "", acs_url: str | None = None
+    ) -> Any:
         """POST to the ACS as the browser would, and follow allauth's one hop to its finish view."""
         path = urlsplit(acs_url or self.acs_url).path
         response = client.post(path, {"SAMLResponse": saml_response, "RelayState": relay_state})
@@ -98,7 +100,9 @@ def make_sso(make_tenant: Callable[..., Tenant], keys: dict[str, KeyPair]) -> Ca
             )
         metadata = Client(HTTP_HOST="testserver").get(f"/accounts/saml/{tenant.slug}/metadata/")
         assert metadata.status_code == 200, metadata.content[:300]
-        idp = TestIdp(entity_id=entity_id, sso_url=sso_url, keys=keypair, sp_metadata=metadata.content.decode())
+        idp = TestIdp(
+            entity_id=entity_id, sso_url=sso_url, keys=keypair, sp_metadata=metadata.content.decode()
+        )
         from sso.adapter import sp_entity_id
 
         return SsoSetup(tenant, connection, idp, sp_entity_id(connection))

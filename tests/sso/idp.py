@@ -138,7 +138,9 @@ class TestIdp:
         query = parse_qs(urlsplit(redirect_url).query)
         parsed = self.server.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT)
         message = parsed.message
-        return AuthnRequest(message.id, message.assertion_consumer_service_url, query.get("RelayState", [""])[0])
+        return AuthnRequest(
+            message.id, message.assertion_consumer_service_url, query.get("RelayState", [""])[0]
+        )
 
     def response(
         self,
@@ -193,7 +195,9 @@ class TestIdp:
         root = etree.fromstring(xml.encode())
         assertion = root.find(f"saml:Assertion[@ID='{assertion_id}']", NS)
         if assertion is None:
-            assertion = next(a for a in root.iter(f"{{{NS['saml']}}}Assertion") if a.get("ID") == assertion_id)
+            assertion = next(
+                a for a in root.iter(f"{{{NS['saml']}}}Assertion") if a.get("ID") == assertion_id
+            )
         part = pre_signature_part(
             assertion_id,
             public_key=signer.cert_body,
@@ -214,7 +218,7 @@ def deflate_decode(value: str) -> str:
 
 
 def wrap_signature(signed_b64: str, evil_email: str) -> str:
-    """A signature-wrapping attack: the signed assertion hidden in the evil one, which carries no signature."""
+    """Signature wrapping: the signed assertion hidden inside an evil one that carries no signature."""
     root = etree.fromstring(base64.b64decode(signed_b64))
     signed = root.find("saml:Assertion", NS)
     assert signed is not None

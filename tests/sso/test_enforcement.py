@@ -31,7 +31,9 @@ def _events(tenant: Any, action: str) -> list[AuditEvent]:
 
 def test_sso_can_be_required_once_configured(make_sso, key_client) -> None:
     sso = make_sso()
-    response = key_client(sso.tenant, Role.ADMIN).patch("/api/v1/tenant", {"sso_required": True}, format="json")
+    response = key_client(sso.tenant, Role.ADMIN).patch(
+        "/api/v1/tenant", {"sso_required": True}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["sso_required"] is True
 

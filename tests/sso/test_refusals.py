@@ -111,7 +111,9 @@ def test_it_refuses_a_wrong_destination(make_sso) -> None:
     sso = make_sso()
     client = sso.client()
     change = _set("/samlp:Response", "Destination", "https://another-sp.test/acs/")
-    _assert_refused(sso, client, _sp_initiated(sso, client, change=change), "instead of https://another-sp.test")
+    _assert_refused(
+        sso, client, _sp_initiated(sso, client, change=change), "instead of https://another-sp.test"
+    )
 
 
 def test_it_refuses_an_expired_assertion(make_sso) -> None:
@@ -155,7 +157,9 @@ def test_it_refuses_a_replayed_assertion(make_sso) -> None:
     response = sso.post_response(attacker, saml, request.relay_state)
     assert response.status_code == 403
     assert not _signed_in(attacker)
-    assert [e.details["reason"] for e in sso.events("sso.refused")] == ["This assertion was used before (replay)."]
+    assert [e.details["reason"] for e in sso.events("sso.refused")] == [
+        "This assertion was used before (replay)."
+    ]
 
 
 def test_it_refuses_a_replayed_idp_initiated_assertion(make_sso) -> None:
@@ -196,7 +200,9 @@ def test_it_allows_idp_initiated_sign_in_when_the_tenant_does(make_sso) -> None:
     assert _signed_in(client)
 
 
-@pytest.mark.parametrize("relay_state", ["https://evil.test/", "//evil.test/x", "http://testserver.evil.test/"])
+@pytest.mark.parametrize(
+    "relay_state", ["https://evil.test/", "//evil.test/x", "http://testserver.evil.test/"]
+)
 def test_it_refuses_relay_state_to_another_host(make_sso, relay_state: str) -> None:
     sso = make_sso(allow_idp_initiated=True)
     client = sso.client()
@@ -209,11 +215,16 @@ def test_it_refuses_relay_state_to_another_host(make_sso, relay_state: str) -> N
 @pytest.mark.parametrize(
     ("same_entity_id", "reason"), [(False, "Invalid issuer"), (True, "Signature validation failed")]
 )
-def test_it_refuses_an_assertion_from_another_tenants_idp(make_sso, same_entity_id: bool, reason: str) -> None:
+def test_it_refuses_an_assertion_from_another_tenants_idp(
+    make_sso, same_entity_id: bool, reason: str
+) -> None:
     acme = make_sso("Acme")
     # Beta's IdP, with its own key; in the second case it even claims Acme's IdP entity id.
     beta = make_sso(
-        "Beta", domains=("beta.test",), key="second", idp_entity_id=acme.idp.entity_id if same_entity_id else None
+        "Beta",
+        domains=("beta.test",),
+        key="second",
+        idp_entity_id=acme.idp.entity_id if same_entity_id else None,
     )
     client = acme.client()
     request = acme.start(client, email="alice@acme.test")

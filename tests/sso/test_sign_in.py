@@ -27,7 +27,9 @@ def _me(client: Any) -> dict[str, Any]:
 def test_it_signs_in_a_new_user_with_role_none(make_sso) -> None:
     sso = make_sso()
     client = sso.client()
-    response = sso.sign_in(client, "Alice@Acme.test", {"urn:oid:2.5.4.42": ["Alice"], "urn:oid:2.5.4.4": ["Liddell"]})
+    response = sso.sign_in(
+        client, "Alice@Acme.test", {"urn:oid:2.5.4.42": ["Alice"], "urn:oid:2.5.4.4": ["Liddell"]}
+    )
     assert response.status_code == 302, response.content[:2000]
     assert response["Location"] == "/"
     home = client.get("/")
@@ -42,7 +44,9 @@ def test_it_signs_in_a_new_user_with_role_none(make_sso) -> None:
 
 
 def test_a_mapped_group_sets_the_role_at_every_sign_in(make_sso) -> None:
-    sso = make_sso(group_attribute="groups", group_roles={"s3av-operators": "operator", "s3av-admins": "admin"})
+    sso = make_sso(
+        group_attribute="groups", group_roles={"s3av-operators": "operator", "s3av-admins": "admin"}
+    )
     assert sso.sign_in(sso.client(), "alice@acme.test").status_code == 302
     assert _role(sso, "alice@acme.test") == "none"
 
@@ -69,7 +73,9 @@ def test_without_a_mapping_the_role_an_admin_set_stays(make_sso) -> None:
     assert not sso.events("sso.role_from_group")
 
 
-def test_it_signs_in_an_existing_user_of_a_claimed_domain_into_this_tenant_only(make_sso, make_tenant) -> None:
+def test_it_signs_in_an_existing_user_of_a_claimed_domain_into_this_tenant_only(
+    make_sso, make_tenant
+) -> None:
     sso = make_sso()
     other = make_tenant("Other")
     carol = User.objects.create_user("carol@acme.test", password="a-long-password-123")
@@ -119,7 +125,9 @@ LAYOUTS = {
     "entra": {
         "email": "ann@acme.test",
         "attributes": {
-            "http://schemas.microsoft.com/identity/claims/objectidentifier": ["5f1c9a9e-0000-4000-8000-000000000001"],
+            "http://schemas.microsoft.com/identity/claims/objectidentifier": [
+                "5f1c9a9e-0000-4000-8000-000000000001"
+            ],
             f"{ENTRA}/emailaddress": ["ann@acme.test"],
             f"{ENTRA}/givenname": ["Ann"],
             f"{ENTRA}/surname": ["Entra"],
