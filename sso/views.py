@@ -78,7 +78,7 @@ def _form_changes(request: HttpRequest) -> dict[str, object]:
         "email_domains": [d for d in post.get("email_domains", "").replace(",", " ").split() if d],
         "group_attribute": post.get("group_attribute", ""),
         "allow_idp_initiated": post.get("allow_idp_initiated") == "on",
-        "enabled": post.get("enabled", "on") == "on",
+        "enabled": post.get("enabled") == "on",
     }
     roles: dict[str, str] = {}
     for line in post.get("group_roles", "").splitlines():
