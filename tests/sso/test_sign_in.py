@@ -86,6 +86,7 @@ def test_it_signs_in_an_existing_user_of_a_claimed_domain_into_this_tenant_only(
     assert _me(client)["tenant"]["slug"] == sso.tenant.slug
     assert not sso.events("sso.jit_user")
     # The SSO session never reaches the user's other tenant, even when asked for it.
+    assert str(other.pk).encode() not in client.get("/").content
     client.post("/tenant/switch", {"tenant": str(other.pk)})
     assert _me(client)["tenant"]["slug"] == sso.tenant.slug
     assert _me(client)["role"] == "none"
