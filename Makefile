@@ -38,6 +38,10 @@ lint: install
 
 test: install clamd
 	bash scripts/services.sh postgres rabbitmq
+	# The SSO browser test drives Debian's chromium through Playwright (never a browser download).
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "chromium is missing: the SSO browser test is skipped; as root: apt-get install chromium" >&2
 	bash scripts/test.sh
 
 # clamd and the private PostgreSQL cluster are started (and stopped at the end) by the demo itself.

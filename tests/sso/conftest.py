@@ -81,11 +81,13 @@ def make_sso(make_tenant: Callable[..., Tenant], keys: dict[str, KeyPair]) -> Ca
         domains: tuple[str, ...] = ("acme.test",),
         key: str = "idp",
         idp_entity_id: str | None = None,
+        idp_sso_url: str | None = None,
+        host: str = "testserver",
         **settings: Any,
     ) -> SsoSetup:
         tenant = make_tenant(name)
         entity_id = idp_entity_id or f"https://idp.{tenant.slug}.test/metadata"
-        sso_url = f"https://idp.{tenant.slug}.test/sso"
+        sso_url = idp_sso_url or f"https://idp.{tenant.slug}.test/sso"
         keypair = keys[key]
         with scope(tenant=tenant):
             connection = services.configure_saml(
@@ -98,7 +100,7 @@ def make_sso(make_tenant: Callable[..., Tenant], keys: dict[str, KeyPair]) -> Ca
                 email_domains=list(domains),
                 **settings,
             )
-        metadata = Client(HTTP_HOST="testserver").get(f"/accounts/saml/{tenant.slug}/metadata/")
+        metadata = Client(HTTP_HOST=host).get(f"/accounts/saml/{tenant.slug}/metadata/")
         assert metadata.status_code == 200, metadata.content[:300]
         idp = TestIdp(
             entity_id=entity_id, sso_url=sso_url, keys=keypair, sp_metadata=metadata.content.decode()
