@@ -75,11 +75,13 @@ def identity_of(connection: SamlConnection, sociallogin: SocialLogin) -> service
         for name in names:
             values = attributes.get(name) or []
             if values and values[0]:
-                mapped[field] = str(values[0])
+                mapped[field] = str(values[0]).replace("\x00", "")
                 break
     name = mapped.get("name") or " ".join(p for p in (mapped.get("first_name"), mapped.get("last_name")) if p)
     groups = (
-        [str(g) for g in attributes.get(connection.group_attribute, [])] if connection.group_attribute else []
+        [str(g).replace("\x00", "") for g in attributes.get(connection.group_attribute, [])]
+        if connection.group_attribute
+        else []
     )
     return services.SsoIdentity(
         uid=sociallogin.account.uid,

@@ -319,7 +319,7 @@ def refuse(
             Actor(ip=ip, label_override="sso"),
             "sso.refused",
             connection,
-            {"reason": reason[:500], **(details or {})},
+            {k: str(v).replace("\x00", "")[:500] for k, v in {"reason": reason, **(details or {})}.items()},
         )
 
 
@@ -372,6 +372,8 @@ def sign_in_user(
     email = identity.email.strip().lower()
     if not email or "@" not in email:
         raise SsoRefused("The assertion carries no email address.")
+    if "\x00" in email or "\x00" in identity.uid:
+        raise SsoRefused("The assertion's email or subject holds a NUL character.")
     if not email_allowed(connection, email):
         # Never sign in (nor take over) an address in a domain this tenant has not claimed.
         raise SsoRefused(f"The email domain of {email} is not claimed by this tenant.")

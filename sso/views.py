@@ -18,9 +18,16 @@ from sso.models import Preset, SamlConnection
 _UNKNOWN = "No single sign-on is set up for that address or tenant."
 
 
+def _has_nul(request: HttpRequest) -> bool:
+    # PostgreSQL refuses NUL in text: such a form is refused before any query.
+    return any("\x00" in value for values in request.POST.lists() for value in values[1])
+
+
 @require_POST
 def start(request: HttpRequest) -> HttpResponse:
     """Send the browser to the IdP of the tenant named by an email domain or a slug."""
+    if _has_nul(request):
+        return render(request, "sso/refused.html", {"reason": _UNKNOWN}, status=400)
     email = request.POST.get("email", "").strip()
     slug = request.POST.get("tenant", "").strip()
     connection = services.connection_for_email(email) if email else None
@@ -47,7 +54,9 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     connection = SamlConnection.objects.filter(tenant=tenant).first()
     errors: dict[str, str] = {}
-    if request.method == "POST":
+    if request.method == "POST" and _has_nul(request):
+        errors["__all__"] = "NUL characters are not allowed."
+    elif request.method == "POST":
         changes = _form_changes(request)
         try:
             connection = services.configure_saml(tenant, Actor.from_request(request), **changes)

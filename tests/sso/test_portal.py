@@ -71,3 +71,11 @@ def test_the_settings_page_is_for_admins_only(tenant, make_user) -> None:
         assert client.post("/sso/settings", {"preset": "okta"}).status_code == 403
         assert client.post("/sso/settings/delete").status_code == 403
         assert b'href="/sso/settings"' not in client.get("/").content
+
+
+def test_nul_characters_are_refused_not_a_server_error(tenant, make_user) -> None:
+    assert Client().post("/sso/start", {"email": "a@b\x00.test"}).status_code == 400
+    client = _portal(make_user, tenant, Role.ADMIN)
+    response = client.post("/sso/settings", {"preset": "okta", "email_domains": "a.\x00test"})
+    assert response.status_code == 200
+    assert b"NUL characters are not allowed" in response.content
