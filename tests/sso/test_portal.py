@@ -79,3 +79,13 @@ def test_nul_characters_are_refused_not_a_server_error(tenant, make_user) -> Non
     response = client.post("/sso/settings", {"preset": "okta", "email_domains": "a.\x00test"})
     assert response.status_code == 200
     assert b"NUL characters are not allowed" in response.content
+
+
+def test_support_staff_read_connections_and_get_no_allauth_admin(make_sso, make_user) -> None:
+    make_sso()
+    staff = Client()
+    staff.force_login(make_user(is_staff=True, is_superuser=True))
+    page = staff.get("/admin/sso/samlconnection/")
+    assert page.status_code == 200 and b"https://idp.acme.test/metadata" in page.content
+    assert staff.get("/admin/sso/samlconnection/add/").status_code == 403
+    assert staff.get("/admin/socialaccount/socialaccount/").status_code == 404
