@@ -14,7 +14,7 @@ from accounts.models import AuditEvent, Tenant
 from accounts.services import Actor
 from sso import services
 from sso.models import SamlConnection
-from tests.sso.idp import KeyPair, TestIdp, make_key_pair
+from tests.sso.idp import KeyPair, PysamlIdp, make_key_pair
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyPair]:
 class SsoSetup:
     tenant: Tenant
     connection: SamlConnection
-    idp: TestIdp
+    idp: PysamlIdp
     sp_entity_id: str
 
     def client(self) -> Client:
@@ -102,7 +102,7 @@ def make_sso(make_tenant: Callable[..., Tenant], keys: dict[str, KeyPair]) -> Ca
             )
         metadata = Client(HTTP_HOST=host).get(f"/accounts/saml/{tenant.slug}/metadata/")
         assert metadata.status_code == 200, metadata.content[:300]
-        idp = TestIdp(
+        idp = PysamlIdp(
             entity_id=entity_id, sso_url=sso_url, keys=keypair, sp_metadata=metadata.content.decode()
         )
         from sso.adapter import sp_entity_id

@@ -83,7 +83,7 @@ class AuthnRequest:
 
 
 @dataclass
-class TestIdp:
+class PysamlIdp:
     entity_id: str
     sso_url: str
     keys: KeyPair
@@ -114,10 +114,10 @@ class TestIdp:
         )
         self.server = Server(config=config)
 
-    def knowing(self, *sp_metadata: str) -> TestIdp:
+    def knowing(self, *sp_metadata: str) -> PysamlIdp:
         """The same IdP (entity id, keys) with more service providers in its metadata."""
         own = [self.sp_metadata] if isinstance(self.sp_metadata, str) else self.sp_metadata
-        return TestIdp(self.entity_id, self.sso_url, self.keys, [*own, *sp_metadata])
+        return PysamlIdp(self.entity_id, self.sso_url, self.keys, [*own, *sp_metadata])
 
     def metadata_xml(self) -> str:
         return f"""<?xml version="1.0"?>
@@ -236,4 +236,4 @@ def wrap_signature(signed_b64: str, evil_email: str) -> str:
     return base64.b64encode(etree.tostring(root)).decode()
 
 
-__all__ = ["BINDING_HTTP_POST", "TestIdp", "KeyPair", "make_key_pair", "iso", "wrap_signature"]
+__all__ = ["BINDING_HTTP_POST", "PysamlIdp", "KeyPair", "make_key_pair", "iso", "wrap_signature"]

@@ -8,11 +8,11 @@ import pytest
 from django_scopes import scopes_disabled
 
 from accounts.models import AuditEvent, Role
-from tests.sso.idp import TestIdp
+from tests.sso.idp import PysamlIdp
 
 
-def _idp(keys: Any) -> TestIdp:
-    return TestIdp("https://idp.example.test/metadata", "https://idp.example.test/sso", keys["idp"], [])
+def _idp(keys: Any) -> PysamlIdp:
+    return PysamlIdp("https://idp.example.test/metadata", "https://idp.example.test/sso", keys["idp"], [])
 
 
 def test_get_gives_what_the_idp_needs(tenant, key_client) -> None:

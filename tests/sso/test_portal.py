@@ -9,7 +9,7 @@ from django_scopes import scopes_disabled
 
 from accounts.models import AuditEvent, Role
 from sso.models import SamlConnection
-from tests.sso.idp import TestIdp
+from tests.sso.idp import PysamlIdp
 
 
 def _portal(make_user: Any, tenant: Any, role: str) -> Client:
@@ -32,7 +32,7 @@ def test_an_admin_sets_up_sso_from_the_settings_page(tenant, make_user, keys) ->
     page = client.get("/sso/settings")
     assert page.status_code == 200
     assert f"/accounts/saml/{tenant.slug}/acs/".encode() in page.content
-    idp = TestIdp("https://idp.example.test/metadata", "https://idp.example.test/sso", keys["idp"], [])
+    idp = PysamlIdp("https://idp.example.test/metadata", "https://idp.example.test/sso", keys["idp"], [])
     response = client.post(
         "/sso/settings",
         {
