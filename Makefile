@@ -14,6 +14,12 @@ $(VENV)/.installed: pyproject.toml
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	# SAML: xmlsec and lxml must load the same libxml2 (pinned wheels); fail here, not at sign-in.
+	$(PY) -c 'import lxml.etree, xmlsec; assert lxml.etree.LIBXML_VERSION == xmlsec.get_libxml_version(), "lxml and xmlsec use different libxml2"'
+	# The tests' SAML IdP (pysaml2) signs with Debian's xmlsec1 command.
+	command -v xmlsec1 >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xmlsec1; } || \
+		echo "xmlsec1 is missing (the SAML tests need it); as root: apt-get install xmlsec1" >&2
 	touch $@
 
 # PostgreSQL (a private cluster under var/ on port 54329), Redis and RabbitMQ: installed from the
@@ -34,6 +40,10 @@ lint: install
 # started it: left running, it holds port 54329 and another checkout's `make test` on the machine fails.
 test: install clamd
 	bash scripts/services.sh rabbitmq
+	# The SSO browser test drives Debian's chromium through Playwright (never a browser download).
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "chromium is missing: the SSO browser test is skipped; as root: apt-get install chromium" >&2
 	S3AV_TEST_STOP_POSTGRES=1 bash scripts/test.sh
 
 # clamd and the private PostgreSQL cluster are started (and stopped at the end) by the demo itself.

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django_scopes import scope, scopes_disabled
 
 from accounts import services
+from accounts.adapter import SSO_SESSION_KEY
 from accounts.models import Membership, Role, User
 
 SESSION_TENANT_KEY = "s3av_tenant"
@@ -32,12 +34,26 @@ def client_ip(request: HttpRequest) -> str | None:
     return remote
 
 
-def current_membership(request: HttpRequest) -> Membership | None:
-    """The signed-in user's membership in the tenant chosen in the session (or their first)."""
+def session_memberships(request: HttpRequest) -> QuerySet[Membership]:
+    """The memberships this session may use (call inside ``scopes_disabled``)."""
     user = request.user
     assert isinstance(user, User)
+    memberships = Membership.objects.filter(user=user, tenant__status="active").select_related("tenant")
+    sso_tenant = request.session.get(SSO_SESSION_KEY)
+    if sso_tenant:
+        # Signed in through one tenant's IdP: that tenant only, never the user's others.
+        return memberships.filter(tenant_id=sso_tenant)
+    if not user.is_staff:
+        # A password session never enters a tenant that requires SSO (support staff: break-glass,
+        # audited at sign-in).
+        return memberships.exclude(tenant__sso_required=True)
+    return memberships
+
+
+def current_membership(request: HttpRequest) -> Membership | None:
+    """The signed-in user's membership in the tenant chosen in the session (or their first)."""
     with scopes_disabled():
-        memberships = Membership.objects.filter(user=user, tenant__status="active").select_related("tenant")
+        memberships = session_memberships(request)
         wanted = request.session.get(SESSION_TENANT_KEY)
         if wanted:
             chosen = memberships.filter(tenant_id=wanted).first()

@@ -139,9 +139,15 @@ class Tenant(models.Model):
 
     @property
     def sso_configured(self) -> bool:
-        # No SAML connection can be configured in this build yet (the sso app is empty); when one
-        # can, this says whether the tenant has one.
-        return False
+        """Whether the tenant has an enabled SAML connection (sso.SamlConnection)."""
+        from django_scopes import scopes_disabled
+
+        from sso.models import SamlConnection
+
+        if self._state.adding:
+            return False
+        with scopes_disabled():
+            return SamlConnection.objects.filter(tenant_id=self.pk, enabled=True).exists()
 
     def clean(self) -> None:
         super().clean()

@@ -7,18 +7,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_scopes import scopes_disabled
 
-from accounts.middleware import SESSION_TENANT_KEY
-from accounts.models import Membership
+from accounts.middleware import SESSION_TENANT_KEY, session_memberships
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     with scopes_disabled():
-        memberships = list(
-            Membership.objects.filter(user_id=str(request.user.pk), tenant__status="active").select_related(
-                "tenant"
-            )
-        )
+        memberships = list(session_memberships(request))
     return render(request, "home.html", {"memberships": memberships})
 
 
@@ -30,7 +25,7 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
     except ValueError:
         return redirect("home")
     with scopes_disabled():
-        if Membership.objects.filter(user_id=str(request.user.pk), tenant_id=wanted).exists():
+        if session_memberships(request).filter(tenant_id=wanted).exists():
             request.session[SESSION_TENANT_KEY] = wanted
     return redirect("home")
 

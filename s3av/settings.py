@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django_dramatiq",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
     "accounts",
     "linked_accounts",
     "scanning",
@@ -141,6 +142,12 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
+# SAML single sign-on: one allauth SocialApp per tenant, built by the adapter from sso.SamlConnection;
+# the provider "saml" is sso.provider's (allauth's SAML views on top). Security settings: sso.adapter.
+SOCIALACCOUNT_ADAPTER = "sso.adapter.SocialAccountAdapter"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_AUTO_SIGNUP = False
+SOCIALACCOUNT_STORE_TOKENS = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -11,6 +11,7 @@ from s3av import middleware as api_answers
 from scanning import api as scanning_api
 from scanning import buckets_api, channels_api, fleet_api, jobs_api, scan_api
 from scanning import views as scanning_views
+from sso import api as sso_api
 
 
 class Router(SimpleRouter):
@@ -39,6 +40,7 @@ api_v1 = [
     path("me", accounts_api.MeView.as_view(), name="me"),
     path("tenant", accounts_api.TenantView.as_view(), name="tenant"),
     path("usage", jobs_api.UsageView.as_view(), name="usage"),
+    path("sso", sso_api.SsoView.as_view(), name="sso"),
     path("scan", scan_api.ScanUploadView.as_view(), name="scan"),
     path("scan/existing", scan_api.ScanExistingView.as_view(), name="scan-existing"),
     path(
@@ -75,6 +77,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("sso/", include("sso.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     # Last: an unknown path under /api/ answers JSON 404, never an HTML page or the URL list.
     re_path(r"^api/", api_answers.api_not_found),

@@ -191,3 +191,10 @@ def test_the_membership_factory_uses_fresh_emails(tenant):
     with scope(tenant=tenant):
         _member(tenant)
         assert Membership.objects.filter(tenant=tenant).count() == 2
+
+
+def test_the_tenant_wide_routes_are_swept(schema):
+    # No {id}: the outsider sweep skips them, the viewer and anonymous sweeps must not.
+    operations = set(_operations(schema))
+    for method in ("get", "put", "delete"):
+        assert ("/api/v1/sso", method) in operations

@@ -1,0 +1,151 @@
+"""The tenant rules of SAML sign-in, as allauth's social account adapter.
+
+allauth sees each tenant's SamlConnection as a SocialApp (provider "saml", client id the tenant's
+slug) built here in memory; nothing is kept in allauth's SocialApp table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialLogin
+from allauth.socialaccount.providers.base.constants import AuthProcess
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse
+from django_scopes import scope, scopes_disabled
+
+from sso import services
+from sso.models import Preset, SamlConnection
+from sso.provider import refusal_page
+
+# Set on the request by pre_social_login; accounts.adapter binds the session to this tenant.
+SSO_TENANT_ATTRIBUTE = "_s3av_sso_tenant_id"
+
+
+def sp_entity_id(connection: SamlConnection) -> str:
+    # Fixed by the public URL, not by the Host header of whichever request builds the settings.
+    return f"{settings.PUBLIC_URL}{reverse('saml_metadata', args=[connection.tenant.slug])}"
+
+
+def app_settings(connection: SamlConnection) -> dict[str, Any]:
+    return {
+        "attribute_mapping": connection.attribute_map,
+        # Google Workspace sends the primary email as NameID, whatever its format is set to.
+        "use_nameid_for_email": connection.preset == Preset.GOOGLE,
+        "idp": {
+            "entity_id": connection.idp_entity_id,
+            "sso_url": connection.idp_sso_url,
+            "x509cert": connection.idp_certificate,
+        },
+        "sp": {"entity_id": sp_entity_id(connection)},
+        "advanced": {
+            "strict": True,
+            "want_assertion_signed": True,
+            "want_message_signed": False,  # Okta, Entra and Google sign the assertion; we require that
+            "reject_deprecated_algorithm": True,
+            "reject_idp_initiated_sso": not connection.allow_idp_initiated,
+            "want_attribute_statement": False,  # Google may send the NameID alone
+            "want_name_id": True,
+            # Only the syntax check of our own URLs (a single-label host such as "localhost").
+            "allow_single_label_domains": True,
+        },
+    }
+
+
+def social_app(connection: SamlConnection) -> SocialApp:
+    app = SocialApp(
+        provider="saml",
+        provider_id=connection.provider_id,
+        client_id=connection.tenant.slug,
+        name=connection.tenant.name,
+        settings=app_settings(connection),
+    )
+    app.connection = connection  # type: ignore[attr-defined]
+    return app
+
+
+def identity_of(connection: SamlConnection, sociallogin: SocialLogin) -> services.SsoIdentity:
+    attributes: dict[str, list[str]] = sociallogin.account.extra_data or {}
+    mapped: dict[str, str] = {}
+    for field, names in (connection.attribute_map or {}).items():
+        for name in names:
+            values = attributes.get(name) or []
+            if values and values[0]:
+                mapped[field] = str(values[0]).replace("\x00", "")
+                break
+    name = mapped.get("name") or " ".join(p for p in (mapped.get("first_name"), mapped.get("last_name")) if p)
+    groups = (
+        [str(g).replace("\x00", "") for g in attributes.get(connection.group_attribute, [])]
+        if connection.group_attribute
+        else []
+    )
+    return services.SsoIdentity(
+        uid=sociallogin.account.uid,
+        email=sociallogin.user.email if sociallogin.user else "",
+        name=name,
+        groups=groups,
+    )
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def list_apps(self, request: HttpRequest, provider: Any = None, client_id: Any = None) -> list[SocialApp]:
+        """The one tenant's app asked for, by slug or by provider id; never a list of every tenant."""
+        if provider not in (None, "saml") and not str(provider).startswith("saml-"):
+            return []
+        with scopes_disabled():
+            connections = SamlConnection.objects.select_related("tenant").filter(
+                enabled=True, tenant__status="active"
+            )
+            if client_id:
+                connections = connections.filter(tenant__slug=str(client_id))
+            elif provider and provider != "saml":
+                try:
+                    connections = connections.filter(tenant_id=uuid.UUID(str(provider)[len("saml-") :]))
+                except ValueError:
+                    return []
+            else:
+                return []
+            return [social_app(c) for c in connections[:1]]
+
+    def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
+        return False  # users are created by pre_social_login's rules, never by allauth's sign-up
+
+    def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
+        connection: SamlConnection = sociallogin.provider.app.connection  # type: ignore[attr-defined]
+        ip = getattr(request, "client_ip", None)
+        try:
+            if sociallogin.state.get("process", AuthProcess.LOGIN) != AuthProcess.LOGIN:
+                raise services.SsoRefused("Only sign-in is offered through SSO.")
+            identity = identity_of(connection, sociallogin)
+            linked = sociallogin.user if sociallogin.is_existing else None
+            with scope(tenant=connection.tenant):
+                user = services.sign_in_user(connection, ip, identity, linked)
+        except services.SsoRefused as refused:
+            with scope(tenant=connection.tenant):
+                services.refuse(connection, ip, refused.reason, {"email": sociallogin.user.email})
+            raise ImmediateHttpResponse(refusal_page(request, refused.reason)) from None
+        if linked is None:
+            sociallogin.user = user
+            sociallogin.account = SocialAccount.objects.get(provider=connection.provider_id, uid=identity.uid)
+        next_url = services.local_path(sociallogin.state.get("next"))
+        sociallogin.state["next"] = next_url or reverse("home")
+        setattr(request, SSO_TENANT_ATTRIBUTE, str(connection.tenant_id))
+
+    def on_authentication_error(
+        self,
+        request: HttpRequest,
+        provider: Any,
+        error: Any = None,
+        exception: Any = None,
+        extra_context: Any = None,
+    ) -> None:
+        connection = getattr(getattr(provider, "app", None), "connection", None)
+        if connection is None:
+            return
+        reason = (extra_context or {}).get("saml_last_error_reason") or str(error or exception or "refused")
+        with scope(tenant=connection.tenant):
+            services.refuse(connection, getattr(request, "client_ip", None), reason)

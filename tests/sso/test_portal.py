@@ -1,0 +1,91 @@
+"""The portal: SSO on the sign-in page, and the admins' settings page calling the same services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.test import Client
+from django_scopes import scopes_disabled
+
+from accounts.models import AuditEvent, Role
+from sso.models import SamlConnection
+from tests.sso.idp import PysamlIdp
+
+
+def _portal(make_user: Any, tenant: Any, role: str) -> Client:
+    client = Client(HTTP_HOST="testserver")
+    client.force_login(make_user(tenant=tenant, role=role))
+    return client
+
+
+def test_the_sign_in_page_offers_sso_by_email_or_tenant(db) -> None:
+    page = Client().get("/accounts/login/")
+    assert page.status_code == 200
+    assert b'action="/sso/start"' in page.content
+    assert b'name="email"' in page.content and b'name="tenant"' in page.content
+    assert b'name="password"' in page.content
+
+
+def test_an_admin_sets_up_sso_from_the_settings_page(tenant, make_user, keys) -> None:
+    client = _portal(make_user, tenant, Role.ADMIN)
+    assert client.get("/").content.count(b'href="/sso/settings"') == 1
+    page = client.get("/sso/settings")
+    assert page.status_code == 200
+    assert f"/accounts/saml/{tenant.slug}/acs/".encode() in page.content
+    idp = PysamlIdp("https://idp.example.test/metadata", "https://idp.example.test/sso", keys["idp"], [])
+    response = client.post(
+        "/sso/settings",
+        {
+            "preset": "okta",
+            "idp_metadata_xml": idp.metadata_xml(),
+            "email_domains": "example.test, corp.example.test",
+            "group_roles": "s3av-ops=operator\ns3av-admins=admin\n",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    with scopes_disabled():
+        connection = SamlConnection.objects.get(tenant=tenant)
+        assert AuditEvent.objects.filter(tenant=tenant, action="sso.create").count() == 1
+    assert connection.idp_entity_id == "https://idp.example.test/metadata"
+    assert connection.group_attribute == "groups"
+    assert connection.group_roles == {"s3av-ops": "operator", "s3av-admins": "admin"}
+    with scopes_disabled():
+        assert connection.email_domains() == ["corp.example.test", "example.test"]
+    assert connection.allow_idp_initiated is False and connection.enabled is True
+
+
+def test_the_settings_page_shows_errors_without_saving(tenant, make_user) -> None:
+    client = _portal(make_user, tenant, Role.ADMIN)
+    response = client.post("/sso/settings", {"preset": "custom", "idp_metadata_xml": "<nope/>"})
+    assert response.status_code == 200
+    assert b'<ul class="errors"><li><strong>idp_metadata_xml</strong>' in response.content
+    with scopes_disabled():
+        assert not SamlConnection.objects.filter(tenant=tenant).exists()
+
+
+def test_the_settings_page_is_for_admins_only(tenant, make_user) -> None:
+    for role in (Role.VIEWER, Role.OPERATOR):
+        client = _portal(make_user, tenant, role)
+        assert client.get("/sso/settings").status_code == 403
+        assert client.post("/sso/settings", {"preset": "okta"}).status_code == 403
+        assert client.post("/sso/settings/delete").status_code == 403
+        assert b'href="/sso/settings"' not in client.get("/").content
+
+
+def test_nul_characters_are_refused_not_a_server_error(tenant, make_user) -> None:
+    assert Client().post("/sso/start", {"email": "a@b\x00.test"}).status_code == 400
+    client = _portal(make_user, tenant, Role.ADMIN)
+    response = client.post("/sso/settings", {"preset": "okta", "email_domains": "a.\x00test"})
+    assert response.status_code == 200
+    assert b"NUL characters are not allowed" in response.content
+
+
+def test_support_staff_read_connections_and_get_no_allauth_admin(make_sso, make_user) -> None:
+    make_sso()
+    staff = Client()
+    staff.force_login(make_user(is_staff=True, is_superuser=True))
+    page = staff.get("/admin/sso/samlconnection/")
+    assert page.status_code == 200 and b"https://idp.acme.test/metadata" in page.content
+    assert staff.get("/admin/sso/samlconnection/add/").status_code == 403
+    assert staff.get("/admin/socialaccount/socialaccount/").status_code == 404
