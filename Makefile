@@ -41,9 +41,11 @@ lint: install
 test: install clamd
 	bash scripts/services.sh rabbitmq
 	# The SSO browser test drives Debian's chromium through Playwright (never a browser download).
-	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
-		echo "chromium is missing: the SSO browser test is skipped; as root: apt-get install chromium" >&2
+	# Playwright's own node driver needs libatomic1, which a minimal Debian lacks.
+	dpkg -s chromium libatomic1 >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium libatomic1; } || \
+		echo "chromium is missing: the SSO browser test is skipped; as root: apt-get install chromium libatomic1" >&2
 	S3AV_TEST_STOP_POSTGRES=1 bash scripts/test.sh
 
 # clamd and the private PostgreSQL cluster are started (and stopped at the end) by the demo itself.

@@ -68,6 +68,10 @@ def signature_age(now: datetime | None = None) -> int | None:
 # --- the heartbeat -----------------------------------------------------------------------------------
 
 
+class HeartbeatStopped(Exception):
+    """stop() was called while this beat was being measured: the agent is already marked stopped."""
+
+
 class Heartbeat:
     """Registers this process as an Agent and updates it every ``every`` seconds until stopped."""
 
@@ -76,6 +80,8 @@ class Heartbeat:
         self.queues = sorted(queues)
         self.every = every if every is not None else settings.AGENT_HEARTBEAT_SECONDS
         self._stop = threading.Event()
+        # A beat still running when stop() gives up waiting must not write stopped_at back to None.
+        self._write = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -86,15 +92,18 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        try:
-            Agent.objects.filter(pk=self.agent_id).update(stopped_at=timezone.now(), scans_in_flight=0)
-        except Exception:
-            log.exception("could not mark the agent stopped")
+        with self._write:
+            try:
+                Agent.objects.filter(pk=self.agent_id).update(stopped_at=timezone.now(), scans_in_flight=0)
+            except Exception:
+                log.exception("could not mark the agent stopped")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.beat()
+            except HeartbeatStopped:
+                break
             except Exception:  # a database blip: the next beat tries again
                 log.exception("agent heartbeat failed")
             finally:
@@ -130,7 +139,10 @@ class Heartbeat:
         if error:
             fields["last_error"] = error[:2000]
             fields["last_error_at"] = now
-        agent, _ = Agent.objects.update_or_create(pk=self.agent_id, defaults=fields)
+        with self._write:
+            if self._stop.is_set():
+                raise HeartbeatStopped()
+            agent, _ = Agent.objects.update_or_create(pk=self.agent_id, defaults=fields)
         heartbeat_file = settings.HEARTBEAT_FILE
         if heartbeat_file:
             Path(heartbeat_file).touch()
