@@ -19,6 +19,12 @@ from linked_accounts import aws, services, templates
 from linked_accounts.models import AwsAccount, AwsOrganization
 from s3av.api import TenantViewSet
 
+# A template answers JSON or, with ?syntax=yaml, YAML.
+TEMPLATE_RESPONSES = {
+    (200, "application/json"): OpenApiTypes.OBJECT,
+    (200, "application/yaml"): OpenApiTypes.OBJECT,
+}
+
 
 class AccountSerializer(serializers.ModelSerializer):
     external_id = serializers.CharField(
@@ -167,10 +173,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
             ),
             OpenApiParameter("syntax", str, enum=["json", "yaml"]),
         ],
-        responses={
-            (200, "application/json"): OpenApiTypes.OBJECT,
-            (200, "application/yaml"): OpenApiTypes.OBJECT,
-        },
+        responses=TEMPLATE_RESPONSES,
     )
     @action(detail=True, methods=["get"])
     def template(self, request: Request, pk: str | None = None) -> Any:
@@ -275,10 +278,7 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             ),
             OpenApiParameter("syntax", str, enum=["json", "yaml"]),
         ],
-        responses={
-            (200, "application/json"): OpenApiTypes.OBJECT,
-            (200, "application/yaml"): OpenApiTypes.OBJECT,
-        },
+        responses=TEMPLATE_RESPONSES,
     )
     @action(detail=True, methods=["get"])
     def template(self, request: Request, pk: str | None = None) -> Any:
