@@ -172,7 +172,7 @@ def ensure_database(url: str) -> None:
 
 def flush_broker(url: str) -> None:
     """Drop leftovers of an earlier (interrupted) run from the scans queue of this broker."""
-    from scanning.actors import scan_object
+    from scanning.pipeline.actors import scan_object
 
     broker = scan_object.broker
     broker.declare_queue("scans")
@@ -187,8 +187,8 @@ def setup_tenant(s3: Any) -> tuple[Any, Any]:
 
     from accounts.services import Actor, create_tenant
     from linked_accounts import services as link_services
+    from scanning.buckets.protection import protect_bucket
     from scanning.models import Bucket
-    from scanning.protection import protect_bucket
 
     # Buckets protected by earlier runs point at queues of a moto that is gone: ingest would poll them
     # (and back off on errors) alongside ours. This database is the bench's own.
@@ -423,7 +423,7 @@ def main() -> int:
         call_command("migrate", verbosity=0, interactive=False)
         flush_broker(broker_url)
 
-        from scanning import s3ops
+        from scanning.s3 import ops as s3ops
 
         s3 = s3ops.make_client("s3", endpoint_url=endpoint, region="us-east-1")
         sqs = s3ops.make_client("sqs", endpoint_url=endpoint, region="us-east-1")

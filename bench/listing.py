@@ -45,7 +45,7 @@ def ensure_database(url: str) -> None:
 
 
 def fake_iter_keys(total: int) -> Any:
-    from scanning import s3ops
+    from scanning.s3 import ops as s3ops
 
     modified = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -103,9 +103,9 @@ def main() -> None:
 
     from accounts.services import Actor, create_tenant
     from linked_accounts.models import AwsAccount
-    from scanning import jobs
-    from scanning.actors import scan_object
+    from scanning.jobs import services as jobs
     from scanning.models import Bucket, ScanJob, ScanJobItem
+    from scanning.pipeline.actors import scan_object
 
     tenant, _, _ = create_tenant(
         Actor.system("bench"), f"bench {time.time_ns()}", f"b{time.time_ns()}@example.com"

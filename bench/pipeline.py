@@ -267,7 +267,7 @@ class Worker:
 
 
 def bench_raw(clamd_address: str, count: int, size: int, threads: int, workdir: Path) -> dict[str, Any]:
-    from scanning.engine import ClamdClient
+    from scanning.engine.clamd import ClamdClient
 
     folder = workdir / "raw"
     folder.mkdir()
@@ -360,8 +360,8 @@ def message_for(tenant: Any, bucket: Any, key: str, etag: str, size: int) -> tup
     """The message an S3 event becomes: it carries the object's ETag and size, as S3 events do."""
     from django_scopes import scope
 
-    from scanning import services
-    from scanning.actors import scan_object
+    from scanning.pipeline import services
+    from scanning.pipeline.actors import scan_object
 
     with scope(tenant=tenant):
         dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
@@ -469,9 +469,10 @@ def profile_steps(
     from django_scopes import scope
 
     from linked_accounts.aws import client_for
-    from scanning import s3ops, services
-    from scanning.engine import ClamdClient
+    from scanning.engine.clamd import ClamdClient
     from scanning.models import ScanResult
+    from scanning.pipeline import services
+    from scanning.s3 import ops as s3ops
 
     objects = upload(s3, bucket.name, samples, size, "profile")
     clamd = ClamdClient(clamd_address, timeout=30, scan_timeout=300)
@@ -649,7 +650,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each phase")
     args = parser.parse_args()
 
-    from scanning.engine import ClamdClient
+    from scanning.engine.clamd import ClamdClient
 
     clamd = ClamdClient(args.clamd, timeout=10)
     clamd.ping()
@@ -682,7 +683,7 @@ def main() -> int:
         setup_django(env)
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        from scanning.s3ops import make_client
+        from scanning.s3.ops import make_client
 
         s3 = make_client("s3", endpoint_url=endpoint, region="us-east-1", credentials=None)
         logging.getLogger("pika").setLevel(logging.ERROR)  # flushing a queue not declared yet is fine

@@ -69,9 +69,10 @@ def run(args: Any, endpoint: str, s3_client: Any) -> None:
     from accounts.services import Actor, create_tenant
     from linked_accounts import aws
     from linked_accounts.models import AwsAccount
-    from scanning import jobs, services
-    from scanning.actors import scan_object
+    from scanning.jobs import services as jobs
     from scanning.models import Bucket, ScanJob, ScanPolicy
+    from scanning.pipeline import services
+    from scanning.pipeline.actors import scan_object
 
     name = f"bench-skip-{time.time_ns()}"
     s3_client.create_bucket(Bucket=name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from scanning import s3ops
+from scanning.s3 import ops as s3ops
 
 # Credentials are reused until this long before they expire. If s3av's own principal is itself a role,
 # AssumeRole is role chaining and AWS caps the session at one hour, so never ask for more.

@@ -251,7 +251,7 @@ def discover_buckets(tenant: Tenant, actor: Actor, account: AwsAccount) -> dict[
         account.save(update_fields=["last_checked_at", "last_error"])
         summary = {"found": len(seen), "new": created, "newly_missing": missing, "problems": problems}
         if new_names:
-            from scanning.ops_notifications import tenant_event
+            from scanning.notifications.events import tenant_event
 
             shown = ", ".join(sorted(new_names)[:20]) + (" and more" if len(new_names) > 20 else "")
             tenant_event(tenant, "bucket.discovered", f"new buckets in account {account.account_id}: {shown}")
@@ -268,7 +268,7 @@ def _mark_error(account: AwsAccount, message: str) -> None:
 
 def teardown_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> TeardownReport:
     """Remove every notification and queue s3av created in this account; report what stayed."""
-    from scanning import protection
+    from scanning.buckets import protection
     from scanning.models import Bucket
 
     _check_owner(tenant, account)

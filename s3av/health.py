@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from scanning.engine import ClamdClient
+from scanning.engine.clamd import ClamdClient
 
 log = logging.getLogger(__name__)
 

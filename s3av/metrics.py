@@ -2,7 +2,7 @@
 
 Built at each scrape by a custom collector with prometheus_client's metric families and exposition (no
 hand-written text format): queue depths asked of the broker, the fleet's counters and histograms from
-the agents' heartbeats (each worker process counts in memory, scanning/stats.py, and sends its totals
+the agents' heartbeats (each worker process counts in memory, scanning/fleet/stats.py, and sends its totals
 every heartbeat), signature age and updates, notification failures. Per-agent series carry an
 ``agent`` label (host:pid), so a counter only ever grows within its series and Prometheus sees a
 restarted worker as a new series, as it would scraping each worker.
@@ -117,7 +117,7 @@ def _histogram(name: str, documentation: str, per_agent: list[tuple[str, dict[st
 
 
 def fleet_metrics() -> Iterator[Metric]:
-    from scanning import fleet
+    from scanning.fleet import agents as fleet
     from scanning.models import Agent
 
     now = timezone.now()

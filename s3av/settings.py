@@ -231,7 +231,7 @@ CLAMAV_DB_DIR = CLAMAV_DIR / "db"
 _clamd_address = env_url("S3AV_CLAMD", f"unix://{CLAMAV_DIR / 'clamd.sock'}", {"unix", "tcp"})
 CLAMD_ADDRESS: str = _clamd_address or ""
 try:
-    from scanning.engine import ClamdClient as _ClamdClient
+    from scanning.engine.clamd import ClamdClient as _ClamdClient
 
     _ClamdClient(CLAMD_ADDRESS)
 except ValueError as _exc:
@@ -270,7 +270,7 @@ ALLOW_HTTP_WEBHOOKS = env_bool("S3AV_ALLOW_HTTP_WEBHOOKS", False)
 # a killed worker is taken over once it runs out.
 SCAN_LEASE_SECONDS = env_int("S3AV_SCAN_LEASE_SECONDS", 300, minimum=5)
 
-# --- Signature updates (scanning/signatures.py, docs/operations.md) ----------
+# --- Signature updates (scanning/engine/signatures.py, docs/operations.md) ----------
 # Where `manage.py update_signatures` gets new databases: empty (no updates), "freshclam" (ClamAV's
 # mirror, or the private mirror named in freshclam's own configuration), or s3://bucket/prefix (a
 # private mirror read with the service's own AWS credentials and S3AV_AWS_ENDPOINT_URL).
@@ -294,7 +294,7 @@ for _address in SIGNATURES_CLAMDS:
 # How long a reloading clamd may take to answer with the new database (the official databases take
 # tens of seconds to load).
 SIGNATURES_RELOAD_TIMEOUT = env_duration("S3AV_SIGNATURES_RELOAD_TIMEOUT", "300s")
-# Signatures older than this raise an operational notification (scanning/fleet.py).
+# Signatures older than this raise an operational notification (scanning/fleet/agents.py).
 SIGNATURES_MAX_AGE = env_duration("S3AV_SIGNATURES_MAX_AGE", "1d", minimum=60)
 
 # --- The fleet, metrics ---------------------------------------------------------------------------
@@ -327,12 +327,19 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "scanning.worker_middleware.FleetMiddleware",
+        "scanning.fleet.middleware.FleetMiddleware",
         # dramatiq's own per-worker metrics on dramatiq_prom_port (9191), when asked for.
         *(["dramatiq.middleware.prometheus.Prometheus"] if env_bool("S3AV_WORKER_PROMETHEUS", False) else []),
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "job_actors", "notify_actors", "ops_actors"]
+# Each actor lives next to the function it runs; the worker imports these modules of every app.
+DRAMATIQ_AUTODISCOVER_MODULES = [
+    "actors",
+    "pipeline.actors",
+    "jobs.actors",
+    "notifications.actors",
+    "notifications.event_actors",
+]
 
 # --- Logging: one JSON object per line -------------------------------------
 LOG_LEVEL = env_str("S3AV_LOG_LEVEL", "INFO").upper()

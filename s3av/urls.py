@@ -8,9 +8,12 @@ from accounts import views as accounts_views
 from linked_accounts import api as linked_accounts_api
 from s3av import health
 from s3av import middleware as api_answers
-from scanning import api as scanning_api
-from scanning import buckets_api, channels_api, fleet_api, jobs_api, scan_api
-from scanning import views as scanning_views
+from scanning.api import agents as fleet_api
+from scanning.api import buckets as buckets_api
+from scanning.api import channels as channels_api
+from scanning.api import jobs as jobs_api
+from scanning.api import results as scanning_api
+from scanning.api import scan as scan_api
 from sso import api as sso_api
 
 
@@ -67,14 +70,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
-    path("results/", scanning_views.results, name="results"),
-    path("buckets/", scanning_views.buckets, name="buckets"),
-    path("jobs/", scanning_views.jobs, name="jobs"),
-    path(
-        "results/<uuid:result_id>/<slug:what>",
-        scanning_views.triage,
-        name="triage",
-    ),
+    path("", include("scanning.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("sso/", include("sso.urls")),

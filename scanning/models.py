@@ -170,7 +170,7 @@ class ScanPolicy(models.Model):
             raise ValidationError({"tag_result_key": "The four tag keys must differ."})
         if self.tenant_id and self.quarantine_bucket:
             # Here, not only in the API's serializer: the admin and the services validate with this too.
-            from scanning.protection import quarantine_loop
+            from scanning.buckets.protection import quarantine_loop
 
             loop = quarantine_loop(self.tenant, self.quarantine_bucket, self if self.pk else None)
             if loop:
@@ -662,7 +662,7 @@ class NotificationChannel(models.Model):
         self.save(update_fields=["last_delivered_at", "last_error"])
 
     def mark_failed(self, error: str) -> None:
-        from scanning.stats import STATS
+        from scanning.fleet.stats import STATS
 
         STATS.notification_failed()
         self.last_error = error[:2000]
@@ -714,7 +714,7 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
 
 class Agent(models.Model):
-    """One worker process of the fleet, kept up to date by its heartbeat (scanning/fleet.py)."""
+    """One worker process of the fleet, kept up to date by its heartbeat (scanning/fleet/agents.py)."""
 
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -732,7 +732,7 @@ class Agent(models.Model):
     engine_ok = models.BooleanField(default=True)
     scans_in_flight = models.PositiveIntegerField(default=0)
     scans_done = models.PositiveBigIntegerField(default=0)
-    # The process's counters (scanning/stats.py): verdicts, bytes, histograms; exposed by /metrics.
+    # The process's counters (scanning/fleet/stats.py): verdicts, bytes, histograms; exposed by /metrics.
     stats = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)

@@ -175,7 +175,7 @@ cmd_sigs() {
 
     # $DB_DIR (clamd's DatabaseDirectory) is a symlink to one generation under db.d/, replaced with a
     # single rename so clamd and the workers see the old set or the new one, never none; the same layout
-    # `manage.py update_signatures` keeps (scanning/signatures.py). This rebuilds the base set: files
+    # `manage.py update_signatures` keeps (scanning/engine/signatures.py). This rebuilds the base set: files
     # an update added come back at the next update run.
     local generation previous=""
     generation=sigs-$(date -u +%Y%m%dT%H%M%SZ)-$$

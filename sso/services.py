@@ -72,7 +72,7 @@ def parse_idp_metadata(xml: str) -> IdpSettings:
 
 def fetch_idp_metadata(url: str) -> str:
     """Fetch metadata from a URL the tenant gave, with the webhooks' guard against reaching our network."""
-    from scanning.notifications import (  # one guard for every URL a tenant makes the server fetch
+    from scanning.notifications.delivery import (  # one guard for every URL a tenant makes the server fetch
         UnsafeWebhookUrl,
         _PinnedHTTPConnection,
         _PinnedHTTPSConnection,

@@ -127,7 +127,7 @@ def test_a_changed_database_under_s3av_clamav_dir_changes_the_signature_version(
     signatures = db / "s3av-test.hsb"
     signatures.write_text("0" * 64 + ":68:S3av.Test.One\n")
     environ = {**os.environ, "S3AV_CLAMAV_DIR": str(tmp_path / "clamav")}
-    code = "from scanning import services; print(services.engine_identity().get()[1])"
+    code = "from scanning.pipeline import services; print(services.engine_identity().get()[1])"
 
     before = _python(environ, code)
     signatures.write_text("0" * 64 + ":68:S3av.Test.One\n" + "1" * 64 + ":68:S3av.Test.Two\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from scanning.engine import (
+from scanning.engine.clamd import (
     SIZE_LIMIT_REASON,
     ClamdClient,
     EngineReply,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scanning.engine import EngineVersion
-from scanning.scanner import EngineIdentity
+from scanning.engine.clamd import EngineVersion
+from scanning.pipeline.scanner import EngineIdentity
 
 
 class _Clamd:

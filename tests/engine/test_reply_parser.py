@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scanning.engine import SIZE_LIMIT_REASON, EngineReply, EngineUnavailable, parse_scan_reply, parse_version
+from scanning.engine.clamd import (
+    SIZE_LIMIT_REASON,
+    EngineReply,
+    EngineUnavailable,
+    parse_scan_reply,
+    parse_version,
+)
 
 
 def test_it_reports_ok_as_clean() -> None:

@@ -8,9 +8,9 @@ import time
 import pytest
 from django_scopes import scope, scopes_disabled
 
-from scanning import services
-from scanning.actors import scan_object
 from scanning.models import ScanResult, Verdict
+from scanning.pipeline import services
+from scanning.pipeline.actors import scan_object
 from tests.fixtures.scanning import EICAR, TESTFILES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -5,7 +5,7 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount, AwsOrganization
-from scanning import protection
+from scanning.buckets import protection
 from scanning.models import Bucket
 from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
 

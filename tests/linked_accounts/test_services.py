@@ -9,7 +9,7 @@ from accounts.services import Actor, ServiceError
 from linked_accounts import aws, services
 from linked_accounts.models import AwsAccount
 from scanning.models import Bucket
-from scanning.s3ops import make_client
+from scanning.s3.ops import make_client
 from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,11 @@ from django_scopes import scope
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import Role
-from scanning import channels, fleet, services
+from scanning.fleet import agents as fleet
+from scanning.fleet.stats import STATS
 from scanning.models import Agent, ChannelKind, SignatureUpdate
-from scanning.stats import STATS
+from scanning.notifications import services as channels
+from scanning.pipeline import services
 from tests.scanning.test_notifications import Receiver
 
 pytestmark = pytest.mark.django_db

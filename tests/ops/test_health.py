@@ -95,8 +95,8 @@ def test_the_settings_exempt_the_probes_from_the_redirect() -> None:
 def test_ingest_and_the_scheduler_touch_the_heartbeat_file(settings: Any, tmp_path: Any) -> None:
     import threading
 
-    from scanning import ingest
-    from scanning.schedules import Scheduler
+    from scanning.ingest import events as ingest
+    from scanning.schedules.services import Scheduler
 
     settings.HEARTBEAT_FILE = str(tmp_path / "scheduler.alive")
     Scheduler().tick()

@@ -11,8 +11,9 @@ from django_scopes import scope
 
 from accounts.services import Actor
 from linked_accounts import services as account_services
-from scanning import channels, protection
+from scanning.buckets import protection
 from scanning.models import ChannelKind
+from scanning.notifications import services as channels
 from tests.linked_accounts import fixtures as aws_fixtures
 from tests.linked_accounts.factories import make_bucket_row
 from tests.scanning.jobkit import drain, empty_broker  # noqa: F401 - a fixture

@@ -1,4 +1,4 @@
-"""scanning.s3ops against moto's S3 server over real HTTP, plus error classification without a server."""
+"""scanning.s3.ops against moto's S3 server over real HTTP, plus error classification without a server."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from scanning import s3ops
-from scanning.s3ops import (
+from scanning.s3 import ops as s3ops
+from scanning.s3.ops import (
     CopyVerificationError,
     DigestingStream,
     ObjectRef,

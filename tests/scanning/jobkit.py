@@ -11,7 +11,7 @@ import pytest
 from dramatiq import Message
 
 from linked_accounts import aws
-from scanning import services
+from scanning.pipeline import services
 
 
 def drain(queues: tuple[str, ...] = ("listing", "listing.DQ", "scans"), limit: int = 100_000) -> int:

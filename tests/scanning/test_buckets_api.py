@@ -4,7 +4,7 @@ import pytest
 from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
-from scanning import read_gate
+from scanning.buckets import read_gate
 from scanning.models import ScanPolicy
 from tests.linked_accounts import fixtures as aws_fixtures
 from tests.linked_accounts.factories import make_account, make_bucket_row

@@ -7,8 +7,9 @@ from django.core.management import call_command
 from django_scopes import scope
 
 from accounts.services import Actor
-from scanning import ingest, protection
-from scanning import services as scan_services
+from scanning.buckets import protection
+from scanning.ingest import events as ingest
+from scanning.pipeline import services as scan_services
 from tests.fixtures.s3server import make_test_client
 from tests.linked_accounts import fixtures as aws_fixtures
 from tests.linked_accounts.factories import make_bucket_row
@@ -172,7 +173,7 @@ def test_a_message_stays_when_its_scan_cannot_be_enqueued(protected, sqs, monkey
 def test_the_real_request_scan_sends_one_message_per_record(
     protected, sqs, django_capture_on_commit_callbacks
 ):
-    from scanning.actors import scan_object
+    from scanning.pipeline.actors import scan_object
 
     broker = scan_object.broker
     broker.flush_all()
@@ -192,7 +193,7 @@ def test_the_real_request_scan_sends_one_message_per_record(
 
 def test_each_scan_request_carries_its_events_sequencer(protected, sqs, django_capture_on_commit_callbacks):
     # Two PUTs of the same bytes (one key, one ETag, maybe within one second) carry their own sequencer.
-    from scanning.actors import scan_object
+    from scanning.pipeline.actors import scan_object
 
     broker = scan_object.broker
     broker.flush_all()
@@ -262,8 +263,8 @@ def test_an_uploaded_eicar_is_found_through_the_event_path(
     from dramatiq import Message
 
     from accounts.models import Role
-    from scanning.actors import scan_object
     from scanning.models import ScanResult, Verdict
+    from scanning.pipeline.actors import scan_object
     from tests.fixtures.scanning import EICAR
 
     name = make_bucket()
@@ -300,8 +301,8 @@ def test_the_event_path_deletes_each_upload_of_malware_for_good(
     """moto's events name no version and no sequencer: every upload still ends pinned and deleted."""
     from dramatiq import Message
 
-    from scanning.actors import scan_object
     from scanning.models import ScanPolicy
+    from scanning.pipeline.actors import scan_object
     from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 
     name = make_bucket(versioned=versioned)

@@ -7,9 +7,11 @@ from django_scopes import scope
 
 from accounts.models import Role
 from accounts.services import Actor, ServiceError
-from scanning import jobs, s3ops, services
-from scanning.actors import scan_object
+from scanning.jobs import services as jobs
 from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanResult, Verdict
+from scanning.pipeline import services
+from scanning.pipeline.actors import scan_object
+from scanning.s3 import ops as s3ops
 from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 from tests.scanning.jobkit import drain, queued
 
@@ -267,7 +269,7 @@ def test_listing_a_missing_bucket_fails_the_job(
 def test_malware_found_scans_the_rest_of_the_bucket(
     tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
 ):
-    from scanning import services
+    from scanning.pipeline import services
 
     bucket = make_linked_bucket(tenant, scan_bucket_on_infected=True)
     _put_many(

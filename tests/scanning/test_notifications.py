@@ -15,8 +15,9 @@ from django_scopes import scope
 
 from accounts.models import Membership, Role
 from linked_accounts.models import AwsAccount
-from scanning import notifications, notify_actors
 from scanning.models import Bucket, NotificationChannel, ScanResult, Verdict
+from scanning.notifications import actors as notify_actors
+from scanning.notifications import delivery as notifications
 from tests.fixtures.s3server import make_test_client
 from tests.fixtures.scanning import EICAR
 from tests.scanning.jobkit import drain, queued
@@ -134,7 +135,7 @@ def test_it_publishes_a_scanned_infected_object_to_sns_with_filterable_attribute
         )
     etag = s3_client.put_object(Bucket=bucket.name, Key="eicar.com", Body=EICAR)["ETag"]
 
-    from scanning import services
+    from scanning.pipeline import services
 
     with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True):
         dedupe = services.dedupe_key_for(bucket, "eicar.com", None, etag, force=False)

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 from django_scopes import scope
 
-from scanning import services
 from scanning.models import ScanResult, Verdict
+from scanning.pipeline import services
 from tests.engine.test_clamd_client import FakeClamd, instream_dropped_after
 from tests.fixtures.scanning import EICAR, TESTFILES, assert_gone_for_good, next_second
 
@@ -262,7 +262,7 @@ def test_a_stale_event_for_a_replaced_object_is_dropped(tenant, make_linked_buck
 def test_request_scan_enqueues_only_after_commit(
     tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
 ):
-    from scanning.actors import scan_object
+    from scanning.pipeline.actors import scan_object
 
     broker = scan_object.broker
     broker.flush_all()

@@ -241,7 +241,7 @@ def test_a_failed_audit_write_leaves_the_policy_unchanged(tenant, key_client, mo
     def audit_fails(*args, **kwargs):
         raise RuntimeError("the audit log is unavailable")
 
-    monkeypatch.setattr("scanning.policies.record", audit_fails)
+    monkeypatch.setattr("scanning.policies.services.record", audit_fails)
     response = admin.patch(f"/api/v1/policies/{created['id']}", {"on_infected": "delete"}, format="json")
     assert response.status_code == 500
     with scope(tenant=tenant):

@@ -75,7 +75,7 @@ def test_the_scans_page_lists_only_the_tenants_jobs(tenant, outsider_tenant, ses
 def test_an_operator_releases_a_quarantined_finding_from_the_portal(
     tenant, session_client, make_linked_bucket, make_bucket, s3_client
 ):
-    from scanning import services
+    from scanning.pipeline import services
     from tests.fixtures.scanning import EICAR
 
     quarantine = make_bucket()

@@ -6,8 +6,9 @@ import pytest
 from django_scopes import scope
 
 from linked_accounts.models import AwsAccount
-from scanning import s3ops, services
 from scanning.models import Bucket, ScanPolicy, Verdict
+from scanning.pipeline import services
+from scanning.s3 import ops as s3ops
 from tests.fixtures.scanning import EICAR, assert_gone_for_good
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from accounts.models import AuditEvent
 from accounts.services import Actor, ServiceError
 from linked_accounts import aws
 from linked_accounts import services as account_services
-from scanning import protection, read_gate
+from scanning.buckets import protection, read_gate
 from tests.fixtures.s3server import make_test_client
 from tests.linked_accounts import fixtures as aws_fixtures
 from tests.linked_accounts.factories import make_bucket_row

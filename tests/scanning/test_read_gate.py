@@ -14,7 +14,7 @@ import pytest
 from django_scopes import scope
 
 from accounts.services import Actor
-from scanning import read_gate
+from scanning.buckets import read_gate
 from tests.linked_accounts import fixtures as aws_fixtures
 from tests.linked_accounts.factories import make_bucket_row
 

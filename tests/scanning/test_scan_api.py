@@ -10,8 +10,8 @@ import pytest
 from django_scopes import scope
 
 from accounts.models import Role
-from scanning import services
 from scanning.models import Bucket, JobStatus, ScanJob, ScanResult, UsageMonth
+from scanning.pipeline import services
 from tests.fixtures.scanning import EICAR, next_second
 from tests.scanning.jobkit import drain
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django_scopes import scope
 
 from accounts.models import Role
-from scanning import schedules
 from scanning.models import JobStatus, JobTrigger, ScanJob, ScanResult, Schedule, validate_cron
+from scanning.schedules import services as schedules
 from tests.scanning.jobkit import queued
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_broker")]
@@ -100,7 +100,7 @@ def test_a_firing_is_claimed_once(tenant, make_linked_bucket, django_capture_on_
 def test_run_scheduler_once(tenant, make_linked_bucket, django_capture_on_commit_callbacks, capsys):
     bucket = make_linked_bucket(tenant)
     _schedule(tenant, bucket)
-    from scanning import jobs
+    from scanning.jobs import services as jobs
 
     jobs_sig = jobs.current_signature_version
     try:

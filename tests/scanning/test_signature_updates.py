@@ -22,10 +22,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from scanning import signatures
-from scanning.engine import ClamdClient
+from scanning.engine import signatures
+from scanning.engine.clamd import ClamdClient
+from scanning.fleet.signatures import configured_source, update_signatures
 from scanning.models import SignatureUpdate
-from scanning.signature_updates import configured_source, update_signatures
 from tests.fixtures.scanning import EICAR, ROOT
 
 pytestmark = pytest.mark.django_db
@@ -338,7 +338,7 @@ def test_the_scheduler_updates_at_the_interval_when_a_source_is_set(mirror: tupl
     from django.conf import settings
     from django.utils import timezone
 
-    from scanning.schedules import Scheduler
+    from scanning.schedules.services import Scheduler
 
     settings.SIGNATURES_INTERVAL = 7200
     scheduler = Scheduler()

@@ -8,8 +8,8 @@ import pytest
 from django_scopes import scope
 
 from accounts.models import Role
-from scanning import services
 from scanning.models import UsageMonth
+from scanning.pipeline import services
 from tests.fixtures.scanning import EICAR
 
 pytestmark = pytest.mark.django_db

@@ -18,9 +18,9 @@ from accounts import services as account_services
 from accounts.models import Tenant, User
 from linked_accounts import services as link_services
 from linked_accounts.models import AwsAccount
-from scanning import s3ops
+from scanning.buckets.protection import protect_bucket, set_bucket_policy
 from scanning.models import Bucket, ScanPolicy
-from scanning.protection import protect_bucket, set_bucket_policy
+from scanning.s3 import ops as s3ops
 
 DEMO_ACCOUNT = "123456789012"
 UPLOADS = "demo-uploads"

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from scanning import ingest
+from scanning.ingest import events as ingest
 
 log = logging.getLogger(__name__)
 

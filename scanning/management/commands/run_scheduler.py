@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from scanning.schedules import Scheduler
+from scanning.schedules.services import Scheduler
 
 log = logging.getLogger(__name__)
 

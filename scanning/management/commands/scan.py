@@ -17,7 +17,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from s3av.env import parse_size
-from scanning import engine, s3ops, scanner
+from scanning.engine import clamd as engine
+from scanning.pipeline import scanner
+from scanning.s3 import ops as s3ops
 
 RETRIES = 3
 

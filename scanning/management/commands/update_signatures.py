@@ -1,5 +1,5 @@
 """``manage.py update_signatures``: fetch new signature databases from ``S3AV_SIGNATURES_SOURCE``, prove
-them in a scratch engine, swap them in and have every clamd reload them (scanning/signatures.py).
+them in a scratch engine, swap them in and have every clamd reload them (scanning/engine/signatures.py).
 
 Exit status: 0 when the database is current or was updated (also when no source is set), 1 when an
 update was rejected or failed (the old database stays live); the reason is printed on one line.
@@ -11,8 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from scanning import signatures
-from scanning.signature_updates import update_signatures
+from scanning.engine import signatures
+from scanning.fleet.signatures import update_signatures
 
 
 class Command(BaseCommand):

@@ -1,0 +1,162 @@
+"""Scan one pinned S3 object version with clamd. Plain Python: no Django, no database.
+
+Used by the worker pipeline and by the one-shot `scan` command. Fails closed: the outcome is Clean
+only when clamd answered OK after the terminating frame and exactly ``ref.size`` bytes went through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from scanning.engine import clamd as engine
+from scanning.s3 import ops as s3ops
+
+logger = logging.getLogger(__name__)
+
+CLEAN = "Clean"
+INFECTED = "Infected"
+UNSCANNABLE = "Unscannable"
+ERROR = "Error"
+VERDICTS = (CLEAN, INFECTED, UNSCANNABLE, ERROR)
+
+_ENGINE_STATUS = {engine.CLEAN: CLEAN, engine.INFECTED: INFECTED, engine.UNSCANNABLE: UNSCANNABLE}
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    signatures: list[str] = field(default_factory=list)
+    message: str = ""
+    sha256: str = ""
+    bytes_read: int = 0
+    engine: str = ""
+    signature_version: str = ""
+    duration_ms: int = 0
+    # What GetObject said the bytes are (None when nothing was read): the version a request without
+    # a version id ends pinned to.
+    read: s3ops.ObjectRef | None = None
+
+
+class EngineIdentity:
+    """The engine and signature version, asked of clamd at most once a minute per process.
+
+    The signature version is clamd's database version (the daily number of the official databases) and,
+    when clamd's database directory is readable here, a digest of its files: custom databases (hash
+    signatures added by an operator) change no number clamd reports, so the digest is what tells a
+    changed signature set from the old one. With neither, the version is the constant ``custom`` and a
+    warning says so once.
+    """
+
+    def __init__(self, client: engine.ClamdClient, db_dir: str | None = None, ttl: float = 60.0):
+        self.client = client
+        self.db_dir = db_dir
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[float, str, str] | None = None
+
+    def get(self) -> tuple[str, str]:
+        with self._lock:
+            if self._value and time.monotonic() - self._value[0] < self.ttl:
+                return self._value[1], self._value[2]
+        version = self.client.version()
+        signature_version = _signature_version(version.signature_version, _database_digest(self.db_dir))
+        with self._lock:
+            self._value = (time.monotonic(), version.engine, signature_version)
+        return version.engine, signature_version
+
+
+_warned_unknown = False
+
+
+def _signature_version(reported: str | None, digest: str | None) -> str:
+    global _warned_unknown
+    if reported and digest:
+        return f"{reported}+{digest}"
+    if reported or digest:
+        return reported or digest or ""
+    if not _warned_unknown:
+        _warned_unknown = True
+        logger.warning(
+            "clamd reports no database version and its database directory is not readable here "
+            "(S3AV_CLAMAV_DIR/db): the signature version is the constant 'custom', so a changed database "
+            "neither invalidates earlier verdicts nor starts signature-change rescans"
+        )
+    return "custom"
+
+
+def _database_digest(db_dir: str | None) -> str | None:
+    # Name the set by a digest of its files (names, sizes, modification times), so a changed database
+    # changes the signature version results are pinned to. None when the directory is not here.
+    if not db_dir or not os.path.isdir(db_dir):
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(db_dir)):
+        path = os.path.join(db_dir, name)
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}\n".encode())
+    return f"custom-{digest.hexdigest()[:12]}"
+
+
+def _with_heartbeat(
+    chunks: Iterator[bytes], beat: Callable[[], None] | None, every: float
+) -> Iterator[bytes]:
+    last = time.monotonic()
+    for chunk in chunks:
+        if beat is not None and time.monotonic() - last > every:
+            beat()
+            last = time.monotonic()
+        yield chunk
+
+
+def scan_ref(
+    s3: Any,
+    clamd: engine.ClamdClient,
+    identity: EngineIdentity,
+    ref: s3ops.ObjectRef,
+    max_size: int,
+    heartbeat: Callable[[], None] | None = None,
+    heartbeat_every: float = 30.0,
+) -> Outcome:
+    """Scan ``ref``. Raises TransientS3Error / EngineUnavailable for the caller to retry; a permanent
+    S3 failure becomes an Error outcome."""
+    started = time.monotonic()
+    engine_name, signature_version = identity.get()
+    outcome = Outcome(verdict=ERROR, engine=engine_name, signature_version=signature_version)
+    if ref.size > max_size:
+        outcome.verdict = UNSCANNABLE
+        outcome.message = f"object is {ref.size} bytes, larger than the {max_size}-byte limit; not downloaded"
+        return outcome
+    try:
+        outcome.read, chunks = s3ops.open_object(s3, ref)
+        stream = s3ops.DigestingStream(chunks)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.CHANGED_CODES:
+            raise  # the pinned bytes were replaced: the caller decides (their own event scans them)
+        outcome.message = exc.message
+        return outcome
+    try:
+        reply = clamd.scan_stream(_with_heartbeat(stream, heartbeat, heartbeat_every))
+    except s3ops.PermanentS3Error as exc:
+        outcome.message = exc.message
+        return outcome
+    finally:
+        stream.close()
+    outcome.verdict = _ENGINE_STATUS[reply.status]
+    outcome.signatures = list(reply.signatures)
+    outcome.sha256 = stream.sha256
+    outcome.bytes_read = stream.bytes_read
+    if reply.status == engine.UNSCANNABLE:
+        outcome.message = f"the engine could not inspect it fully: {reply.reason}"
+    if reply.status == engine.CLEAN:
+        # Fail closed: OK covers only what was sent. Fewer bytes than the pin says is a retry.
+        stream.check_size(ref)
+    outcome.duration_ms = int((time.monotonic() - started) * 1000)
+    return outcome

@@ -1,0 +1,909 @@
+"""Write operations of scanning: request a scan, run it, act on the verdict, triage.
+
+Each public function takes the tenant and the acting identity first and writes the audit event
+where a person or key acted. Slow S3 and clamd work happens outside database transactions.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from accounts.services import Actor, ServiceError, record
+from linked_accounts.aws import AssumeRoleFailed, client_for
+from scanning.engine import clamd as engine
+from scanning.fleet import agents as fleet
+from scanning.models import (
+    MOVED_ACTION_RE,
+    Bucket,
+    InfectedAction,
+    ProblemAction,
+    Resolution,
+    ScanPolicy,
+    ScanResult,
+    Trigger,
+    UsageMonth,
+    Verdict,
+)
+from scanning.notifications import delivery as notifications
+from scanning.pipeline import promotion, scanner
+from scanning.s3 import ops as s3ops
+
+log = logging.getLogger(__name__)
+
+
+class ScanInProgress(Exception):
+    """Another worker holds a live claim on this scan; try again later."""
+
+
+def dedupe_key_for(bucket: Bucket, key: str, version_id: str | None, etag: str | None, force: bool) -> str:
+    if force or not etag:
+        # Nothing pins the bytes (or a person asked again): this is a scan of its own.
+        return uuid.uuid4().hex
+    raw = f"{bucket.pk}\0{key}\0{version_id or ''}\0{etag.strip(chr(34))}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def request_scan(
+    tenant: Tenant,
+    actor: Actor | None,
+    bucket: Bucket,
+    key: str,
+    *,
+    version_id: str | None = None,
+    etag: str | None = None,
+    size: int | None = None,
+    trigger: str = Trigger.EVENT,
+    job_id: str | None = None,
+    force: bool = False,
+    sequencer: str | None = None,
+) -> str:
+    """Enqueue a scan of one object version after the current transaction commits.
+
+    Requests for the same (bucket, key, version id, ETag) share a dedupe key and so end in one scan;
+    the S3 event's ``sequencer`` then tells the same bytes uploaded again from a redelivered event.
+    Returns the dedupe key.
+    """
+    if bucket.tenant_id != tenant.pk:
+        raise ServiceError("No such bucket.", field="bucket")
+    dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
+    from scanning.pipeline.actors import scan_object
+
+    message = scan_object.message(
+        str(tenant.pk),
+        str(bucket.pk),
+        key,
+        version_id=version_id,
+        etag=etag,
+        size=size,
+        trigger=trigger,
+        dedupe_key=dedupe,
+        job_id=job_id,
+        **({"sequencer": sequencer} if sequencer else {}),
+    )
+    transaction.on_commit(lambda: scan_object.broker.enqueue(message))
+    if actor is not None and trigger in {Trigger.MANUAL, Trigger.API}:
+        record(tenant, actor, "scan.request", bucket, {"key": key, "version_id": version_id})
+    return dedupe
+
+
+# --- running a scan ----------------------------------------------------------------------------------
+
+
+def clamd_client() -> engine.ClamdClient:
+    return engine.ClamdClient(
+        settings.CLAMD_ADDRESS,
+        timeout=30.0,
+        scan_timeout=settings.CLAMD_TIMEOUT,
+        stream_max_length=settings.MAX_OBJECT_SIZE,
+    )
+
+
+_identity: scanner.EngineIdentity | None = None
+
+
+def engine_identity() -> scanner.EngineIdentity:
+    global _identity
+    if _identity is None:
+        _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.CLAMAV_DB_DIR))
+    return _identity
+
+
+def _claim(
+    tenant: Tenant, bucket: Bucket, key: str, dedupe_key: str, trigger: str, job_id: str | None
+) -> ScanResult:
+    """Create or take over the claim row for this scan. Raises ScanInProgress if another worker has it."""
+    lease = ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+    try:
+        with transaction.atomic():
+            return ScanResult.objects.create(
+                tenant=tenant,
+                bucket=bucket,
+                bucket_name=bucket.name,
+                key=key,
+                dedupe_key=dedupe_key,
+                trigger=trigger,
+                claimed_until=lease,
+                attempts=1,
+            )
+    except IntegrityError:
+        pass
+    existing = ScanResult.objects.get(tenant=tenant, dedupe_key=dedupe_key)
+    if existing.is_final:
+        return existing
+    # Take over only a claim whose lease ran out (its worker died); the conditional update makes
+    # exactly one of several redelivered copies win.
+    taken = (
+        ScanResult.objects.filter(pk=existing.pk, verdict="", claimed_until=existing.claimed_until)
+        .filter(claimed_until__lt=timezone.now())
+        .update(claimed_until=lease, attempts=existing.attempts + 1)
+    )
+    if existing.claimed_until is None:
+        taken = ScanResult.objects.filter(pk=existing.pk, verdict="", claimed_until__isnull=True).update(
+            claimed_until=lease, attempts=existing.attempts + 1
+        )
+    if not taken:
+        raise ScanInProgress(f"scan {existing.pk} is claimed until {existing.claimed_until}")
+    existing.refresh_from_db()
+    return existing
+
+
+def _released_as_allowed(
+    tenant: Tenant, bucket: Bucket, key: str, ref: s3ops.ObjectRef, trigger: str
+) -> ScanResult | None:
+    if trigger == Trigger.MANUAL:
+        return None  # a person asked for this scan: do it
+    # Matched on the bytes (ETag), not the version: the release records its result before it copies,
+    # so the copy's event finds it even before the copy's version id is known.
+    return ScanResult.objects.filter(
+        tenant=tenant, bucket=bucket, key=key, etag=ref.etag, verdict=Verdict.INFECTED_ALLOWED
+    ).first()
+
+
+def _to_second(when: datetime | None) -> datetime | None:
+    # GetObject's Last-Modified header has whole seconds; a listing may add milliseconds.
+    return when.replace(microsecond=0) if when is not None else None
+
+
+def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> s3ops.ObjectRef | None:
+    """The object now at ``key`` when it holds the bytes ``result`` is about but is another object
+    (the same bytes uploaded again), else None.
+
+    A request that names no version maps every upload of the same bytes to one dedupe key; a new
+    object needs its own tags, actions and notifications all the same.
+    """
+    if not result.etag:
+        return None
+    try:
+        current = s3ops.head_object(client_for(bucket.account, "s3", bucket.region), bucket.name, key)
+    except s3ops.PermanentS3Error:
+        return None  # gone: nothing new to scan
+    if current.etag != result.etag:
+        return None  # other bytes: their own event scans them
+    if result.action_status == ScanResult.ActionStatus.DONE and re.search(MOVED_ACTION_RE, result.action):
+        return current  # s3av took the scanned version away: this one is new
+    if result.verdict == Verdict.ERROR and "no longer exists" in result.message:
+        return current  # it was gone when scanned: what is there now was uploaded since
+    if current.version_id and result.version_id and current.version_id != result.version_id:
+        return current
+    scanned, now = _to_second(result.last_modified), _to_second(current.last_modified)
+    if scanned is not None and now is not None and scanned != now:
+        return current  # overwritten in place (unversioned, or the "null" version of a suspended bucket)
+    return None
+
+
+def _later_event(sequencer: str | None, scanned: str) -> bool | None:
+    """Whether an event with ``sequencer`` is a later write of the key than the one ``scanned`` came
+    from; None when either is unknown. S3's rule: right-pad the shorter with zeros, compare as text."""
+    if not sequencer or not scanned:
+        return None
+    width = max(len(sequencer), len(scanned))
+    return sequencer.upper().ljust(width, "0") > scanned.upper().ljust(width, "0")
+
+
+def _dedupe_key_of_event(dedupe_key: str, sequencer: str) -> str:
+    return hashlib.sha256(f"{dedupe_key}\0sequencer\0{sequencer}".encode()).hexdigest()
+
+
+def _dedupe_key_of_upload(dedupe_key: str, current: s3ops.ObjectRef) -> str:
+    # Deterministic: the late duplicates of the new upload's own event end in the same scan.
+    when = _to_second(current.last_modified)
+    raw = f"{dedupe_key}\0{current.version_id or ''}\0{when.isoformat() if when else ''}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _moved_by_us(
+    tenant: Tenant, bucket: Bucket, key: str, version_id: str | None, etag: str | None
+) -> ScanResult | None:
+    if not version_id and not etag:
+        return None
+    found = ScanResult.objects.final().filter(tenant=tenant, bucket=bucket, key=key)
+    if version_id:
+        found = found.filter(version_id=version_id)
+    if etag:
+        found = found.filter(etag=etag.strip('"'))
+    return found.filter(action__regex=r"(quarantined|deleted|promoted)").order_by("-created_at").first()
+
+
+_QUARANTINE_COPY_RE = re.compile(
+    r"(?:^|/)(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/"
+    r"(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/"
+)
+
+
+def _own_quarantine_copy(tenant: Tenant, bucket: Bucket, key: str) -> bool:
+    """Whether ``key`` in ``bucket`` is a copy s3av's quarantine made (``quarantine_key_for``).
+
+    Decided from the key and the finding it names, not from the finding's recorded copy: the copy's
+    S3 event can arrive before the move finishes and the finding records where the copy went. Someone
+    who may write to the quarantine bucket and knows a finding's id could place an object there that
+    is not scanned; it stays untagged, so the read gate keeps it unreadable all the same.
+    """
+    candidates = {m["id"]: m for m in _QUARANTINE_COPY_RE.finditer(key)}
+    if not candidates:
+        return False
+    findings = ScanResult.objects.filter(tenant=tenant, pk__in=list(candidates)).select_related(
+        "bucket__policy"
+    )
+    for finding in findings:
+        match = candidates[str(finding.pk)]
+        if key[match.end() :] != finding.key or match["bucket"] != finding.bucket_name:
+            continue
+        destination = finding.quarantine_bucket
+        if not destination and finding.bucket is not None:
+            destination = finding.bucket.effective_policy().quarantine_bucket
+        if destination == bucket.name:
+            return True
+    return False
+
+
+def _renew_claim(result: ScanResult) -> None:
+    ScanResult.objects.filter(pk=result.pk, verdict="").update(
+        claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+    )
+
+
+def _release_claim(result: ScanResult) -> None:
+    ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=None)
+
+
+def _job_hooks(run: Callable[..., ScanResult | None]) -> Callable[..., ScanResult | None]:
+    # issue 5: a cancelled job's scan is a no-op; a job's finished scan updates the job's counters.
+    @functools.wraps(run)
+    def wrapper(tenant: Tenant, bucket: Bucket, key: str, **kwargs: Any) -> ScanResult | None:
+        from scanning.jobs import services as jobs
+
+        return jobs.around_scan(run, tenant, bucket, key, **kwargs)
+
+    return wrapper
+
+
+def _scan_and_act(
+    tenant: Tenant,
+    bucket: Bucket,
+    key: str,
+    *,
+    version_id: str | None,
+    etag: str | None,
+    trigger: str,
+    dedupe_key: str,
+    job_id: str | None = None,
+    final_attempt: bool = False,
+    size: int | None = None,
+    sequencer: str | None = None,
+    follow_uploads: bool = True,
+) -> ScanResult | None:
+    """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
+
+    With the ETag and size from the S3 event or the listing, the object is pinned without a HeadObject
+    (GetObject carries IfMatch, so other bytes are refused); otherwise HeadObject pins it.
+
+    Transient failures raise (the actor retries) unless ``final_attempt``: then the verdict is Error.
+    Returns None when the request is moot (key excluded by policy, object replaced since the event).
+
+    A request without a version id ends pinned to one all the same: the version GetObject (or, for an
+    object too large to read, HeadObject) answered with is recorded and acted on.
+    """
+    policy = bucket.effective_policy()
+    if not policy.wants(key):
+        return None
+    if (trigger in {Trigger.EVENT, Trigger.SCHEDULE} or job_id) and _own_quarantine_copy(tenant, bucket, key):
+        return None  # s3av's own write: scanning it would quarantine the copy again, and again
+    result = _claim(tenant, bucket, key, dedupe_key, trigger, job_id)
+    if result.is_final:
+        if result.action_status == ScanResult.ActionStatus.PENDING:
+            _act(tenant, bucket, policy, result, final_attempt)
+        later = _later_event(sequencer, result.sequencer) if follow_uploads and not version_id else False
+        if later:
+            # A later write of the same bytes (S3's sequencer says so, even within one second): a new
+            # object that must be scanned and acted on again. Called unwrapped, and once only: the job
+            # (if any) counts this scan under its own key.
+            return _scan_and_act(
+                tenant,
+                bucket,
+                key,
+                version_id=None,
+                etag=etag,
+                trigger=trigger,
+                dedupe_key=_dedupe_key_of_event(dedupe_key, str(sequencer)),
+                job_id=job_id,
+                final_attempt=final_attempt,
+                size=size,
+                sequencer=sequencer,
+                follow_uploads=False,
+            )
+        # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
+        current = _uploaded_again(bucket, key, result) if later is None and not version_id else None
+        if current is not None:
+            # Same dedupe key, but a new object that must be scanned and acted on again; unwrapped and
+            # once only, as above (the derived key is the new upload's for good).
+            return _scan_and_act(
+                tenant,
+                bucket,
+                key,
+                version_id=current.version_id,
+                etag=current.etag,
+                trigger=trigger,
+                dedupe_key=_dedupe_key_of_upload(dedupe_key, current),
+                job_id=job_id,
+                final_attempt=final_attempt,
+                size=current.size,
+                sequencer=sequencer,
+                follow_uploads=False,
+            )
+        return result
+
+    try:
+        s3 = client_for(bucket.account, "s3", bucket.region)
+        if etag and size is not None and (version_id or size <= policy.max_object_size):
+            ref = s3ops.ObjectRef(bucket.name, key, version_id or None, etag.strip('"'), size)
+        else:
+            # Also when an object too large to read names no version: only HeadObject can pin it.
+            ref = s3ops.head_object(s3, bucket.name, key, version_id)
+        if etag and not version_id and ref.etag != etag.strip('"'):
+            # The key now holds other bytes; their own event scans them.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return None
+        released = _released_as_allowed(tenant, bucket, key, ref, trigger)
+        if released is not None:
+            # These bytes are an operator's released false positive (the release's own copy event,
+            # or a duplicate of it): scanning them again would quarantine them again.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return released
+        result.version_id = ref.version_id or ""
+        result.etag = ref.etag
+        result.size = ref.size
+        result.last_modified = _to_second(ref.last_modified)
+        result.sequencer = (sequencer or "")[:64]
+        outcome = scanner.scan_ref(
+            s3,
+            clamd_client(),
+            engine_identity(),
+            ref,
+            policy.max_object_size,
+            heartbeat=lambda: _renew_claim(result),
+        )
+        if outcome.read is not None:
+            # The version these bytes are, as GetObject said: what tags and actions must target.
+            result.version_id = outcome.read.version_id or ""
+            result.last_modified = _to_second(outcome.read.last_modified)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.CHANGED_CODES:
+            # Replaced between the event (or listing) and this read: the new bytes have their own event.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return None
+        moved = (
+            _moved_by_us(tenant, bucket, key, version_id, etag) if exc.code in s3ops.NOT_FOUND_CODES else None
+        )
+        if moved is not None:
+            # A late request (a bucket scan racing an event) for a version s3av itself already
+            # quarantined or deleted: that finding stands; this is not a new error.
+            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+            return moved
+        outcome = scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
+    except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
+        if not final_attempt:
+            _release_claim(result)
+            raise
+        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+    except Exception as exc:
+        # Anything else (the tenant's role gone, a bad engine address, a bug): retried like a
+        # transient failure, and on the last attempt recorded as Error, never left pending.
+        if not final_attempt:
+            _release_claim(result)
+            raise
+        log.exception("scan failed", extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key})
+        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+
+    result.verdict = outcome.verdict
+    result.signatures = outcome.signatures
+    result.message = outcome.message
+    result.sha256 = outcome.sha256
+    result.engine = outcome.engine
+    result.signature_version = outcome.signature_version
+    result.duration_ms = outcome.duration_ms
+    result.scanned_at = timezone.now()
+    result.claimed_until = None
+    result.action_status = ScanResult.ActionStatus.PENDING
+    fields = [
+        "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
+        "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
+        "action_status",
+    ]  # fmt: skip
+    saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
+        **{name: getattr(result, name) for name in fields}
+    )
+    if not saved:  # another worker finished first; its verdict stands
+        result.refresh_from_db()
+        return result
+    UsageMonth.add(tenant, objects=1, size=outcome.bytes_read)  # issue 5
+    fleet.scan_recorded(result, outcome.bytes_read, outcome.duration_ms)  # issue 13: metrics
+    log.info(
+        "scanned",
+        extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},
+    )
+    _act(tenant, bucket, policy, result, final_attempt)
+    return result
+
+
+run_scan = _job_hooks(_scan_and_act)
+
+
+# --- acting on a verdict -----------------------------------------------------------------------------
+
+
+def _ref_of(result: ScanResult) -> s3ops.ObjectRef:
+    return s3ops.ObjectRef(
+        bucket=result.bucket_name,
+        key=result.key,
+        version_id=result.version_id or None,
+        etag=result.etag,
+        size=result.size or 0,
+    )
+
+
+def scan_tags(policy: ScanPolicy, result: ScanResult) -> list[tuple[str, str]]:
+    when = (result.scanned_at or timezone.now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tags = [(policy.tag_result_key, result.verdict), (policy.tag_date_key, when)]
+    if result.signatures:
+        tags.append((policy.tag_virus_key, result.signatures[0]))
+    if result.message and result.verdict in {Verdict.UNSCANNABLE, Verdict.ERROR}:
+        tags.append((policy.tag_message_key, result.message))
+    return tags
+
+
+def _newer_verdict_exists(result: ScanResult) -> bool:
+    return (
+        ScanResult.objects.final()
+        .filter(
+            tenant_id=result.tenant_id,
+            bucket_id=result.bucket_id,
+            key=result.key,
+            version_id=result.version_id,
+        )
+        .filter(created_at__gt=result.created_at)
+        .exclude(pk=result.pk)
+        .exists()
+    )
+
+
+def _act(
+    tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult, final_attempt: bool = True
+) -> None:
+    """Tag, then quarantine or delete as the policy says. Re-runnable until it records done.
+
+    A transient failure raises so the message is retried (the verdict is already recorded, and a
+    retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
+    """
+    ref = _ref_of(result)
+    actions: list[str] = []
+    detail = ""
+    object_gone = result.verdict == Verdict.ERROR and "no longer exists" in result.message
+    try:
+        s3 = client_for(bucket.account, "s3", bucket.region)
+        if _newer_verdict_exists(result):
+            # An older verdict never overwrites a newer one on the object.
+            actions.append("superseded")
+        elif object_gone:
+            actions.append("none")
+        else:
+            if policy.tag_objects:
+                dropped = s3ops.put_scan_tags(
+                    s3, ref, scan_tags(policy, result), managed_keys=policy.managed_tag_keys
+                )
+                if dropped:
+                    result.tags_dropped = dropped
+                actions.append("tagged")
+            if result.verdict == Verdict.CLEAN and promotion.promote_if_wanted(  # issue 5
+                tenant, bucket, policy, result
+            ):
+                actions.append("promoted")
+            wanted = _wanted_action(policy, result.verdict)
+            if wanted == InfectedAction.QUARANTINE:
+                _quarantine(s3, bucket, policy, result, ref)
+                actions.append("quarantined")
+            elif wanted == InfectedAction.DELETE:
+                s3ops.delete_version(s3, ref)
+                actions.append("deleted")
+        status = ScanResult.ActionStatus.DONE
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.CHANGED_CODES:
+            # The key holds other bytes now (unversioned bucket): this verdict is not about them.
+            status = ScanResult.ActionStatus.DONE
+            actions.append("superseded")
+        else:
+            status = ScanResult.ActionStatus.FAILED
+            detail = exc.message
+            actions.append("failed")
+    except ServiceError as exc:
+        status = ScanResult.ActionStatus.FAILED
+        detail = exc.message
+        actions.append("failed")
+    except Exception as exc:
+        if not final_attempt:
+            raise
+        log.exception("actions failed", extra={"tenant": str(tenant.pk), "result": str(result.pk)})
+        status = ScanResult.ActionStatus.FAILED
+        detail = f"gave up after retries: {exc}"
+        actions.append("failed")
+    result.action = "+".join(actions) or "none"
+    result.action_status = status
+    result.action_detail = detail
+    result.save(
+        update_fields=[
+            "action", "action_status", "action_detail", "tags_dropped",
+            "quarantine_bucket", "quarantine_key", "quarantine_version_id",
+        ]
+    )  # fmt: skip
+    if "deleted" in actions:
+        result.resolve(Resolution.DELETED_BY_POLICY, "policy")  # nothing is left to triage
+    notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
+
+
+def _wanted_action(policy: ScanPolicy, verdict: str) -> str:
+    if verdict == Verdict.INFECTED:
+        return policy.on_infected
+    if verdict == Verdict.UNSCANNABLE:
+        return policy.on_unscannable
+    if verdict == Verdict.ERROR:
+        return policy.on_error
+    return ProblemAction.KEEP
+
+
+def quarantine_key_for(policy: ScanPolicy, bucket: Bucket, result: ScanResult) -> str:
+    # One key per finding: two infected versions of one key never share (or overwrite) a copy.
+    return f"{policy.quarantine_prefix}{bucket.name}/{result.pk}/{result.key}"
+
+
+def _quarantine(
+    s3: Any, bucket: Bucket, policy: ScanPolicy, result: ScanResult, ref: s3ops.ObjectRef
+) -> None:
+    if not policy.quarantine_bucket:
+        raise ServiceError(f"policy {policy.name!r} quarantines but names no quarantine bucket")
+    dest_key = quarantine_key_for(policy, bucket, result)
+    try:
+        copy = s3ops.move_object_verified(s3, ref, policy.quarantine_bucket, dest_key)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code not in {"NoSuchKey", "NoSuchVersion", "404"}:
+            raise
+        # A redelivered message: the source went in an earlier attempt. Done if the copy is there.
+        copy = s3ops.head_object(s3, policy.quarantine_bucket, dest_key)
+    result.quarantine_bucket = policy.quarantine_bucket
+    result.quarantine_key = dest_key
+    result.quarantine_version_id = copy.version_id or ""
+
+
+# --- triage ------------------------------------------------------------------------------------------
+
+
+_TRIAGED = r"(^|\+)(releasing|released|deleting|deleted)$"
+
+
+def _claim_triage(result: ScanResult, doing: str) -> str:
+    """Mark a finding as being released/deleted; exactly one caller wins. Returns the old action."""
+    old = result.action
+    claimed = (
+        ScanResult.objects.filter(pk=result.pk, action=old)
+        .exclude(action__regex=_TRIAGED)
+        .update(action=f"{old}+{doing}" if old else doing)
+    )
+    if not claimed:
+        raise ServiceError("This finding was already released or deleted, or that is under way.")
+    return old
+
+
+def _finish_triage(result: ScanResult, old: str, done: str | None) -> None:
+    action = (f"{old}+{done}" if old else done) if done else old
+    ScanResult.objects.filter(pk=result.pk).update(action=action)
+    result.action = action
+
+
+def _fail_triage(result: ScanResult, old: str, exc: Exception, doing: str) -> NoReturn:
+    """Undo the triage claim and re-raise: S3 failures as a ServiceError the user reads."""
+    _finish_triage(result, old, None)
+    if isinstance(exc, s3ops.S3Error):
+        raise ServiceError(f"{doing} failed: {exc.message}") from exc
+    raise exc
+
+
+class TriageConflict(ServiceError):
+    """The finding's object is not in a state where this triage can be done (the API answers 409)."""
+
+
+def bucket_client(bucket: Bucket, field: str | None = None) -> Any:
+    """The bucket's S3 client; a role that can no longer be assumed is a refusal that says what to fix."""
+    try:
+        return client_for(bucket.account, "s3", bucket.region)
+    except AssumeRoleFailed as exc:
+        account = bucket.account
+        raise ServiceError(
+            f"The role ARN {account.role_arn or '(none)'} of account {account.account_id} can no longer be "
+            f"assumed: redeploy the template s3av generated for this account and verify the account again. "
+            f"({exc.message})",
+            field=field,
+        ) from exc
+
+
+def _current_object(s3: Any, bucket: Bucket, key: str) -> s3ops.ObjectRef | None:
+    """What a reader of the key gets now (None: nothing, or a delete marker)."""
+    try:
+        return s3ops.head_object(s3, bucket.name, key)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.NOT_FOUND_CODES:
+            return None
+        raise
+
+
+def _refuse_replacing(bucket: Bucket, current: s3ops.ObjectRef) -> NoReturn:
+    when = f" at {current.last_modified:%Y-%m-%d %H:%M:%S %Z}" if current.last_modified else ""
+    what = f"s3://{bucket.name}/{current.key} now holds another object ({current.size} bytes, written{when})"
+    if current.version_id and current.version_id != "null":
+        raise TriageConflict(
+            f"{what}. Releasing would make the released copy the current version; that object would stay "
+            'as a noncurrent version. Send {"overwrite": true} to release anyway.'
+        )
+    raise TriageConflict(
+        f"{what}. Releasing would overwrite it and it would be lost for good: nothing was released. "
+        'Move or delete that object first, or send {"overwrite": true} to replace it.'
+    )
+
+
+def release_from_quarantine(
+    tenant: Tenant, actor: Actor, result: ScanResult, overwrite: bool = False
+) -> ScanResult:
+    """Copy a quarantined object back to where it was, tagged InfectedAllowed.
+
+    Refused (TriageConflict) when the key now holds another object, unless ``overwrite``: in an
+    unversioned bucket the copy would replace it for good, in a versioned one it would hide it.
+    """
+    if result.verdict != Verdict.INFECTED or not result.quarantine_key:
+        raise ServiceError("Only a quarantined infected object can be released.")
+    bucket = result.bucket
+    assert bucket is not None
+    old = _claim_triage(result, "releasing")
+    released: ScanResult | None = None
+    replaced: s3ops.ObjectRef | None = None
+    try:
+        policy = bucket.effective_policy()
+        s3 = bucket_client(bucket)
+        source = s3ops.head_object(
+            s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
+        )
+        if result.size is not None and source.size != result.size:
+            raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
+        # A HEAD, then the copy: an upload in between is still overwritten (S3's CopyObject has no
+        # "only if absent" condition we can rely on across S3-compatible stores).
+        replaced = _current_object(s3, bucket, result.key)
+        if replaced is not None and replaced.etag == source.etag:
+            replaced = None  # these very bytes (an earlier attempt's copy): nothing else is at stake
+        if replaced is not None and not overwrite:
+            _refuse_replacing(bucket, replaced)
+        now = timezone.now()
+        # Recorded before the copy: the copy's own S3 event must find it and leave the object alone.
+        released = ScanResult.objects.create(
+            tenant=tenant,
+            bucket=bucket,
+            bucket_name=bucket.name,
+            key=result.key,
+            etag=source.etag,
+            size=source.size,
+            sha256=result.sha256,
+            verdict=Verdict.INFECTED_ALLOWED,
+            signatures=result.signatures,
+            message=f"released from quarantine by {actor.label}",
+            engine=result.engine,
+            signature_version=result.signature_version,
+            action="released",
+            action_status=ScanResult.ActionStatus.DONE,
+            trigger=Trigger.MANUAL,
+            dedupe_key=uuid.uuid4().hex,
+            scanned_at=now,
+            resolution=Resolution.RELEASED,
+            resolved_by=actor.label[:254],
+            resolved_at=now,
+        )
+        when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
+        ScanResult.objects.filter(pk=released.pk).update(
+            version_id=restored.version_id or "", etag=restored.etag
+        )
+        released.refresh_from_db()
+        s3ops.put_scan_tags(
+            s3,
+            restored,
+            [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
+            managed_keys=(policy.tag_result_key, policy.tag_date_key),
+        )
+        s3ops.delete_version(s3, source)
+    except Exception as exc:
+        if released is not None:
+            ScanResult.objects.filter(pk=released.pk).delete()
+        _fail_triage(result, old, exc, "Release")
+    _finish_triage(result, old, "released")
+    result.resolve(Resolution.RELEASED, actor.label)
+    detail: dict[str, Any] = {"restored_as": str(released.pk), "overwrite": overwrite}
+    if replaced is not None:
+        detail["replaced"] = {"etag": replaced.etag, "size": replaced.size, "version_id": replaced.version_id}
+    record(tenant, actor, "result.release", result, detail)
+    return released
+
+
+def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> ScanResult:
+    """Delete the exact object version a finding is about (or its quarantined copy); resolves the finding.
+
+    In an unversioned bucket whose key now holds other bytes nothing is deleted (TriageConflict); a
+    key already empty resolves the finding as ``gone``.
+    """
+    if result.verdict not in {Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR}:
+        raise ServiceError("Only an Infected, Unscannable or Error object can be deleted from here.")
+    bucket = result.bucket
+    assert bucket is not None
+    old = _claim_triage(result, "deleting")
+    resolution = Resolution.DELETED
+    target = _ref_of(result)
+    if result.quarantine_key:
+        target = s3ops.ObjectRef(
+            result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None, "", 0
+        )
+    try:
+        s3 = bucket_client(bucket)
+        try:
+            if result.quarantine_key:
+                target = s3ops.head_object(s3, target.bucket, target.key, target.version_id)
+                if result.size is not None and target.size != result.size:
+                    raise ServiceError(
+                        "The quarantined copy is not the object this finding is about; not deleted."
+                    )
+            s3ops.delete_version(s3, target)
+        except s3ops.PermanentS3Error as exc:
+            if exc.code in s3ops.CHANGED_CODES:
+                raise TriageConflict(
+                    f"s3://{target.bucket}/{target.key} now holds other bytes than this finding is about "
+                    "(a newer upload); nothing was deleted."
+                ) from exc
+            if exc.code not in s3ops.NOT_FOUND_CODES:
+                raise
+            resolution = Resolution.GONE
+    except Exception as exc:
+        _fail_triage(result, old, exc, "Delete")
+    _finish_triage(result, old, "deleted")
+    result.resolve(resolution, actor.label)
+    record(
+        tenant,
+        actor,
+        "result.delete_object",
+        result,
+        {
+            "bucket": target.bucket,
+            "key": target.key,
+            "version_id": target.version_id,
+            "resolution": resolution,
+        },
+    )
+    return result
+
+
+_ON_INFECTED = {
+    InfectedAction.KEEP: "tag it Infected (unreadable behind the read gate)",
+    InfectedAction.QUARANTINE: "move it to quarantine",
+    InfectedAction.DELETE: "delete the version",
+}
+
+
+def _rescan_refusal(result: ScanResult) -> str | None:
+    """Why a rescan of this finding could do nothing (its object is not where the finding says)."""
+    if result.resolution == Resolution.RELEASED and result.verdict != Verdict.INFECTED_ALLOWED:
+        return (
+            f"This finding was released by {result.resolved_by or 'an operator'}; the released object has "
+            "its own InfectedAllowed result: rescan that one."
+        )
+    if result.resolution in {Resolution.DELETED, Resolution.DELETED_BY_POLICY, Resolution.GONE}:
+        by = "the policy" if result.resolution == Resolution.DELETED_BY_POLICY else result.resolved_by
+        return f"The object was deleted (by {by or 'an operator'}): there is nothing left to scan."
+    if result.quarantine_key:
+        then = "release it to scan it again where it was, or delete it"
+        if result.verdict != Verdict.INFECTED:
+            then = "delete it, or copy it back to have it scanned again"  # only Infected is released
+        return (
+            f"The object was moved to quarantine (s3://{result.quarantine_bucket}/{result.quarantine_key}): "
+            f"{then}."
+        )
+    return None
+
+
+def _where(result: ScanResult) -> str:
+    version = f" (version {result.version_id})" if result.version_id else ""
+    return f"s3://{result.bucket_name}/{result.key}{version}"
+
+
+def _check_still_there(s3: Any, result: ScanResult) -> None:
+    where = _where(result)
+    try:
+        current = s3ops.head_object(s3, result.bucket_name, result.key, result.version_id or None)
+    except s3ops.PermanentS3Error as exc:
+        if exc.code in s3ops.NOT_FOUND_CODES:
+            raise TriageConflict(f"{where} no longer exists: there is nothing to rescan.") from exc
+        raise ServiceError(f"Rescan refused: {exc.message}") from exc
+    except s3ops.TransientS3Error as exc:
+        raise ServiceError(f"Rescan refused: {exc.message}; try again shortly.") from exc
+    if result.etag and current.etag != result.etag:
+        raise TriageConflict(
+            f"{where} now holds other bytes than this result is about (a newer upload), which its own scan "
+            "covers; scan the key now with POST /api/v1/scan/existing."
+        )
+
+
+def rescan(tenant: Tenant, actor: Actor, result: ScanResult, confirm: bool = False) -> dict[str, Any]:
+    """Queue a new scan of the exact object version a result is about, and say what will follow.
+
+    Refused (TriageConflict) when the object is gone, moved or replaced (the scan would do nothing),
+    and for a released false positive unless ``confirm``: a verdict still Infected undoes the release.
+    """
+    bucket = result.bucket
+    if bucket is None:
+        raise ServiceError("This result has no bucket to rescan.")
+    refusal = _rescan_refusal(result)
+    if refusal:
+        raise TriageConflict(refusal)
+    _check_still_there(bucket_client(bucket), result)
+    policy = bucket.effective_policy()
+    then = _ON_INFECTED.get(InfectedAction(policy.on_infected), policy.on_infected)
+    if result.verdict == Verdict.INFECTED_ALLOWED and not confirm:
+        raise TriageConflict(
+            f"This object was released as a false positive. If the engine still finds it Infected, the "
+            f'policy {policy.name!r} will {then}, undoing the release. Send {{"confirm": true}} to '
+            "rescan anyway."
+        )
+    request_scan(
+        tenant,
+        actor,
+        bucket,
+        result.key,
+        version_id=result.version_id or None,
+        etag=result.etag or None,
+        trigger=Trigger.MANUAL,
+        force=True,
+    )
+    return {
+        "status": "queued",
+        "bucket": str(bucket.pk),
+        "key": result.key,
+        "version_id": result.version_id,
+        "message": f"A scan of {_where(result)} is queued. If it is found Infected, the policy "
+        f"{policy.name!r} will {then}; a new result records the verdict.",
+    }
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
