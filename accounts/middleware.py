@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.template.loader import render_to_string
 from django_scopes import scope, scopes_disabled
 
 from accounts import services
@@ -109,7 +110,12 @@ class TenantMiddleware:
             message = "Your address is not in this tenant's allowed ranges."
             if is_api:
                 return JsonResponse({"detail": message}, status=403)
-            return HttpResponseForbidden(message)
+            # Rendered without the request: the page must not show the tenant's navigation.
+            page = render_to_string(
+                "account/address_refused.html",
+                {"tenant_name": tenant.name, "address": request.client_ip},  # type: ignore[attr-defined]
+            )
+            return HttpResponseForbidden(page)
 
         with scope(tenant=tenant):
             return self.get_response(request)

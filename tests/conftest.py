@@ -12,7 +12,12 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import Membership, Role, Tenant, User
 
-pytest_plugins = ["tests.fixtures.s3server", "tests.fixtures.scanning", "tests.fixtures.worker"]
+pytest_plugins = [
+    "tests.fixtures.browser",
+    "tests.fixtures.s3server",
+    "tests.fixtures.scanning",
+    "tests.fixtures.worker",
+]
 
 
 @pytest.fixture

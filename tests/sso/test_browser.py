@@ -1,14 +1,13 @@
 """A person signs in through the test IdP's login page in a real browser (Debian's chromium).
 
-The IdP is pysaml2 behind a small login page on a loopback port; s3av is Django's live server. Skipped
-where Playwright or chromium is missing (``make install`` installs both where it can).
+The IdP is pysaml2 behind a small login page on a loopback port; s3av is Django's live server, driven
+through tests/fixtures/browser.py (skipped where Playwright or chromium is missing; ``make test`` installs
+both).
 """
 
 from __future__ import annotations
 
 import html
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +18,6 @@ import pytest
 from django_scopes import scopes_disabled
 
 from accounts.models import Membership
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
 PASSWORD = "idp-password"
 
@@ -81,10 +76,8 @@ def idp_page() -> Iterator[IdpLoginPage]:
     page.server.server_close()
 
 
-def test_a_person_signs_in_through_the_idp_login_page(
-    live_server, transactional_db, make_sso, idp_page
-) -> None:
-    host = live_server.url.removeprefix("http://")
+def test_a_person_signs_in_through_the_idp_login_page(portal_browser, make_sso, idp_page) -> None:
+    host = portal_browser.base_url.removeprefix("http://")
     sso = make_sso(
         idp_sso_url=f"{idp_page.url}/sso",
         host=host,
@@ -92,35 +85,26 @@ def test_a_person_signs_in_through_the_idp_login_page(
         group_roles={"ops": "operator"},
     )
     idp_page.sso = sso
-    # Playwright's sync API runs an event loop in this thread; the test's own queries come after it.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("input[name=email][autocomplete=email]", "alice@acme.test")
-            page.click("text=Continue with SSO")
-            page.wait_for_url(f"{idp_page.url}/sso*")
-            page.fill("input[name=username]", "alice@acme.test")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("text=Sign in")
-            page.wait_for_url(f"{live_server.url}/")
-            first = page.content()
-            # Added to the mapped group at the IdP: the next sign-in gives the role.
-            idp_page.groups = ["ops"]
-            page.context.clear_cookies()
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.fill("input[name=email][autocomplete=email]", "alice@acme.test")
-            page.click("text=Continue with SSO")
-            page.fill("input[name=username]", "alice@acme.test")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("text=Sign in")
-            page.wait_for_url(f"{live_server.url}/")
-            second = page.content()
-            browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    page = portal_browser.page
+
+    def sign_in_at_the_idp() -> None:
+        portal_browser.goto("/accounts/login/")
+        page.fill("input[name=email][autocomplete=email]", "alice@acme.test")
+        page.click("text=Continue with SSO")
+        page.wait_for_url(f"{idp_page.url}/sso*")
+        page.fill("input[name=username]", "alice@acme.test")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("text=Sign in")
+        page.wait_for_url(f"{portal_browser.base_url}/")
+
+    sign_in_at_the_idp()
+    first = page.content()
+    portal_browser.screenshot("sso-signed-in-without-role")
+    # Added to the mapped group at the IdP: the next sign-in gives the role.
+    idp_page.groups = ["ops"]
+    portal_browser.sign_out()
+    sign_in_at_the_idp()
+    second = page.content()
     assert "An admin must grant you a role" in first
     assert "Signed in as <strong>operator</strong>" in second
     with scopes_disabled():
