@@ -382,7 +382,12 @@ def sign_in_user(
         raise SsoRefused("The IdP's subject is linked to another email address.")
     system = Actor(ip=ip, label_override="sso")
     if user is None:
-        user = User.objects.filter(email=email).first()
+        user = User.objects.filter(email__iexact=email).first()
+        if user is not None:
+            _check_takeover(tenant, user)
+    if user is not None and (user.is_staff or user.is_superuser):
+        # Support staff reach every tenant through the admin: never through a tenant's IdP.
+        raise SsoRefused("Support staff sign in with their password, not through a tenant's IdP.")
     if user is None:
         user = User.objects.create_user(email=email, name=identity.name[:200])
         record(tenant, system, "sso.jit_user", user, {"email": email})
@@ -403,6 +408,22 @@ def sign_in_user(
         {"email": email, "role": membership.role, "groups": identity.groups[:50]},
     )
     return user
+
+
+def _check_takeover(tenant: Tenant, user: User) -> None:
+    """Refuse to link an existing account that reaches more than this tenant.
+
+    A domain claim is first come, first served, not a proof of owning the domain: were the IdP of the
+    tenant that claimed it allowed to sign in an existing account that belongs to other tenants, that
+    tenant's admin could sign in as anybody of that domain.
+    """
+    with scopes_disabled():
+        elsewhere = Membership.objects.filter(user=user).exclude(tenant=tenant).exists()
+    if elsewhere:
+        raise SsoRefused(
+            f"{user.email} already has an account that belongs to another tenant; it cannot be taken "
+            "over through this tenant's IdP."
+        )
 
 
 def _apply_group_role(
