@@ -228,6 +228,12 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
             setattr(connection, flag, bool(changes[flag]))
     domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
 
+    for field in ("idp_entity_id", "idp_sso_url"):
+        if len(getattr(connection, field)) > 1024:
+            source = ("idp_metadata_url" if metadata_url else "idp_metadata_xml") if metadata_xml else field
+            raise ServiceError(
+                f"The IdP's {field[4:].replace('_', ' ')} is longer than 1024 characters.", field=source
+            )
     if not connection.idp_entity_id:
         raise ServiceError("Give the IdP's metadata, or its entity id.", field="idp_entity_id")
     if not connection.idp_sso_url:
