@@ -129,9 +129,7 @@ class TenantMiddleware:
             return render(
                 request,
                 "sso/refused.html",
-                {
-                    "reason": "Your password and email address are managed by your organisation's identity provider."
-                },
+                {"reason": "Your organisation's identity provider manages your password and email address."},
                 status=403,
             )
         return None

@@ -184,7 +184,8 @@ def _metadata(entity_id: str, sso_url: str, cert: str) -> str:
   <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
     <md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
       <ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
-    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{sso_url}"/>
+    <md:SingleSignOnService Location="{sso_url}"
+        Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"/>
   </md:IDPSSODescriptor>
 </md:EntityDescriptor>"""
 
