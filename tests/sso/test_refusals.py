@@ -201,7 +201,21 @@ def test_it_allows_idp_initiated_sign_in_when_the_tenant_does(make_sso) -> None:
 
 
 @pytest.mark.parametrize(
-    "relay_state", ["https://evil.test/", "//evil.test/x", "http://testserver.evil.test/"]
+    "relay_state",
+    [
+        "https://evil.test/",
+        "//evil.test/x",
+        "http://testserver.evil.test/",
+        "///evil.test/",
+        "/\\evil.test/",
+        "\\\\evil.test/",
+        "/\t/evil.test/",
+        "/\n/evil.test/",
+        " //evil.test/",
+        "https:evil.test",
+        "HTTPS://evil.test/",
+        "javascript:alert(1)",
+    ],
 )
 def test_it_refuses_relay_state_to_another_host(make_sso, relay_state: str) -> None:
     sso = make_sso(allow_idp_initiated=True)
