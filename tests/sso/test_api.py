@@ -227,3 +227,31 @@ def test_metadata_with_values_too_long_to_keep_is_400(tenant, key_client, keys, 
     response = key_client(tenant, Role.ADMIN).put("/api/v1/sso", {"idp_metadata_xml": xml}, format="json")
     assert response.status_code == 400, response.content[:300]
     assert "idp_metadata_xml" in response.json() or f"idp_{long}" in response.json()
+
+
+def test_a_metadata_url_that_redirects_is_not_followed(tenant, key_client, settings) -> None:
+    """A redirect could lead past the guard (to the cloud's metadata service): it is refused, not followed."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    settings.ALLOW_HTTP_WEBHOOKS = True
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metadata"
+        response = key_client(tenant, Role.ADMIN).put("/api/v1/sso", {"idp_metadata_url": url}, format="json")
+    finally:
+        thread.join(5)
+        server.server_close()
+    assert response.status_code == 400, response.content
+    assert "HTTP 302" in response.json()["idp_metadata_url"][0]
