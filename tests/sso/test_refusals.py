@@ -291,3 +291,27 @@ def test_a_domain_claimed_by_one_tenant_cannot_be_claimed_by_another(make_sso, m
             idp_certificate=keys["second"].cert_file.read_text(),
             email_domains=["ACME.test"],
         )
+
+
+def test_single_logout_is_not_offered(make_sso) -> None:
+    """An unsigned LogoutRequest from anywhere signed the browser out (logout CSRF), then answered 500."""
+    import base64
+    import zlib
+    from urllib.parse import urlencode
+
+    sso = make_sso()
+    client = sso.client()
+    assert sso.sign_in(client, "alice@acme.test").status_code == 302
+    xml = (
+        '<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_forged" Version="2.0" '
+        f'IssueInstant="{iso(_now())}" Destination="http://testserver/accounts/saml/{sso.tenant.slug}/sls/">'
+        f"<saml:Issuer>{sso.idp.entity_id}</saml:Issuer><saml:NameID>alice@acme.test</saml:NameID>"
+        "</samlp:LogoutRequest>"
+    )
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    encoded = base64.b64encode(deflate.compress(xml.encode()) + deflate.flush()).decode()
+    sls = f"/accounts/saml/{sso.tenant.slug}/sls/"
+    assert client.get(f"{sls}?{urlencode({'SAMLRequest': encoded})}").status_code == 404
+    assert _signed_in(client)
+    assert sso.client().get(f"{sls}?SAMLRequest=garbage").status_code == 404
