@@ -123,6 +123,12 @@ class TenantMiddleware:
         self, request: HttpRequest, view_func: Callable[..., HttpResponse], *args: object
     ) -> HttpResponse | None:
         match = request.resolver_match
+        if match is not None and match.url_name == "saml_acs" and request.method == "POST":
+            from sso.provider import refuse_unreadable_response
+
+            refused = refuse_unreadable_response(request, match.kwargs.get("organization_slug", ""))
+            if refused is not None:
+                return refused
         if match is not None and match.url_name in SSO_MANAGED_VIEWS and request.session.get(SSO_SESSION_KEY):
             # The IdP owns a session's credentials: a password or an address added here would outlive
             # the SSO session and sign in past the IdP (and past the tenant binding).

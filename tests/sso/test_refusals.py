@@ -315,3 +315,28 @@ def test_single_logout_is_not_offered(make_sso) -> None:
     assert client.get(f"{sls}?{urlencode({'SAMLRequest': encoded})}").status_code == 404
     assert _signed_in(client)
     assert sso.client().get(f"{sls}?SAMLRequest=garbage").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "garbage",
+        "PHgvPg==",  # <x/>
+        "PD94bWwgdmVyc2lvbj0nMS4wJz8+PCFET0NUWVBFIHggWzwhRU5USVRZIGEgJ2InPl0+PHg+JmE7PC94Pg==",  # a DTD
+        "AP8=",  # binary
+        "PHNhbWxwOlJlc3BvbnNl",  # truncated XML
+    ],
+)
+def test_a_malformed_response_is_refused_not_a_server_error(make_sso, value: str | None) -> None:
+    sso = make_sso(allow_idp_initiated=True)
+    client = sso.client()
+    response = client.post(
+        f"/accounts/saml/{sso.tenant.slug}/acs/", {} if value is None else {"SAMLResponse": value}
+    )
+    if response.status_code == 302:
+        response = client.get(response["Location"])
+    assert response.status_code in (400, 401, 403), response.status_code
+    assert sso.events("sso.refused")
+    assert not _signed_in(client)
