@@ -185,7 +185,8 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
 
     The IdP is given as metadata XML (``idp_metadata_xml``), a metadata URL fetched now
     (``idp_metadata_url``), or by hand (``idp_entity_id``, ``idp_sso_url``, ``idp_certificate``).
-    Choosing a preset fills the attribute map and group attribute unless they are given too.
+    Choosing a preset (the first, or another than the current) fills the attribute map and group
+    attribute unless they are given too.
     """
     unknown = set(changes) - _FIELDS
     if unknown:
@@ -211,10 +212,13 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     if "preset" in changes:
         if changes["preset"] not in Preset.values:
             raise ServiceError(f"Choose one of {', '.join(Preset.values)}.", field="preset")
+        if created or changes["preset"] != connection.preset:
+            # Only a new choice brings the preset's layout: the settings page sends the preset with every
+            # save, which must not wipe an attribute map an admin tuned.
+            preset = PRESETS[changes["preset"]]
+            changes.setdefault("attribute_map", preset["attribute_map"])
+            changes.setdefault("group_attribute", preset["group_attribute"])
         connection.preset = changes["preset"]
-        preset = PRESETS[connection.preset]
-        changes.setdefault("attribute_map", preset["attribute_map"])
-        changes.setdefault("group_attribute", preset["group_attribute"])
     if "attribute_map" in changes:
         connection.attribute_map = _clean_attribute_map(changes["attribute_map"])
     elif created:
@@ -227,6 +231,11 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
         if flag in changes:
             setattr(connection, flag, bool(changes[flag]))
     domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
+    if domains == [] and tenant.sso_required:
+        raise ServiceError(
+            "Keep at least one email domain while SSO is required; members would be locked out.",
+            field="email_domains",
+        )
 
     for field in ("idp_entity_id", "idp_sso_url"):
         if len(getattr(connection, field)) > 1024:

@@ -119,3 +119,18 @@ def test_the_admin_has_no_sign_in_of_its_own(make_sso, key_client) -> None:
     client, response = _password_sign_in("staff@s3av.test")
     assert client.get("/admin/").status_code == 200
     assert len(_events(sso.tenant, "auth.break_glass")) == 1
+
+
+def test_the_last_domain_cannot_be_removed_while_sso_is_required(make_sso, key_client) -> None:
+    """With no domain claimed nobody signs in through the IdP, and nobody with a password either."""
+    sso = make_sso()
+    admin = key_client(sso.tenant, Role.ADMIN)
+    admin.patch("/api/v1/tenant", {"sso_required": True}, format="json")
+    response = admin.put("/api/v1/sso", {"email_domains": []}, format="json")
+    assert response.status_code == 400
+    assert "email_domains" in response.json()
+    assert admin.get("/api/v1/sso").json()["email_domains"] == ["acme.test"]
+    assert (
+        admin.put("/api/v1/sso", {"email_domains": ["acme.test", "acme2.test"]}, format="json").status_code
+        == 200
+    )

@@ -128,3 +128,27 @@ def test_sso_cannot_be_required_from_the_page_before_it_is_set_up(tenant, make_u
             _portal(make_user, tenant, role).post("/sso/settings/require", {"sso_required": "on"}).status_code
             == 403
         )
+
+
+def test_saving_the_page_keeps_an_attribute_map_set_through_the_api(make_sso, make_user, key_client) -> None:
+    sso = make_sso(preset="okta")
+    custom = {"email": ["mail"], "first_name": ["given"]}
+    assert (
+        key_client(sso.tenant, Role.ADMIN)
+        .put("/api/v1/sso", {"attribute_map": custom}, format="json")
+        .status_code
+        == 200
+    )
+    client = _portal(make_user, sso.tenant, Role.ADMIN)
+    # The page as it comes, with one box ticked.
+    form = {"preset": "okta", "email_domains": "acme.test", "group_attribute": "groups", "enabled": "on"}
+    assert client.post("/sso/settings", {**form, "allow_idp_initiated": "on"}).status_code == 302
+    with scopes_disabled():
+        connection = SamlConnection.objects.get(tenant=sso.tenant)
+    assert connection.allow_idp_initiated is True
+    assert connection.attribute_map == custom
+    # Choosing another preset is what brings that preset's map.
+    assert client.post("/sso/settings", {**form, "preset": "entra", "group_attribute": ""}).status_code == 302
+    with scopes_disabled():
+        connection = SamlConnection.objects.get(tenant=sso.tenant)
+    assert connection.preset == "entra" and "uid" in connection.attribute_map
