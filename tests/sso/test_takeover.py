@@ -78,3 +78,15 @@ def test_an_sso_session_sets_no_password_or_email(make_sso, method: str, path: s
     eve = User.objects.get(email="eve@acme.test")
     assert not eve.has_usable_password()
     assert not EmailAddress.objects.filter(email="attacker@evil.test").exists()
+
+
+@pytest.mark.parametrize("email", ["mallory@evil.test@acme.test", "mallory@evil.test,x@acme.test"])
+def test_it_refuses_an_address_that_is_not_one(make_sso, email: str) -> None:
+    """A second @ or a list would name a mailbox outside the claimed domain (where reset mail goes).
+
+    allauth already drops such a value (valid_email_or_none), so the assertion carries no address.
+    """
+    sso = make_sso()
+    client = sso.client()
+    _refused(sso, client, sso.sign_in(client, email), "no email address")
+    assert not User.objects.filter(email__iexact=email).exists()
