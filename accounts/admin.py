@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from allauth.account.decorators import secure_admin_login
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -181,3 +182,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ["action", "tenant"]
     search_fields = ["actor_label", "action", "target_repr", "target_id"]
     date_hierarchy = "created_at"
+
+
+# Staff sign in through allauth's form like everyone else, so the sign-in rules and the audit
+# (auth.break_glass into SSO-only tenants) apply; Django's own admin form would skip both.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]

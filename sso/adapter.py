@@ -96,6 +96,12 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         """The one tenant's app asked for, by slug or by provider id; never a list of every tenant."""
         if provider not in (None, "saml") and not str(provider).startswith("saml-"):
             return []
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == "saml_sls":
+            # Single logout is not offered: allauth's endpoint would act on an unsigned LogoutRequest
+            # (python3-saml checks its signature only when every message must be signed, which Google's
+            # responses are not), signing anyone's browser out from another site. Answer 404.
+            return []
         with scopes_disabled():
             connections = SamlConnection.objects.select_related("tenant").filter(
                 enabled=True, tenant__status="active"

@@ -1,4 +1,4 @@
-"""``/api/v1/sso``: the tenant's SAML configuration (admins write; viewers read)."""
+"""``/api/v1/sso``: the tenant's SAML configuration (admins only: it says who may sign in, and how)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _body(request: HttpRequest, tenant: Tenant, connection: SamlConnection | Non
 
 
 class SsoView(APIView):
-    read_role = Role.VIEWER
+    read_role = Role.ADMIN
     write_role = Role.ADMIN
 
     @extend_schema(responses={200: dict})

@@ -16,13 +16,38 @@ from allauth.socialaccount.internal import statekit
 from allauth.socialaccount.providers.saml.provider import SAMLProvider
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django_scopes import scope
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from sso import services
 from sso.models import SamlConnection
 
 
-def refusal_page(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "sso/refused.html", {"reason": reason}, status=403)
+def refusal_page(request: HttpRequest, reason: str, status: int = 403) -> HttpResponse:
+    return render(request, "sso/refused.html", {"reason": reason}, status=status)
+
+
+def refuse_unreadable_response(request: HttpRequest, organization_slug: str) -> HttpResponse | None:
+    """At the ACS: a SAMLResponse that is not base64 XML is refused here with a 400 and audited.
+
+    allauth stores the POST and python3-saml parses it in the next request, catching only its own
+    errors: empty, non-XML or DTD-bearing input raised from lxml there (a 500, nothing audited).
+    """
+    value = request.POST.get("SAMLResponse")
+    if value is None:
+        return None  # allauth answers a missing response itself (audited by the adapter)
+    try:
+        OneLogin_Saml2_XML.to_etree(OneLogin_Saml2_Utils.b64decode(value))
+    except Exception as exc:  # noqa: BLE001 - binascii, lxml and the DTD guard raise many kinds
+        connection = services.connection_for_slug(organization_slug)
+        if connection is None:
+            return None  # allauth's 404 for a tenant without SSO
+        reason = f"The SAMLResponse is not base64-encoded XML ({type(exc).__name__})."
+        with scope(tenant=connection.tenant):
+            services.refuse(connection, getattr(request, "client_ip", None), reason)
+        return refusal_page(request, reason, status=400)
+    return None
 
 
 class TenantSAMLProvider(SAMLProvider):

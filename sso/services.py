@@ -185,7 +185,8 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
 
     The IdP is given as metadata XML (``idp_metadata_xml``), a metadata URL fetched now
     (``idp_metadata_url``), or by hand (``idp_entity_id``, ``idp_sso_url``, ``idp_certificate``).
-    Choosing a preset fills the attribute map and group attribute unless they are given too.
+    Choosing a preset (the first, or another than the current) fills the attribute map and group
+    attribute unless they are given too.
     """
     unknown = set(changes) - _FIELDS
     if unknown:
@@ -211,10 +212,13 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     if "preset" in changes:
         if changes["preset"] not in Preset.values:
             raise ServiceError(f"Choose one of {', '.join(Preset.values)}.", field="preset")
+        if created or changes["preset"] != connection.preset:
+            # Only a new choice brings the preset's layout: the settings page sends the preset with every
+            # save, which must not wipe an attribute map an admin tuned.
+            preset = PRESETS[changes["preset"]]
+            changes.setdefault("attribute_map", preset["attribute_map"])
+            changes.setdefault("group_attribute", preset["group_attribute"])
         connection.preset = changes["preset"]
-        preset = PRESETS[connection.preset]
-        changes.setdefault("attribute_map", preset["attribute_map"])
-        changes.setdefault("group_attribute", preset["group_attribute"])
     if "attribute_map" in changes:
         connection.attribute_map = _clean_attribute_map(changes["attribute_map"])
     elif created:
@@ -227,7 +231,18 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
         if flag in changes:
             setattr(connection, flag, bool(changes[flag]))
     domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
+    if domains == [] and tenant.sso_required:
+        raise ServiceError(
+            "Keep at least one email domain while SSO is required; members would be locked out.",
+            field="email_domains",
+        )
 
+    for field in ("idp_entity_id", "idp_sso_url"):
+        if len(getattr(connection, field)) > 1024:
+            source = ("idp_metadata_url" if metadata_url else "idp_metadata_xml") if metadata_xml else field
+            raise ServiceError(
+                f"The IdP's {field[4:].replace('_', ' ')} is longer than 1024 characters.", field=source
+            )
     if not connection.idp_entity_id:
         raise ServiceError("Give the IdP's metadata, or its entity id.", field="idp_entity_id")
     if not connection.idp_sso_url:
@@ -382,7 +397,12 @@ def sign_in_user(
         raise SsoRefused("The IdP's subject is linked to another email address.")
     system = Actor(ip=ip, label_override="sso")
     if user is None:
-        user = User.objects.filter(email=email).first()
+        user = User.objects.filter(email__iexact=email).first()
+        if user is not None:
+            _check_takeover(tenant, user)
+    if user is not None and (user.is_staff or user.is_superuser):
+        # Support staff reach every tenant through the admin: never through a tenant's IdP.
+        raise SsoRefused("Support staff sign in with their password, not through a tenant's IdP.")
     if user is None:
         user = User.objects.create_user(email=email, name=identity.name[:200])
         record(tenant, system, "sso.jit_user", user, {"email": email})
@@ -403,6 +423,22 @@ def sign_in_user(
         {"email": email, "role": membership.role, "groups": identity.groups[:50]},
     )
     return user
+
+
+def _check_takeover(tenant: Tenant, user: User) -> None:
+    """Refuse to link an existing account that reaches more than this tenant.
+
+    A domain claim is first come, first served, not a proof of owning the domain: were the IdP of the
+    tenant that claimed it allowed to sign in an existing account that belongs to other tenants, that
+    tenant's admin could sign in as anybody of that domain.
+    """
+    with scopes_disabled():
+        elsewhere = Membership.objects.filter(user=user).exclude(tenant=tenant).exists()
+    if elsewhere:
+        raise SsoRefused(
+            f"{user.email} already has an account that belongs to another tenant; it cannot be taken "
+            "over through this tenant's IdP."
+        )
 
 
 def _apply_group_role(

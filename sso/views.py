@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.middleware import role_of
 from accounts.models import Role, role_at_least
-from accounts.services import Actor, ServiceError
+from accounts.services import Actor, ServiceError, update_tenant_settings
 from sso import services
 from sso.adapter import social_app
 from sso.models import Preset, SamlConnection
@@ -114,4 +115,24 @@ def delete_page(request: HttpRequest) -> HttpResponse:
         services.delete_saml(request.tenant, Actor.from_request(request))  # type: ignore[attr-defined]
     except ServiceError as exc:
         messages.error(request, exc.message)
+    return redirect("sso-settings")
+
+
+@login_required
+@require_POST
+def require_page(request: HttpRequest) -> HttpResponse:
+    """Switch 'SSO required' on or off: the tenant setting, through the tenants' own service."""
+    if not _can_admin(request):
+        return render(
+            request, "sso/refused.html", {"reason": "Only a tenant admin may set up SSO."}, status=403
+        )
+    required = request.POST.get("sso_required") == "on"
+    try:
+        update_tenant_settings(request.tenant, Actor.from_request(request), sso_required=required)  # type: ignore[attr-defined]
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "SSO is now required." if required else "SSO is no longer required.")
     return redirect("sso-settings")

@@ -1,4 +1,4 @@
-"""/api/v1/sso: admins configure, viewers read, the IdP is given as metadata XML, a URL or by hand."""
+"""/api/v1/sso: admins only, the IdP is given as metadata XML, a URL or by hand."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _idp(keys: Any) -> PysamlIdp:
 
 
 def test_get_gives_what_the_idp_needs(tenant, key_client) -> None:
-    response = key_client(tenant, Role.VIEWER).get("/api/v1/sso")
+    response = key_client(tenant, Role.ADMIN).get("/api/v1/sso")
     assert response.status_code == 200
     body = response.json()
     slug = tenant.slug
@@ -170,3 +170,88 @@ def test_put_with_a_metadata_url_fetches_it(tenant, key_client, keys, settings) 
     assert response.status_code == 200, response.content
     assert response.json()["idp_entity_id"] == "https://idp.example.test/metadata"
     assert response.json()["idp_metadata_url"] == url
+
+
+def test_only_an_admin_reads_the_configuration(make_sso, key_client) -> None:
+    sso = make_sso()
+    for role in (Role.VIEWER, Role.OPERATOR):
+        assert key_client(sso.tenant, role).get("/api/v1/sso").status_code == 403
+    assert key_client(sso.tenant, Role.ADMIN).get("/api/v1/sso").status_code == 200
+
+
+def _metadata(entity_id: str, sso_url: str, cert: str) -> str:
+    return f"""<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity_id}">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
+      <ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleSignOnService Location="{sso_url}"
+        Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"""
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"group_roles": {"a\x00b": "viewer"}}, "group_roles"),
+        ({"group_roles": {"": "viewer"}}, "group_roles"),
+        ({"group_roles": ["admins"]}, "group_roles"),
+        ({"attribute_map": {"email": "not-a-list"}}, "attribute_map"),
+        ({"email_domains": "acme.test"}, "email_domains"),
+        ({"email_domains": [None]}, "email_domains"),
+        ({"enabled": "maybe"}, "enabled"),
+        ({"idp_entity_id": "x" * 1025}, "idp_entity_id"),
+        ({"idp_certificate": "-----BEGIN CERTIFICATE-----\x00"}, "idp_certificate"),
+        (
+            {"idp_metadata_xml": "<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"},
+            "idp_metadata_xml",
+        ),
+    ],
+)
+def test_malformed_bodies_are_400_not_500(tenant, key_client, keys, body: dict[str, Any], field: str) -> None:
+    base = {
+        "idp_entity_id": "x",
+        "idp_sso_url": "https://idp.test/sso",
+        "idp_certificate": keys["idp"].cert_body,
+    }
+    response = key_client(tenant, Role.ADMIN).put("/api/v1/sso", {**base, **body}, format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert field in response.json(), response.json()
+
+
+@pytest.mark.parametrize("long", ["entity_id", "sso_url"])
+def test_metadata_with_values_too_long_to_keep_is_400(tenant, key_client, keys, long: str) -> None:
+    entity_id = "https://idp.test/" + ("e" * 1100 if long == "entity_id" else "m")
+    sso_url = "https://idp.test/" + ("s" * 1100 if long == "sso_url" else "sso")
+    xml = _metadata(entity_id, sso_url, keys["idp"].cert_body)
+    response = key_client(tenant, Role.ADMIN).put("/api/v1/sso", {"idp_metadata_xml": xml}, format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert "idp_metadata_xml" in response.json() or f"idp_{long}" in response.json()
+
+
+def test_a_metadata_url_that_redirects_is_not_followed(tenant, key_client, settings) -> None:
+    """A redirect could lead past the guard (to the cloud's metadata service): it is refused, not followed."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    settings.ALLOW_HTTP_WEBHOOKS = True
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metadata"
+        response = key_client(tenant, Role.ADMIN).put("/api/v1/sso", {"idp_metadata_url": url}, format="json")
+    finally:
+        thread.join(5)
+        server.server_close()
+    assert response.status_code == 400, response.content
+    assert "HTTP 302" in response.json()["idp_metadata_url"][0]

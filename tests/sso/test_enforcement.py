@@ -104,3 +104,33 @@ def test_sso_cannot_be_removed_or_disabled_while_required(make_sso, key_client) 
     response = admin.put("/api/v1/sso", {"enabled": False}, format="json")
     assert response.status_code == 400
     assert admin.get("/api/v1/sso").json()["enabled"] is True
+
+
+def test_the_admin_has_no_sign_in_of_its_own(make_sso, key_client) -> None:
+    """Django's admin form would sign staff in past the break-glass audit: it sends them to ours."""
+    sso = make_sso()
+    _member(sso.tenant, "staff@s3av.test", Role.ADMIN, is_staff=True)
+    key_client(sso.tenant, Role.ADMIN).patch("/api/v1/tenant", {"sso_required": True}, format="json")
+    client = Client(HTTP_HOST="testserver")
+    response = client.post("/admin/login/", {"username": "staff@s3av.test", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+    assert client.get("/api/v1/me").status_code in (401, 403)
+    client, response = _password_sign_in("staff@s3av.test")
+    assert client.get("/admin/").status_code == 200
+    assert len(_events(sso.tenant, "auth.break_glass")) == 1
+
+
+def test_the_last_domain_cannot_be_removed_while_sso_is_required(make_sso, key_client) -> None:
+    """With no domain claimed nobody signs in through the IdP, and nobody with a password either."""
+    sso = make_sso()
+    admin = key_client(sso.tenant, Role.ADMIN)
+    admin.patch("/api/v1/tenant", {"sso_required": True}, format="json")
+    response = admin.put("/api/v1/sso", {"email_domains": []}, format="json")
+    assert response.status_code == 400
+    assert "email_domains" in response.json()
+    assert admin.get("/api/v1/sso").json()["email_domains"] == ["acme.test"]
+    assert (
+        admin.put("/api/v1/sso", {"email_domains": ["acme.test", "acme2.test"]}, format="json").status_code
+        == 200
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from django.test import Client
 from django_scopes import scopes_disabled
 
-from accounts.models import AuditEvent, Role
+from accounts.models import AuditEvent, Membership, Role, User
 from sso.models import SamlConnection
 from tests.sso.idp import PysamlIdp
 
@@ -89,3 +89,66 @@ def test_support_staff_read_connections_and_get_no_allauth_admin(make_sso, make_
     assert page.status_code == 200 and b"https://idp.acme.test/metadata" in page.content
     assert staff.get("/admin/sso/samlconnection/add/").status_code == 403
     assert staff.get("/admin/socialaccount/socialaccount/").status_code == 404
+
+
+def test_an_admin_requires_sso_from_the_settings_page(make_sso, make_user) -> None:
+    """The last step of the set-up, from a browser: the portal has no API keys to PATCH the tenant with."""
+    from accounts.models import Tenant
+
+    sso = make_sso()
+    client = _portal(make_user, sso.tenant, Role.ADMIN)
+    assert b'name="sso_required"' in client.get("/sso/settings").content
+    response = client.post("/sso/settings/require", {"sso_required": "on"})
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=sso.tenant.pk).sso_required is True
+    with scopes_disabled():
+        event = AuditEvent.objects.get(tenant=sso.tenant, action="tenant.update")
+    assert event.details["after"] == {"sso_required": True}
+    # Now a password session no longer reaches the tenant; an admin signed in through the IdP does.
+    assert client.post("/sso/settings/require", {}).status_code == 403
+    with scopes_disabled():
+        Membership.objects.create(
+            tenant=sso.tenant, user=User.objects.create_user("root@acme.test"), role="admin"
+        )
+    via_idp = sso.client()
+    assert sso.sign_in(via_idp, "root@acme.test").status_code == 302
+    assert via_idp.post("/sso/settings/require", {}).status_code == 302
+    assert Tenant.objects.get(pk=sso.tenant.pk).sso_required is False
+
+
+def test_sso_cannot_be_required_from_the_page_before_it_is_set_up(tenant, make_user) -> None:
+    from accounts.models import Tenant
+
+    client = _portal(make_user, tenant, Role.ADMIN)
+    response = client.post("/sso/settings/require", {"sso_required": "on"}, follow=True)
+    assert b"not configured for this tenant" in response.content
+    assert Tenant.objects.get(pk=tenant.pk).sso_required is False
+    for role in (Role.VIEWER, Role.OPERATOR):
+        assert (
+            _portal(make_user, tenant, role).post("/sso/settings/require", {"sso_required": "on"}).status_code
+            == 403
+        )
+
+
+def test_saving_the_page_keeps_an_attribute_map_set_through_the_api(make_sso, make_user, key_client) -> None:
+    sso = make_sso(preset="okta")
+    custom = {"email": ["mail"], "first_name": ["given"]}
+    assert (
+        key_client(sso.tenant, Role.ADMIN)
+        .put("/api/v1/sso", {"attribute_map": custom}, format="json")
+        .status_code
+        == 200
+    )
+    client = _portal(make_user, sso.tenant, Role.ADMIN)
+    # The page as it comes, with one box ticked.
+    form = {"preset": "okta", "email_domains": "acme.test", "group_attribute": "groups", "enabled": "on"}
+    assert client.post("/sso/settings", {**form, "allow_idp_initiated": "on"}).status_code == 302
+    with scopes_disabled():
+        connection = SamlConnection.objects.get(tenant=sso.tenant)
+    assert connection.allow_idp_initiated is True
+    assert connection.attribute_map == custom
+    # Choosing another preset is what brings that preset's map.
+    assert client.post("/sso/settings", {**form, "preset": "entra", "group_attribute": ""}).status_code == 302
+    with scopes_disabled():
+        connection = SamlConnection.objects.get(tenant=sso.tenant)
+    assert connection.preset == "entra" and "uid" in connection.attribute_map

@@ -201,7 +201,21 @@ def test_it_allows_idp_initiated_sign_in_when_the_tenant_does(make_sso) -> None:
 
 
 @pytest.mark.parametrize(
-    "relay_state", ["https://evil.test/", "//evil.test/x", "http://testserver.evil.test/"]
+    "relay_state",
+    [
+        "https://evil.test/",
+        "//evil.test/x",
+        "http://testserver.evil.test/",
+        "///evil.test/",
+        "/\\evil.test/",
+        "\\\\evil.test/",
+        "/\t/evil.test/",
+        "/\n/evil.test/",
+        " //evil.test/",
+        "https:evil.test",
+        "HTTPS://evil.test/",
+        "javascript:alert(1)",
+    ],
 )
 def test_it_refuses_relay_state_to_another_host(make_sso, relay_state: str) -> None:
     sso = make_sso(allow_idp_initiated=True)
@@ -277,3 +291,52 @@ def test_a_domain_claimed_by_one_tenant_cannot_be_claimed_by_another(make_sso, m
             idp_certificate=keys["second"].cert_file.read_text(),
             email_domains=["ACME.test"],
         )
+
+
+def test_single_logout_is_not_offered(make_sso) -> None:
+    """An unsigned LogoutRequest from anywhere signed the browser out (logout CSRF), then answered 500."""
+    import base64
+    import zlib
+    from urllib.parse import urlencode
+
+    sso = make_sso()
+    client = sso.client()
+    assert sso.sign_in(client, "alice@acme.test").status_code == 302
+    xml = (
+        '<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_forged" Version="2.0" '
+        f'IssueInstant="{iso(_now())}" Destination="http://testserver/accounts/saml/{sso.tenant.slug}/sls/">'
+        f"<saml:Issuer>{sso.idp.entity_id}</saml:Issuer><saml:NameID>alice@acme.test</saml:NameID>"
+        "</samlp:LogoutRequest>"
+    )
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    encoded = base64.b64encode(deflate.compress(xml.encode()) + deflate.flush()).decode()
+    sls = f"/accounts/saml/{sso.tenant.slug}/sls/"
+    assert client.get(f"{sls}?{urlencode({'SAMLRequest': encoded})}").status_code == 404
+    assert _signed_in(client)
+    assert sso.client().get(f"{sls}?SAMLRequest=garbage").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "garbage",
+        "PHgvPg==",  # <x/>
+        "PD94bWwgdmVyc2lvbj0nMS4wJz8+PCFET0NUWVBFIHggWzwhRU5USVRZIGEgJ2InPl0+PHg+JmE7PC94Pg==",  # a DTD
+        "AP8=",  # binary
+        "PHNhbWxwOlJlc3BvbnNl",  # truncated XML
+    ],
+)
+def test_a_malformed_response_is_refused_not_a_server_error(make_sso, value: str | None) -> None:
+    sso = make_sso(allow_idp_initiated=True)
+    client = sso.client()
+    response = client.post(
+        f"/accounts/saml/{sso.tenant.slug}/acs/", {} if value is None else {"SAMLResponse": value}
+    )
+    if response.status_code == 302:
+        response = client.get(response["Location"])
+    assert response.status_code in (400, 401, 403), response.status_code
+    assert sso.events("sso.refused")
+    assert not _signed_in(client)
