@@ -79,6 +79,11 @@ class Rejected(Exception):
     """The candidate database must not go live."""
 
 
+class CannotTestLoad(SourceError):
+    """The scratch engine could not be run (clamscan missing, killed, timed out): nothing was learnt about
+    the candidate, so the run fails without remembering the files as rejected."""
+
+
 def is_database_name(name: str) -> bool:
     return bool(_NAME_RE.match(name)) and name.lower().endswith(DATABASE_SUFFIXES) and name != CANARY_FILE
 
@@ -273,7 +278,8 @@ class Result:
         if self.status == UPDATED:
             changed = ", ".join(self.downloaded + [f"-{name}" for name in self.removed]) or "nothing"
             return f"updated to generation {self.generation} ({changed}); reloaded {len(self.reloaded)} clamd"
-        return f"{self.status}: {self.reason}"
+        # One line whatever the reason carries (a botocore message, clamscan's output).
+        return f"{self.status}: {' '.join(self.reason.split())}"
 
 
 class Updater:
@@ -311,6 +317,14 @@ class Updater:
             remote = self.source.list()
         except SourceError as exc:
             return Result(FAILED, str(exc), generation=state.generation)
+        if not remote and not (state.source == self.source.label and state.files):
+            # A wrong prefix lists nothing rather than failing: that must not read as "nothing changed"
+            # (current, forever). A source that did deliver files may withdraw them all.
+            return Result(
+                FAILED,
+                f"{self.source.label} holds no signature databases (is the prefix right?)",
+                generation=state.generation,
+            )
         plan = make_plan(state, live, remote, self.source.label)
         canary_live = live is not None and (live / CANARY_FILE).is_file()
         if plan.empty and canary_live:
@@ -331,7 +345,10 @@ class Updater:
         self.generations.mkdir(exist_ok=True)
         candidate = self.generations / f".{generation}.tmp"
         try:
-            self._build(candidate, live, plan, generation)
+            try:
+                self._build(candidate, live, plan, generation)
+            except OSError as exc:  # the disk (full, permissions), not the source
+                raise SourceError(f"building {candidate.name}: {exc}") from exc
             verify(candidate, generation, self.clamscan)
         except Rejected as exc:
             shutil.rmtree(candidate, ignore_errors=True)
@@ -447,8 +464,10 @@ def verify(candidate: Path, generation: str, clamscan: str = "clamscan") -> None
                 command, capture_output=True, text=True, timeout=CLAMSCAN_TIMEOUT, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise Rejected(f"test load failed: {exc}") from exc
+            raise CannotTestLoad(f"could not test-load the candidate: {exc}") from exc
         output = run.stdout + run.stderr
+        if run.returncode < 0:  # killed (the OOM killer, say): says nothing about the candidate
+            raise CannotTestLoad(f"clamscan was killed by signal {-run.returncode} while test-loading")
         if run.returncode not in (0, 1):
             raise Rejected(f"test load failed (clamscan exit {run.returncode}): {_first_error(output)}")
         found = {name: _reply_for(output, str(Path(work, name))) for name in files}
