@@ -200,24 +200,51 @@ def check_fleet(now: datetime | None = None) -> list[tuple[str, str]]:
     raised: list[tuple[str, str]] = []
     for agent in current_agents(now):
         found = troubles(agent, now)
-        known = dict(agent.alerts or {})
+        previous = dict(agent.alerts or {})
+        known = dict(previous)
         new = {kind: message for kind, message in found.items() if kind not in known}
         cleared = [kind for kind in known if kind not in found]
         if not new and not cleared:
             continue
         for kind in cleared:
             known.pop(kind)
-        for kind, message in new.items():
+        for kind in new:
             known[kind] = now.isoformat()
-            raised.append((kind, message))
-        # Conditional: a heartbeat in between rewrites other fields only.
-        Agent.objects.filter(pk=agent.pk).update(alerts=known)
-    latest = SignatureUpdate.objects.order_by("-started_at").first()
-    failed = (SignatureUpdate.Status.REJECTED, SignatureUpdate.Status.FAILED)
-    if latest is not None and latest.status in failed and latest.alerted_at is None:
-        if SignatureUpdate.objects.filter(pk=latest.pk, alerted_at__isnull=True).update(alerted_at=now):
-            raised.append(("signatures.rejected", f"signature update {latest.status}: {latest.reason}"))
+        # Conditional on the alerts read: of several schedulers (one per host) checking at once, one
+        # claims the change and sends. A heartbeat in between rewrites other fields only.
+        if Agent.objects.filter(pk=agent.pk, alerts=previous).update(alerts=known):
+            raised.extend(new.items())
+    raised.extend(_signature_update_alerts(now))
     for kind, message in raised:
         log.warning("operational alert", extra={"kind": kind, "alert": message})
         ops_notifications.publish(kind, message)
+    return raised
+
+
+def _signature_update_alerts(now: datetime) -> list[tuple[str, str]]:
+    """``signatures.rejected`` once per trouble and host: for a host whose last update run failed, unless a
+    failure since its last good run was already notified (a mirror that stays unreachable, or the same
+    rejected files, fail every interval: one alert, not one an interval)."""
+    failed = (SignatureUpdate.Status.REJECTED, SignatureUpdate.Status.FAILED)
+    good = (SignatureUpdate.Status.CURRENT, SignatureUpdate.Status.UPDATED)
+    raised = []
+    hosts = set(
+        SignatureUpdate.objects.filter(started_at__gte=now - timedelta(days=2)).values_list("host", flat=True)
+    )
+    for host in sorted(hosts):
+        runs = SignatureUpdate.objects.filter(host=host).order_by("-started_at")
+        latest = runs.first()
+        if latest is None or latest.status not in failed or latest.alerted_at is not None:
+            continue
+        last_good = runs.filter(status__in=good).values_list("started_at", flat=True).first()
+        notified = runs.filter(status__in=failed, alerted_at__isnull=False)
+        if last_good is not None:
+            notified = notified.filter(started_at__gt=last_good)
+        if notified.exists():
+            continue
+        if SignatureUpdate.objects.filter(pk=latest.pk, alerted_at__isnull=True).update(alerted_at=now):
+            where = f" on {host}" if host else ""
+            raised.append(
+                ("signatures.rejected", f"signature update{where} {latest.status}: {latest.reason}")
+            )
     return raised

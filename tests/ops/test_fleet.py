@@ -135,6 +135,54 @@ def test_it_notifies_a_rejected_update_once(tenant: Any, receiver: Receiver) -> 
     assert "Malformed database" in sent(receiver)[0]["message"]
 
 
+def test_two_schedulers_checking_at_once_send_each_alert_once(
+    tenant: Any, receiver: Receiver, monkeypatch: Any
+) -> None:
+    import copy
+
+    ops_channel(tenant, receiver, ["agent.lost"])
+    now = timezone.now()
+    make_agent(last_seen_at=now - timedelta(minutes=5))
+    # A scheduler per host: both read the fleet before either has written what it sent.
+    read_by_both = fleet.current_agents(now)
+    monkeypatch.setattr(fleet, "current_agents", lambda now=None: copy.deepcopy(read_by_both))
+    assert [kind for kind, _ in fleet.check_fleet(now)] == ["agent.lost"]
+    assert fleet.check_fleet(now) == []
+    assert len(sent(receiver)) == 1
+
+
+def test_an_update_that_keeps_failing_is_notified_once_until_one_succeeds(
+    tenant: Any, receiver: Receiver
+) -> None:
+    ops_channel(tenant, receiver, ["signatures.rejected"])
+    start = timezone.now() - timedelta(hours=10)
+
+    def run(hours: int, status: str, host: str = "worker-1") -> None:
+        at = start + timedelta(hours=hours)
+        SignatureUpdate.objects.create(
+            started_at=at, finished_at=at, host=host, status=status, reason=f"{status} at {hours}"
+        )
+
+    run(0, "current")
+    run(2, "failed")
+    assert [kind for kind, _ in fleet.check_fleet()] == ["signatures.rejected"]
+    run(4, "failed")  # the mirror is still unreachable: the same trouble
+    run(5, "rejected")
+    assert fleet.check_fleet() == []
+    run(6, "current", host="worker-2")  # another host's good run does not clear this host's trouble
+    assert fleet.check_fleet() == []
+    run(7, "updated")
+    run(8, "rejected")  # a new trouble after a good run
+    raised = fleet.check_fleet()
+    assert [kind for kind, _ in raised] == ["signatures.rejected"]
+    assert "on worker-1 rejected: rejected at 8" in raised[0][1]
+    run(9, "failed", host="worker-2")  # and another host's own trouble
+    assert [message for _, message in fleet.check_fleet()] == [
+        "signature update on worker-2 failed: failed at 9"
+    ]
+    assert len(sent(receiver)) == 3
+
+
 def test_verdict_channels_get_no_operational_events(tenant: Any, receiver: Receiver) -> None:
     channel = ops_channel(tenant, receiver, ["Infected"])
     make_agent(last_seen_at=timezone.now() - timedelta(hours=1))
@@ -195,6 +243,12 @@ def test_the_agents_list_needs_credentials_and_is_read_only(tenant: Any, key_cli
 
     assert APIClient().get("/api/v1/agents/").status_code == 401
     assert key_client(tenant).post("/api/v1/agents/", {}, format="json").status_code == 405
+
+
+def test_a_member_without_a_role_cannot_list_the_fleet(tenant: Any, session_client: Any) -> None:
+    make_agent()
+    assert session_client(tenant, Role.NONE).get("/api/v1/agents/").status_code == 403
+    assert session_client(tenant, Role.VIEWER).get("/api/v1/agents/").status_code == 200
 
 
 def test_the_agents_list_runs_a_fixed_number_of_queries(
