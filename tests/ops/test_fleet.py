@@ -312,3 +312,28 @@ def test_metrics_expose_the_expected_series(settings: Any, tenant: Any) -> None:
     for queue in ("scans", "listing", "default"):
         assert ("s3av_queue_messages", (("queue", queue), ("state", "ready"))) in samples
     assert samples[("s3av_broker_up", ())] == 1
+
+
+def test_metrics_show_one_series_per_agent_label_when_a_restarted_worker_reuses_a_pid(settings: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    now = timezone.now()
+    # The container restarted after the OOM killer: same host name, same pid, a new process.
+    make_agent(
+        started_at=now - timedelta(hours=2),
+        last_seen_at=now - timedelta(minutes=10),
+        stats={"by_verdict": {"Clean": 500}, "bytes": 10**9},
+    )
+    make_agent(started_at=now - timedelta(minutes=9), stats={"by_verdict": {"Clean": 3}, "bytes": 300})
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    samples = [
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for f in text_string_to_metric_families(response.content.decode())
+        for s in f.samples
+    ]
+    keys = [(name, labels) for name, labels, _ in samples]
+    assert len(keys) == len(set(keys)), "duplicate series"
+    values = {(name, labels): value for name, labels, value in samples}
+    agent = ("agent", "worker-1:4242")
+    assert values[("s3av_scans_total", (agent, ("verdict", "Clean")))] == 3
+    assert values[("s3av_scanned_bytes_total", (agent,))] == 300
+    assert values[("s3av_agents", (("status", "lost"),))] == 1
