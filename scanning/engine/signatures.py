@@ -64,6 +64,10 @@ DATABASE_SUFFIXES = (
 )  # fmt: skip
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 CANARY_FILE = "s3av-canary.hsb"
+# `sha256sum` of the generation's databases, canary aside (scripts/clamav.sh writes the same): what the
+# signature version is named by (scanning/scanner.py), so hosts that built the same set from the same
+# files name it alike, whatever the files' times or the generation's name.
+MANIFEST_FILE = "s3av-set.sha256"
 CANARY_PREFIX = "S3av.Canary."
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 KNOWN_CLEAN = b"s3av known-clean test file: plain text that no signature should match.\n"
@@ -377,13 +381,14 @@ class Updater:
 
     def _build(self, candidate: Path, live: Path | None, plan: Plan, generation: str) -> None:
         candidate.mkdir()
-        replaced = {item.name for item in plan.download} | set(plan.remove) | {CANARY_FILE}
+        replaced = {item.name for item in plan.download} | set(plan.remove) | {CANARY_FILE, MANIFEST_FILE}
         if live is not None:
             for path in live.iterdir():
                 if path.is_file() and path.name not in replaced:
                     _link_or_copy(path, candidate / path.name)
         for item in plan.download:
             self.source.fetch(item, candidate / item.name)
+        (candidate / MANIFEST_FILE).write_text(manifest(candidate))
         (candidate / CANARY_FILE).write_text(canary_signature(generation))
 
     def _swap(self, candidate: Path, generation: str) -> str:
@@ -518,6 +523,19 @@ def reload_and_confirm(client: engine.ClamdClient, generation: str, timeout: flo
                 f"did not load generation {generation} within {timeout:g}s ({last})"
             )
         time.sleep(0.25)
+
+
+def manifest(directory: Path) -> str:
+    """The ``MANIFEST_FILE`` of ``directory``: one ``<sha256>  <name>`` line per database, by name."""
+    lines = []
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+        if path.is_file() and path.name not in (CANARY_FILE, MANIFEST_FILE):
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1024 * 1024), b""):
+                    digest.update(block)
+            lines.append(f"{digest.hexdigest()}  {path.name}\n")
+    return "".join(lines)
 
 
 def live_generation(clamav_dir: Path) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanning.engine import clamd as engine
+from scanning.engine import signatures
 from scanning.s3 import ops as s3ops
 
 logger = logging.getLogger(__name__)
@@ -92,15 +93,27 @@ def _signature_version(reported: str | None, digest: str | None) -> str:
 
 
 def _database_digest(db_dir: str | None) -> str | None:
-    # Name the set by a digest of its files (names, sizes, modification times), so a changed database
-    # changes the signature version results are pinned to. None when the directory is not here.
+    # Name the set by a digest of its files, so a changed database changes the signature version results
+    # are pinned to. None when the directory is not here. A set built by update_signatures or clamav.sh
+    # lists its files' SHA-256 (signatures.MANIFEST_FILE): then names, sizes and that list, so every host
+    # holding the same files names them alike and a rebuilt generation of the same files changes nothing
+    # (the canary is per generation, not part of the set); else names, sizes and modification times.
     if not db_dir or not os.path.isdir(db_dir):
         return None
+    names = sorted(os.listdir(db_dir))
+    listed = signatures.MANIFEST_FILE in names
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(db_dir)):
+    for name in names:
         path = os.path.join(db_dir, name)
-        if os.path.isfile(path):
-            stat = os.stat(path)
+        if name == signatures.CANARY_FILE or not os.path.isfile(path):
+            continue
+        stat = os.stat(path)
+        if name == signatures.MANIFEST_FILE:
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
+        elif listed:
+            digest.update(f"{name}:{stat.st_size}\n".encode())
+        else:
             digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}\n".encode())
     return f"custom-{digest.hexdigest()[:12]}"
 

@@ -485,3 +485,54 @@ def test_a_test_load_that_could_not_run_is_not_remembered_as_a_rejection(tmp_pat
     result = signatures.Updater(clamav_dir, DirSource(source_dir), []).run()
     assert result.status == signatures.UPDATED, result.line()
     assert (clamav_dir / "db" / "base.hsb").is_file()
+
+
+def _version_of(db: Path) -> str:
+    from scanning.engine import EngineVersion
+    from scanning.scanner import EngineIdentity
+
+    class CustomOnly:
+        def version(self) -> EngineVersion:
+            return EngineVersion("ClamAV 1.4.6", None, None, "")
+
+    return EngineIdentity(CustomOnly(), db_dir=str(db), ttl=0).get()[1]  # type: ignore[arg-type]
+
+
+def test_hosts_that_built_the_same_signatures_record_the_same_signature_version(tmp_path: Path) -> None:
+    source_dir = tmp_path / "source"
+    source_dir.mkdir()
+    (source_dir / "base.hsb").write_bytes(hsb(EICAR, "S3av.Test.EICAR"))
+    (source_dir / "extra.hsb").write_bytes(hsb(b"one", "S3av.Test.One"))
+    host_a, host_b = tmp_path / "a", tmp_path / "b"
+    assert signatures.Updater(host_a, DirSource(source_dir), []).run().status == signatures.UPDATED
+    time.sleep(1.1)  # the other host downloads later: other times, another generation and canary
+    assert signatures.Updater(host_b, DirSource(source_dir), []).run().status == signatures.UPDATED
+    assert signatures.live_generation(host_a) != signatures.live_generation(host_b)
+    version = _version_of(host_a / "db")
+    assert version.startswith("custom-") and _version_of(host_b / "db") == version
+
+    # A generation rebuilt from the same files (its canary went missing) is no new signature version,
+    # so it starts no signature-change rescan.
+    (host_a / "db" / signatures.CANARY_FILE).unlink()
+    assert signatures.Updater(host_a, DirSource(source_dir), []).run().status == signatures.UPDATED
+    assert _version_of(host_a / "db") == version
+
+    # A real change, even of the same size, is a new version.
+    (source_dir / "extra.hsb").write_bytes(hsb(b"two", "S3av.Test.Two"))
+    assert signatures.Updater(host_a, DirSource(source_dir), []).run().status == signatures.UPDATED
+    assert _version_of(host_a / "db") != version
+
+
+def test_clamav_sh_lists_its_set_as_the_updater_does() -> None:
+    clamav_dir = Path(tempfile.mkdtemp(prefix="s3avsh", dir="/tmp"))
+    try:
+        env = {**os.environ, "S3AV_CLAMAV_DIR": str(clamav_dir)}
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "clamav.sh"), "sigs"], env=env, check=True, capture_output=True
+        )
+        db = clamav_dir / "db"
+        listed = (db / signatures.MANIFEST_FILE).read_text()
+        assert listed == signatures.manifest(db)
+        assert "  s3av-test.hsb\n" in listed
+    finally:
+        shutil.rmtree(clamav_dir, ignore_errors=True)
