@@ -170,6 +170,9 @@ def forget_old_agents(now: datetime | None = None) -> int:
     return deleted
 
 
+HOST_TROUBLES = ("engine.down", "signatures.stale")
+
+
 def troubles(agent: Agent, now: datetime) -> dict[str, str]:
     """What is wrong with ``agent`` now: kind -> message."""
     found: dict[str, str] = {}
@@ -193,13 +196,21 @@ def troubles(agent: Agent, now: datetime) -> dict[str, str]:
 
 
 def check_fleet(now: datetime | None = None) -> list[tuple[str, str]]:
-    """Alert once per agent and trouble; forget a trouble when it clears. Returns what was raised."""
+    """Alert once per agent and trouble (once per host for its clamd's: an engine down, stale
+    signatures); forget a trouble when it clears. Returns what was raised."""
     from scanning.notifications import events as ops_notifications
 
     now = now or timezone.now()
     raised: list[tuple[str, str]] = []
-    for agent in current_agents(now):
-        found = troubles(agent, now)
+    agents = [(agent, troubles(agent, now)) for agent in current_agents(now)]
+    # clamd and its database belong to the host: its worker processes share one trouble, one alert.
+    host_alerted = {
+        (agent.host, kind)
+        for agent, found in agents
+        for kind in (agent.alerts or {})
+        if kind in HOST_TROUBLES and kind in found
+    }
+    for agent, found in agents:
         previous = dict(agent.alerts or {})
         known = dict(previous)
         new = {kind: message for kind, message in found.items() if kind not in known}
@@ -213,7 +224,12 @@ def check_fleet(now: datetime | None = None) -> list[tuple[str, str]]:
         # Conditional on the alerts read: of several schedulers (one per host) checking at once, one
         # claims the change and sends. A heartbeat in between rewrites other fields only.
         if Agent.objects.filter(pk=agent.pk, alerts=previous).update(alerts=known):
-            raised.extend(new.items())
+            for kind, message in new.items():
+                if kind in HOST_TROUBLES:
+                    if (agent.host, kind) in host_alerted:
+                        continue
+                    host_alerted.add((agent.host, kind))
+                raised.append((kind, message))
     raised.extend(_signature_update_alerts(now))
     for kind, message in raised:
         log.warning("operational alert", extra={"kind": kind, "alert": message})

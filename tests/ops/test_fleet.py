@@ -127,6 +127,27 @@ def test_it_notifies_stale_signatures_and_a_silent_engine(
     assert sorted(message["result"] for message in sent(receiver)) == raised
 
 
+def test_a_hosts_engine_trouble_is_notified_once_not_once_per_worker_process(
+    tenant: Any, receiver: Receiver, settings: Any
+) -> None:
+    settings.SIGNATURES_MAX_AGE = 3600
+    ops_channel(tenant, receiver, ["engine.down", "signatures.stale"])
+    for pid in (1, 2, 3):  # one clamd, three worker processes beside it
+        make_agent(pid=pid, engine_ok=False, signature_age=7200, last_error="engine: cannot connect")
+    make_agent(host="worker-2", pid=1, engine_ok=False, last_error="engine: timed out")
+    raised = sorted(fleet.check_fleet())
+    assert [kind for kind, _ in raised] == ["engine.down", "engine.down", "signatures.stale"]
+    assert {message.split()[4] for kind, message in raised if kind == "engine.down"} == {
+        "worker-1:1",
+        "worker-2:1",
+    }
+    assert fleet.check_fleet() == []
+    # A process started on the host meanwhile shares the trouble already notified.
+    make_agent(pid=4, engine_ok=False, last_error="engine: cannot connect")
+    assert fleet.check_fleet() == []
+    assert len(sent(receiver)) == 3
+
+
 def test_it_notifies_a_rejected_update_once(tenant: Any, receiver: Receiver) -> None:
     ops_channel(tenant, receiver, ["signatures.rejected"])
     SignatureUpdate.objects.create(status="rejected", reason="test load failed: Malformed database")
