@@ -131,13 +131,15 @@ def fleet_metrics() -> Iterator[Metric]:
         by_status.add_metric([status], count)
     yield by_status
 
-    # One series per label: a worker restarted in the same container (same host name, and pids repeat
-    # there) leaves the dead process lost under the label of the live one. Duplicate series would be
-    # refused by Prometheus; the newest process's counters read as a counter reset, as when scraping it.
+    # Per-agent series only for agents that heartbeat: a lost one is most likely dead, and its last
+    # words (engine down, scans in flight) would hold gauges and alerts for the day it stays listed, as
+    # a scrape of a dead process would not. One series per label: a worker restarted in the same
+    # container (same host name, and pids repeat there) has the label of the process it replaced.
     newest: dict[str, Agent] = {}
     for agent in agents:
         label = f"{agent.host}:{agent.pid}"
-        if agent.stopped_at is None and (label not in newest or agent.started_at > newest[label].started_at):
+        active = agent.status_at(now, fleet.lost_after()) == Agent.Status.ACTIVE
+        if active and (label not in newest or agent.started_at > newest[label].started_at):
             newest[label] = agent
     running = list(newest.values())
     scans = CounterMetricFamily("s3av_scans", "Verdicts recorded, by verdict.", labels=["agent", "verdict"])

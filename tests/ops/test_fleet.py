@@ -358,3 +358,26 @@ def test_metrics_show_one_series_per_agent_label_when_a_restarted_worker_reuses_
     assert values[("s3av_scans_total", (agent, ("verdict", "Clean")))] == 3
     assert values[("s3av_scanned_bytes_total", (agent,))] == 300
     assert values[("s3av_agents", (("status", "lost"),))] == 1
+
+
+def test_metrics_drop_the_series_of_a_lost_agent(settings: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    now = timezone.now()
+    # Its clamd died, then so did it: what it said last must not hold gauges (and alerts) for a day.
+    make_agent(
+        host="worker-9",
+        last_seen_at=now - timedelta(minutes=30),
+        engine_ok=False,
+        scans_in_flight=3,
+        stats={"by_verdict": {"Clean": 7}},
+    )
+    make_agent(stats={"by_verdict": {"Clean": 1}})
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(response.content.decode())
+        for s in f.samples
+    }
+    assert not [key for key in samples if ("agent", "worker-9:4242") in key[1]]
+    assert samples[("s3av_engine_up", (("agent", "worker-1:4242"),))] == 1
+    assert samples[("s3av_agents", (("status", "lost"),))] == 1
