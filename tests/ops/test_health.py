@@ -81,6 +81,21 @@ def test_it_is_exempt_from_the_https_redirect_and_the_host_check(probe: Client) 
     assert probe.get("/api/v1/me", HTTP_HOST="s3av.example.com").status_code == 301
 
 
+@override_settings(
+    SECURE_SSL_REDIRECT=True, ALLOWED_HOSTS=["s3av.example.com"], METRICS_TOKEN="scrape-0123456789"
+)
+def test_metrics_are_scraped_by_pod_ip_and_open_no_other_way_in(probe: Client) -> None:
+    # Prometheus scrapes pod IPs over plain HTTP; the bearer token guards the path, and the answer
+    # builds no URL from the Host header, so the host check has nothing to protect there.
+    auth = {"HTTP_AUTHORIZATION": "Bearer scrape-0123456789"}
+    assert probe.get("/metrics", HTTP_HOST="10.0.3.17:8000", **auth).status_code == 200
+    assert probe.get("/metrics", HTTP_HOST="10.0.3.17:8000").status_code == 401
+    # Only GET and HEAD of the exact path are answered early.
+    assert probe.get("/metrics/", HTTP_HOST="10.0.3.17:8000", **auth).status_code == 400
+    assert probe.post("/metrics", HTTP_HOST="10.0.3.17:8000", **auth).status_code == 400
+    assert probe.post("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 400
+
+
 def test_the_settings_exempt_the_probes_from_the_redirect() -> None:
     import re
 
