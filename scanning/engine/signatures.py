@@ -500,6 +500,16 @@ def _first_error(output: str) -> str:
     return "; ".join(dict.fromkeys(errors or lines or ["no output"]))[:500]
 
 
+def canary_generation(db_dir: str | Path) -> str | None:
+    """The generation whose canary ``db_dir`` holds (None for a set without one)."""
+    try:
+        line = (Path(db_dir) / CANARY_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    name = line.rsplit(":", 1)[-1]
+    return name.removeprefix(CANARY_PREFIX) if name.startswith(CANARY_PREFIX) else None
+
+
 def runs_generation(client: engine.ClamdClient, generation: str) -> bool:
     reply = client.scan_stream([canary_bytes(generation)])
     return any(_is_canary(name, generation) for name in reply.signatures)

@@ -52,7 +52,8 @@ class EngineIdentity:
     when clamd's database directory is readable here, a digest of its files: custom databases (hash
     signatures added by an operator) change no number clamd reports, so the digest is what tells a
     changed signature set from the old one. With neither, the version is the constant ``custom`` and a
-    warning says so once.
+    warning says so once. When the directory holds a generation's canary (scanning/signatures.py),
+    clamd must find it: until it does (a RELOAD under way, or missed) the digest ends in ``-reloading``.
     """
 
     def __init__(self, client: engine.ClamdClient, db_dir: str | None = None, ttl: float = 60.0):
@@ -60,16 +61,25 @@ class EngineIdentity:
         self.db_dir = db_dir
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._value: tuple[float, str, str] | None = None
+        self._value: tuple[float, str, str] | None = None  # (valid until, engine, signature version)
 
     def get(self) -> tuple[str, str]:
         with self._lock:
-            if self._value and time.monotonic() - self._value[0] < self.ttl:
+            if self._value and time.monotonic() < self._value[0]:
                 return self._value[1], self._value[2]
         version = self.client.version()
-        signature_version = _signature_version(version.signature_version, _database_digest(self.db_dir))
+        digest = _database_digest(self.db_dir)
+        ttl = self.ttl
+        generation = signatures.canary_generation(self.db_dir) if digest and self.db_dir else None
+        if digest and generation and not signatures.runs_generation(self.client, generation):
+            # The directory is ahead of clamd (a RELOAD under way, or one it missed): the files name a
+            # set clamd does not run yet. Verdicts must not claim it, or the rescans for it skip them.
+            # Asked again soon: a reload takes seconds.
+            digest += "-reloading"
+            ttl = min(ttl, 1.0)
+        signature_version = _signature_version(version.signature_version, digest)
         with self._lock:
-            self._value = (time.monotonic(), version.engine, signature_version)
+            self._value = (time.monotonic() + ttl, version.engine, signature_version)
         return version.engine, signature_version
 
 
