@@ -122,3 +122,27 @@ def test_ingest_and_the_scheduler_touch_the_heartbeat_file(settings: Any, tmp_pa
     threading.Timer(0.5, stop.set).start()
     ingest.run(stop, wait_seconds=1, refresh_seconds=0.1)
     assert (tmp_path / "ingest.alive").exists()
+
+
+def test_the_scheduler_keeps_its_heartbeat_file_fresh_through_a_long_signature_update(
+    settings: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    import os
+    import time
+
+    from scanning import schedules, signature_updates
+
+    alive = tmp_path / "scheduler.alive"
+    settings.HEARTBEAT_FILE = str(alive)
+    settings.SIGNATURES_SOURCE = "freshclam"
+    monkeypatch.setattr(schedules, "HEARTBEAT_FILE_EVERY", 0.05)
+    seen: list[float] = []
+
+    def long_update() -> None:
+        os.utime(alive, (1, 1))  # as if the tick had started long ago
+        time.sleep(0.5)  # downloading, test-loading, reloading
+        seen.append(alive.stat().st_mtime)
+
+    monkeypatch.setattr(signature_updates, "update_signatures", long_update)
+    assert schedules.Scheduler().tick().signatures == ""
+    assert seen and seen[0] > 1
