@@ -9,6 +9,7 @@ scans. It also touches ``S3AV_HEARTBEAT_FILE`` (when set) for a container platfo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -108,6 +109,12 @@ class Heartbeat:
                 log.exception("agent heartbeat failed")
             finally:
                 close_old_connections()
+            # Liveness, like /healthz and the other processes' files: the process runs. Not tied to the
+            # beat's success, or a database outage would get every worker restarted.
+            heartbeat_file = settings.HEARTBEAT_FILE
+            if heartbeat_file:
+                with contextlib.suppress(OSError):
+                    Path(heartbeat_file).touch()
             self._stop.wait(self.every)
 
     def beat(self) -> Agent:
@@ -143,9 +150,6 @@ class Heartbeat:
             if self._stop.is_set():
                 raise HeartbeatStopped()
             agent, _ = Agent.objects.update_or_create(pk=self.agent_id, defaults=fields)
-        heartbeat_file = settings.HEARTBEAT_FILE
-        if heartbeat_file:
-            Path(heartbeat_file).touch()
         return agent
 
 

@@ -96,6 +96,32 @@ def test_it_records_an_engine_that_does_not_answer(engine: Any, tmp_path: Any) -
     assert agent.last_error.startswith("engine: ")
 
 
+def test_a_workers_liveness_file_is_kept_through_a_database_outage(
+    engine: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from django.db import OperationalError
+
+    alive = tmp_path / "worker.alive"
+    engine.HEARTBEAT_FILE = str(alive)
+
+    def database_down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("the database does not answer")
+
+    monkeypatch.setattr(Agent.objects, "update_or_create", database_down)
+    heartbeat = fleet.Heartbeat(["scans"], every=0.05)
+    heartbeat.start()
+    try:
+        deadline = timezone.now() + timedelta(seconds=10)
+        while not alive.exists() and timezone.now() < deadline:
+            heartbeat._stop.wait(0.05)
+    finally:
+        heartbeat._stop.set()
+        assert heartbeat._thread is not None
+        heartbeat._thread.join(10)
+    # The process runs: restarting it would not bring the database back.
+    assert alive.exists()
+
+
 def test_it_shows_a_silent_agent_as_lost_and_notifies_once(tenant: Any, receiver: Receiver) -> None:
     ops_channel(tenant, receiver, ["agent.lost"])
     now = timezone.now()
