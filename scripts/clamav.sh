@@ -163,7 +163,7 @@ cmd_sigs() {
         [[ -e $f ]] && cp -p "$f" "$new/"
     done
 
-    # What the set is: the file `manage.py update_signatures` writes too (scanning/signatures.py,
+    # What the set is: the file `manage.py update_signatures` writes too (scanning/engine/signatures.py,
     # MANIFEST_FILE); the signature version is named by it, alike on every host with the same files.
     (cd "$new" && export LC_ALL=C && sha256sum -- *) >"$work/s3av-set.sha256"
     mv "$work/s3av-set.sha256" "$new/"

@@ -65,7 +65,7 @@ DATABASE_SUFFIXES = (
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 CANARY_FILE = "s3av-canary.hsb"
 # `sha256sum` of the generation's databases, canary aside (scripts/clamav.sh writes the same): what the
-# signature version is named by (scanning/scanner.py), so hosts that built the same set from the same
+# signature version is named by (scanning/pipeline/scanner.py), so hosts that built the same set from the same
 # files name it alike, whatever the files' times or the generation's name.
 MANIFEST_FILE = "s3av-set.sha256"
 CANARY_PREFIX = "S3av.Canary."

@@ -52,7 +52,7 @@ class EngineIdentity:
     when clamd's database directory is readable here, a digest of its files: custom databases (hash
     signatures added by an operator) change no number clamd reports, so the digest is what tells a
     changed signature set from the old one. With neither, the version is the constant ``custom`` and a
-    warning says so once. When the directory holds a generation's canary (scanning/signatures.py),
+    warning says so once. When the directory holds a generation's canary (scanning/engine/signatures.py),
     clamd must find it: until it does (a RELOAD under way, or missed) the digest ends in ``-reloading``.
     """
 

@@ -162,7 +162,7 @@ def rescan_after_signature_change(
     current = signature_version or jobs.current_signature_version()
     started: list[str] = []
     if current.endswith("-reloading"):
-        # clamd has not loaded the set on disk yet (scanning/scanner.py): rescan once it runs it, not
+        # clamd has not loaded the set on disk yet (scanning/pipeline/scanner.py): rescan once it runs it, not
         # for the set in between too.
         return started
     with scopes_disabled():

@@ -130,7 +130,8 @@ def test_the_scheduler_keeps_its_heartbeat_file_fresh_through_a_long_signature_u
     import os
     import time
 
-    from scanning import schedules, signature_updates
+    from scanning.fleet import signatures as signature_updates
+    from scanning.schedules import services as schedules
 
     alive = tmp_path / "scheduler.alive"
     settings.HEARTBEAT_FILE = str(alive)

@@ -213,7 +213,7 @@ def test_it_fails_with_a_clear_reason_when_the_mirror_prefix_holds_no_databases(
 def test_a_reload_keeps_scanning_with_the_old_database_while_the_new_one_loads(
     mirror: tuple[Any, str], updater_settings: Any, clamd: ClamdClient, monkeypatch: Any, capsys: Any
 ) -> None:
-    from scanning.signature_updates import reload_clients
+    from scanning.fleet.signatures import reload_clients
 
     s3, bucket = mirror
     sample = b"published while the fleet is busy " + os.urandom(16)
@@ -262,7 +262,7 @@ def test_a_reload_keeps_scanning_with_the_old_database_while_the_new_one_loads(
 def test_verdicts_do_not_claim_a_signature_set_that_clamd_has_not_loaded_yet(
     mirror: tuple[Any, str], clamd: ClamdClient, private_clamd: tuple[Path, str], capsys: Any
 ) -> None:
-    from scanning.scanner import EngineIdentity, _database_digest
+    from scanning.pipeline.scanner import EngineIdentity, _database_digest
 
     s3, bucket = mirror
     db = private_clamd[0] / "db"
@@ -519,7 +519,7 @@ def test_a_test_load_that_could_not_run_is_not_remembered_as_a_rejection(tmp_pat
 
 
 def _version_of(db: Path) -> str:
-    from scanning.scanner import _database_digest
+    from scanning.pipeline.scanner import _database_digest
 
     # What the signature version is named by with custom databases alone (clamd reports no number).
     digest = _database_digest(str(db))
