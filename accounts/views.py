@@ -1,10 +1,9 @@
 import uuid
 
 from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 from django_scopes import scopes_disabled
 
 from accounts.middleware import SESSION_TENANT_KEY, session_memberships
@@ -28,10 +27,3 @@ def switch_tenant(request: HttpRequest) -> HttpResponse:
         if session_memberships(request).filter(tenant_id=wanted).exists():
             request.session[SESSION_TENANT_KEY] = wanted
     return redirect("home")
-
-
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})

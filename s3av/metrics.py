@@ -5,7 +5,8 @@ hand-written text format): queue depths asked of the broker, the fleet's counter
 the agents' heartbeats (each worker process counts in memory, scanning/fleet/stats.py, and sends its totals
 every heartbeat), signature age and updates, notification failures. Per-agent series carry an
 ``agent`` label (host:pid), so a counter only ever grows within its series and Prometheus sees a
-restarted worker as a new series, as it would scraping each worker.
+restarted worker as a new series or, with the same host and pid, a counter reset, as it would scraping
+each worker.
 
 Guarded by a bearer token (``S3AV_METRICS_TOKEN``); without one the path answers 404. Answered, like
 the probes, before the host check (Prometheus scrapes by pod IP): see s3av/health.py.
@@ -130,7 +131,17 @@ def fleet_metrics() -> Iterator[Metric]:
         by_status.add_metric([status], count)
     yield by_status
 
-    running = [a for a in agents if a.stopped_at is None]
+    # Per-agent series only for agents that heartbeat: a lost one is most likely dead, and its last
+    # words (engine down, scans in flight) would hold gauges and alerts for the day it stays listed, as
+    # a scrape of a dead process would not. One series per label: a worker restarted in the same
+    # container (same host name, and pids repeat there) has the label of the process it replaced.
+    newest: dict[str, Agent] = {}
+    for agent in agents:
+        label = f"{agent.host}:{agent.pid}"
+        active = agent.status_at(now, fleet.lost_after()) == Agent.Status.ACTIVE
+        if active and (label not in newest or agent.started_at > newest[label].started_at):
+            newest[label] = agent
+    running = list(newest.values())
     scans = CounterMetricFamily("s3av_scans", "Verdicts recorded, by verdict.", labels=["agent", "verdict"])
     scanned = CounterMetricFamily("s3av_scanned_bytes", "Bytes read from S3 and scanned.", labels=["agent"])
     failures = CounterMetricFamily(

@@ -12,8 +12,9 @@
 #                          path inside it is limited to 107 bytes by AF_UNIX
 #   S3AV_MAX_OBJECT_SIZE   largest object scanned, clamd SIZE syntax (default 1024M, at most 2047M)
 #   S3AV_CLAMD_START_TIMEOUT  seconds to wait for PING after starting clamd (default 60)
-#   S3AV_CLAMD_CONCURRENT_RELOAD  yes: clamd keeps scanning with the old engine while it loads the new
-#                          one (twice the memory during a reload); no (default): scans wait for the load
+#   S3AV_CLAMD_CONCURRENT_RELOAD  yes (default): clamd keeps scanning with the old engine while it loads
+#                          the new one (twice the memory during a reload); no: every scan, even one in
+#                          flight, stalls until the load is done
 set -euo pipefail
 
 PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +25,7 @@ OFFICIAL_DB=/var/lib/clamav
 CLAMAV_DIR=${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PROJECT_DIR/var}/clamav}
 MAX_OBJECT_SIZE=${S3AV_MAX_OBJECT_SIZE:-1024M}
 START_TIMEOUT=${S3AV_CLAMD_START_TIMEOUT:-60}
-CONCURRENT_RELOAD=${S3AV_CLAMD_CONCURRENT_RELOAD:-no}
+CONCURRENT_RELOAD=${S3AV_CLAMD_CONCURRENT_RELOAD:-yes}
 
 log() { echo "clamav.sh: $*" >&2; }
 die() {
@@ -161,6 +162,11 @@ cmd_sigs() {
     for f in "$OFFICIAL_DB"/*.cvd "$OFFICIAL_DB"/*.cld "$OFFICIAL_DB"/*.cud; do
         [[ -e $f ]] && cp -p "$f" "$new/"
     done
+
+    # What the set is: the file `manage.py update_signatures` writes too (scanning/engine/signatures.py,
+    # MANIFEST_FILE); the signature version is named by it, alike on every host with the same files.
+    (cd "$new" && export LC_ALL=C && sha256sum -- *) >"$work/s3av-set.sha256"
+    mv "$work/s3av-set.sha256" "$new/"
 
     # A malformed database can make clamd exit at RELOAD: prove the new one loads and detects before
     # it replaces the old one.

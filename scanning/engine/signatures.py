@@ -64,6 +64,10 @@ DATABASE_SUFFIXES = (
 )  # fmt: skip
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 CANARY_FILE = "s3av-canary.hsb"
+# `sha256sum` of the generation's databases, canary aside (scripts/clamav.sh writes the same): what the
+# signature version is named by (scanning/pipeline/scanner.py), so hosts that built the same set from the same
+# files name it alike, whatever the files' times or the generation's name.
+MANIFEST_FILE = "s3av-set.sha256"
 CANARY_PREFIX = "S3av.Canary."
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 KNOWN_CLEAN = b"s3av known-clean test file: plain text that no signature should match.\n"
@@ -77,6 +81,11 @@ class SourceError(Exception):
 
 class Rejected(Exception):
     """The candidate database must not go live."""
+
+
+class CannotTestLoad(SourceError):
+    """The scratch engine could not be run (clamscan missing, killed, timed out): nothing was learnt about
+    the candidate, so the run fails without remembering the files as rejected."""
 
 
 def is_database_name(name: str) -> bool:
@@ -273,7 +282,8 @@ class Result:
         if self.status == UPDATED:
             changed = ", ".join(self.downloaded + [f"-{name}" for name in self.removed]) or "nothing"
             return f"updated to generation {self.generation} ({changed}); reloaded {len(self.reloaded)} clamd"
-        return f"{self.status}: {self.reason}"
+        # One line whatever the reason carries (a botocore message, clamscan's output).
+        return f"{self.status}: {' '.join(self.reason.split())}"
 
 
 class Updater:
@@ -311,6 +321,14 @@ class Updater:
             remote = self.source.list()
         except SourceError as exc:
             return Result(FAILED, str(exc), generation=state.generation)
+        if not remote and not (state.source == self.source.label and state.files):
+            # A wrong prefix lists nothing rather than failing: that must not read as "nothing changed"
+            # (current, forever). A source that did deliver files may withdraw them all.
+            return Result(
+                FAILED,
+                f"{self.source.label} holds no signature databases (is the prefix right?)",
+                generation=state.generation,
+            )
         plan = make_plan(state, live, remote, self.source.label)
         canary_live = live is not None and (live / CANARY_FILE).is_file()
         if plan.empty and canary_live:
@@ -331,7 +349,10 @@ class Updater:
         self.generations.mkdir(exist_ok=True)
         candidate = self.generations / f".{generation}.tmp"
         try:
-            self._build(candidate, live, plan, generation)
+            try:
+                self._build(candidate, live, plan, generation)
+            except OSError as exc:  # the disk (full, permissions), not the source
+                raise SourceError(f"building {candidate.name}: {exc}") from exc
             verify(candidate, generation, self.clamscan)
         except Rejected as exc:
             shutil.rmtree(candidate, ignore_errors=True)
@@ -360,13 +381,14 @@ class Updater:
 
     def _build(self, candidate: Path, live: Path | None, plan: Plan, generation: str) -> None:
         candidate.mkdir()
-        replaced = {item.name for item in plan.download} | set(plan.remove) | {CANARY_FILE}
+        replaced = {item.name for item in plan.download} | set(plan.remove) | {CANARY_FILE, MANIFEST_FILE}
         if live is not None:
             for path in live.iterdir():
                 if path.is_file() and path.name not in replaced:
                     _link_or_copy(path, candidate / path.name)
         for item in plan.download:
             self.source.fetch(item, candidate / item.name)
+        (candidate / MANIFEST_FILE).write_text(manifest(candidate))
         (candidate / CANARY_FILE).write_text(canary_signature(generation))
 
     def _swap(self, candidate: Path, generation: str) -> str:
@@ -447,8 +469,10 @@ def verify(candidate: Path, generation: str, clamscan: str = "clamscan") -> None
                 command, capture_output=True, text=True, timeout=CLAMSCAN_TIMEOUT, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise Rejected(f"test load failed: {exc}") from exc
+            raise CannotTestLoad(f"could not test-load the candidate: {exc}") from exc
         output = run.stdout + run.stderr
+        if run.returncode < 0:  # killed (the OOM killer, say): says nothing about the candidate
+            raise CannotTestLoad(f"clamscan was killed by signal {-run.returncode} while test-loading")
         if run.returncode not in (0, 1):
             raise Rejected(f"test load failed (clamscan exit {run.returncode}): {_first_error(output)}")
         found = {name: _reply_for(output, str(Path(work, name))) for name in files}
@@ -476,6 +500,16 @@ def _first_error(output: str) -> str:
     return "; ".join(dict.fromkeys(errors or lines or ["no output"]))[:500]
 
 
+def canary_generation(db_dir: str | Path) -> str | None:
+    """The generation whose canary ``db_dir`` holds (None for a set without one)."""
+    try:
+        line = (Path(db_dir) / CANARY_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    name = line.rsplit(":", 1)[-1]
+    return name.removeprefix(CANARY_PREFIX) if name.startswith(CANARY_PREFIX) else None
+
+
 def runs_generation(client: engine.ClamdClient, generation: str) -> bool:
     reply = client.scan_stream([canary_bytes(generation)])
     return any(_is_canary(name, generation) for name in reply.signatures)
@@ -499,6 +533,19 @@ def reload_and_confirm(client: engine.ClamdClient, generation: str, timeout: flo
                 f"did not load generation {generation} within {timeout:g}s ({last})"
             )
         time.sleep(0.25)
+
+
+def manifest(directory: Path) -> str:
+    """The ``MANIFEST_FILE`` of ``directory``: one ``<sha256>  <name>`` line per database, by name."""
+    lines = []
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+        if path.is_file() and path.name not in (CANARY_FILE, MANIFEST_FILE):
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1024 * 1024), b""):
+                    digest.update(block)
+            lines.append(f"{digest.hexdigest()}  {path.name}\n")
+    return "".join(lines)
 
 
 def live_generation(clamav_dir: Path) -> str:

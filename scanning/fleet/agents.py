@@ -9,6 +9,7 @@ scans. It also touches ``S3AV_HEARTBEAT_FILE`` (when set) for a container platfo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -108,6 +109,12 @@ class Heartbeat:
                 log.exception("agent heartbeat failed")
             finally:
                 close_old_connections()
+            # Liveness, like /healthz and the other processes' files: the process runs. Not tied to the
+            # beat's success, or a database outage would get every worker restarted.
+            heartbeat_file = settings.HEARTBEAT_FILE
+            if heartbeat_file:
+                with contextlib.suppress(OSError):
+                    Path(heartbeat_file).touch()
             self._stop.wait(self.every)
 
     def beat(self) -> Agent:
@@ -143,9 +150,6 @@ class Heartbeat:
             if self._stop.is_set():
                 raise HeartbeatStopped()
             agent, _ = Agent.objects.update_or_create(pk=self.agent_id, defaults=fields)
-        heartbeat_file = settings.HEARTBEAT_FILE
-        if heartbeat_file:
-            Path(heartbeat_file).touch()
         return agent
 
 
@@ -168,6 +172,9 @@ def forget_old_agents(now: datetime | None = None) -> int:
     now = now or timezone.now()
     deleted, _ = Agent.objects.filter(last_seen_at__lt=now - timedelta(days=7)).delete()
     return deleted
+
+
+HOST_TROUBLES = ("engine.down", "signatures.stale")
 
 
 def troubles(agent: Agent, now: datetime) -> dict[str, str]:
@@ -193,31 +200,71 @@ def troubles(agent: Agent, now: datetime) -> dict[str, str]:
 
 
 def check_fleet(now: datetime | None = None) -> list[tuple[str, str]]:
-    """Alert once per agent and trouble; forget a trouble when it clears. Returns what was raised."""
+    """Alert once per agent and trouble (once per host for its clamd's: an engine down, stale
+    signatures); forget a trouble when it clears. Returns what was raised."""
     from scanning.notifications import events as ops_notifications
 
     now = now or timezone.now()
     raised: list[tuple[str, str]] = []
-    for agent in current_agents(now):
-        found = troubles(agent, now)
-        known = dict(agent.alerts or {})
+    agents = [(agent, troubles(agent, now)) for agent in current_agents(now)]
+    # clamd and its database belong to the host: its worker processes share one trouble, one alert.
+    host_alerted = {
+        (agent.host, kind)
+        for agent, found in agents
+        for kind in (agent.alerts or {})
+        if kind in HOST_TROUBLES and kind in found
+    }
+    for agent, found in agents:
+        previous = dict(agent.alerts or {})
+        known = dict(previous)
         new = {kind: message for kind, message in found.items() if kind not in known}
         cleared = [kind for kind in known if kind not in found]
         if not new and not cleared:
             continue
         for kind in cleared:
             known.pop(kind)
-        for kind, message in new.items():
+        for kind in new:
             known[kind] = now.isoformat()
-            raised.append((kind, message))
-        # Conditional: a heartbeat in between rewrites other fields only.
-        Agent.objects.filter(pk=agent.pk).update(alerts=known)
-    latest = SignatureUpdate.objects.order_by("-started_at").first()
-    failed = (SignatureUpdate.Status.REJECTED, SignatureUpdate.Status.FAILED)
-    if latest is not None and latest.status in failed and latest.alerted_at is None:
-        if SignatureUpdate.objects.filter(pk=latest.pk, alerted_at__isnull=True).update(alerted_at=now):
-            raised.append(("signatures.rejected", f"signature update {latest.status}: {latest.reason}"))
+        # Conditional on the alerts read: of several schedulers (one per host) checking at once, one
+        # claims the change and sends. A heartbeat in between rewrites other fields only.
+        if Agent.objects.filter(pk=agent.pk, alerts=previous).update(alerts=known):
+            for kind, message in new.items():
+                if kind in HOST_TROUBLES:
+                    if (agent.host, kind) in host_alerted:
+                        continue
+                    host_alerted.add((agent.host, kind))
+                raised.append((kind, message))
+    raised.extend(_signature_update_alerts(now))
     for kind, message in raised:
         log.warning("operational alert", extra={"kind": kind, "alert": message})
         ops_notifications.publish(kind, message)
+    return raised
+
+
+def _signature_update_alerts(now: datetime) -> list[tuple[str, str]]:
+    """``signatures.rejected`` once per trouble and host: for a host whose last update run failed, unless a
+    failure since its last good run was already notified (a mirror that stays unreachable, or the same
+    rejected files, fail every interval: one alert, not one an interval)."""
+    failed = (SignatureUpdate.Status.REJECTED, SignatureUpdate.Status.FAILED)
+    good = (SignatureUpdate.Status.CURRENT, SignatureUpdate.Status.UPDATED)
+    raised = []
+    hosts = set(
+        SignatureUpdate.objects.filter(started_at__gte=now - timedelta(days=2)).values_list("host", flat=True)
+    )
+    for host in sorted(hosts):
+        runs = SignatureUpdate.objects.filter(host=host).order_by("-started_at")
+        latest = runs.first()
+        if latest is None or latest.status not in failed or latest.alerted_at is not None:
+            continue
+        last_good = runs.filter(status__in=good).values_list("started_at", flat=True).first()
+        notified = runs.filter(status__in=failed, alerted_at__isnull=False)
+        if last_good is not None:
+            notified = notified.filter(started_at__gt=last_good)
+        if notified.exists():
+            continue
+        if SignatureUpdate.objects.filter(pk=latest.pk, alerted_at__isnull=True).update(alerted_at=now):
+            where = f" on {host}" if host else ""
+            raised.append(
+                ("signatures.rejected", f"signature update{where} {latest.status}: {latest.reason}")
+            )
     return raised

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanning.engine import clamd as engine
+from scanning.engine import signatures
 from scanning.s3 import ops as s3ops
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class EngineIdentity:
     when clamd's database directory is readable here, a digest of its files: custom databases (hash
     signatures added by an operator) change no number clamd reports, so the digest is what tells a
     changed signature set from the old one. With neither, the version is the constant ``custom`` and a
-    warning says so once.
+    warning says so once. When the directory holds a generation's canary (scanning/engine/signatures.py),
+    clamd must find it: until it does (a RELOAD under way, or missed) the digest ends in ``-reloading``.
     """
 
     def __init__(self, client: engine.ClamdClient, db_dir: str | None = None, ttl: float = 60.0):
@@ -59,16 +61,25 @@ class EngineIdentity:
         self.db_dir = db_dir
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._value: tuple[float, str, str] | None = None
+        self._value: tuple[float, str, str] | None = None  # (valid until, engine, signature version)
 
     def get(self) -> tuple[str, str]:
         with self._lock:
-            if self._value and time.monotonic() - self._value[0] < self.ttl:
+            if self._value and time.monotonic() < self._value[0]:
                 return self._value[1], self._value[2]
         version = self.client.version()
-        signature_version = _signature_version(version.signature_version, _database_digest(self.db_dir))
+        digest = _database_digest(self.db_dir)
+        ttl = self.ttl
+        generation = signatures.canary_generation(self.db_dir) if digest and self.db_dir else None
+        if digest and generation and not signatures.runs_generation(self.client, generation):
+            # The directory is ahead of clamd (a RELOAD under way, or one it missed): the files name a
+            # set clamd does not run yet. Verdicts must not claim it, or the rescans for it skip them.
+            # Asked again soon: a reload takes seconds.
+            digest += "-reloading"
+            ttl = min(ttl, 1.0)
+        signature_version = _signature_version(version.signature_version, digest)
         with self._lock:
-            self._value = (time.monotonic(), version.engine, signature_version)
+            self._value = (time.monotonic() + ttl, version.engine, signature_version)
         return version.engine, signature_version
 
 
@@ -92,15 +103,27 @@ def _signature_version(reported: str | None, digest: str | None) -> str:
 
 
 def _database_digest(db_dir: str | None) -> str | None:
-    # Name the set by a digest of its files (names, sizes, modification times), so a changed database
-    # changes the signature version results are pinned to. None when the directory is not here.
+    # Name the set by a digest of its files, so a changed database changes the signature version results
+    # are pinned to. None when the directory is not here. A set built by update_signatures or clamav.sh
+    # lists its files' SHA-256 (signatures.MANIFEST_FILE): then names, sizes and that list, so every host
+    # holding the same files names them alike and a rebuilt generation of the same files changes nothing
+    # (the canary is per generation, not part of the set); else names, sizes and modification times.
     if not db_dir or not os.path.isdir(db_dir):
         return None
+    names = sorted(os.listdir(db_dir))
+    listed = signatures.MANIFEST_FILE in names
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(db_dir)):
+    for name in names:
         path = os.path.join(db_dir, name)
-        if os.path.isfile(path):
-            stat = os.stat(path)
+        if name == signatures.CANARY_FILE or not os.path.isfile(path):
+            continue
+        stat = os.stat(path)
+        if name == signatures.MANIFEST_FILE:
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
+        elif listed:
+            digest.update(f"{name}:{stat.st_size}\n".encode())
+        else:
             digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}\n".encode())
     return f"custom-{digest.hexdigest()[:12]}"
 

@@ -7,7 +7,10 @@ for a target (bucket and prefix) while another runs there (``ScanJob``'s partial
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +34,8 @@ SIGNATURE_CHECK_EVERY = timedelta(minutes=10)
 DISCOVERY_EVERY = timedelta(hours=6)
 # Lost agents, stale signatures, silent engines (scanning/fleet/agents.py).
 FLEET_CHECK_EVERY = timedelta(minutes=1)
+# How often S3AV_HEARTBEAT_FILE is touched while a tick is busy with a signature update.
+HEARTBEAT_FILE_EVERY = 10.0
 
 
 # --- writes ------------------------------------------------------------------------------------------
@@ -156,6 +161,10 @@ def rescan_after_signature_change(
     now = now or timezone.now()
     current = signature_version or jobs.current_signature_version()
     started: list[str] = []
+    if current.endswith("-reloading"):
+        # clamd has not loaded the set on disk yet (scanning/pipeline/scanner.py): rescan once it runs it, not
+        # for the set in between too.
+        return started
     with scopes_disabled():
         policies = list(
             ScanPolicy.objects.filter(
@@ -260,7 +269,8 @@ class Scheduler:
         from scanning.fleet.signatures import update_signatures
 
         try:
-            record = update_signatures()
+            with _heartbeat_file_kept_fresh():
+                record = update_signatures()
         except Exception:  # the database or the disk: the next interval tries again
             log.exception("signature update failed")
             return "failed"
@@ -275,3 +285,28 @@ class Scheduler:
         except Exception:  # the next check tries again
             log.exception("fleet check failed")
             return []
+
+
+@contextlib.contextmanager
+def _heartbeat_file_kept_fresh() -> Iterator[None]:
+    """Touch S3AV_HEARTBEAT_FILE meanwhile. An update may take minutes (a full download, the test load
+    and the reload of the official databases), each step bounded by its own timeout; a liveness check on
+    the file's age must not kill the scheduler in the middle of it."""
+    path = settings.HEARTBEAT_FILE
+    if not path:
+        yield
+        return
+    done = threading.Event()
+
+    def touch() -> None:
+        while not done.wait(HEARTBEAT_FILE_EVERY):
+            with contextlib.suppress(OSError):
+                Path(path).touch()
+
+    thread = threading.Thread(target=touch, name="s3av-heartbeat-file", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)

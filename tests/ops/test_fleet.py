@@ -96,6 +96,32 @@ def test_it_records_an_engine_that_does_not_answer(engine: Any, tmp_path: Any) -
     assert agent.last_error.startswith("engine: ")
 
 
+def test_a_workers_liveness_file_is_kept_through_a_database_outage(
+    engine: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from django.db import OperationalError
+
+    alive = tmp_path / "worker.alive"
+    engine.HEARTBEAT_FILE = str(alive)
+
+    def database_down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("the database does not answer")
+
+    monkeypatch.setattr(Agent.objects, "update_or_create", database_down)
+    heartbeat = fleet.Heartbeat(["scans"], every=0.05)
+    heartbeat.start()
+    try:
+        deadline = timezone.now() + timedelta(seconds=10)
+        while not alive.exists() and timezone.now() < deadline:
+            heartbeat._stop.wait(0.05)
+    finally:
+        heartbeat._stop.set()
+        assert heartbeat._thread is not None
+        heartbeat._thread.join(10)
+    # The process runs: restarting it would not bring the database back.
+    assert alive.exists()
+
+
 def test_it_shows_a_silent_agent_as_lost_and_notifies_once(tenant: Any, receiver: Receiver) -> None:
     ops_channel(tenant, receiver, ["agent.lost"])
     now = timezone.now()
@@ -127,12 +153,81 @@ def test_it_notifies_stale_signatures_and_a_silent_engine(
     assert sorted(message["result"] for message in sent(receiver)) == raised
 
 
+def test_a_hosts_engine_trouble_is_notified_once_not_once_per_worker_process(
+    tenant: Any, receiver: Receiver, settings: Any
+) -> None:
+    settings.SIGNATURES_MAX_AGE = 3600
+    ops_channel(tenant, receiver, ["engine.down", "signatures.stale"])
+    for pid in (1, 2, 3):  # one clamd, three worker processes beside it
+        make_agent(pid=pid, engine_ok=False, signature_age=7200, last_error="engine: cannot connect")
+    make_agent(host="worker-2", pid=1, engine_ok=False, last_error="engine: timed out")
+    raised = sorted(fleet.check_fleet())
+    assert [kind for kind, _ in raised] == ["engine.down", "engine.down", "signatures.stale"]
+    assert {message.split()[4] for kind, message in raised if kind == "engine.down"} == {
+        "worker-1:1",
+        "worker-2:1",
+    }
+    assert fleet.check_fleet() == []
+    # A process started on the host meanwhile shares the trouble already notified.
+    make_agent(pid=4, engine_ok=False, last_error="engine: cannot connect")
+    assert fleet.check_fleet() == []
+    assert len(sent(receiver)) == 3
+
+
 def test_it_notifies_a_rejected_update_once(tenant: Any, receiver: Receiver) -> None:
     ops_channel(tenant, receiver, ["signatures.rejected"])
     SignatureUpdate.objects.create(status="rejected", reason="test load failed: Malformed database")
     assert [kind for kind, _ in fleet.check_fleet()] == ["signatures.rejected"]
     assert fleet.check_fleet() == []
     assert "Malformed database" in sent(receiver)[0]["message"]
+
+
+def test_two_schedulers_checking_at_once_send_each_alert_once(
+    tenant: Any, receiver: Receiver, monkeypatch: Any
+) -> None:
+    import copy
+
+    ops_channel(tenant, receiver, ["agent.lost"])
+    now = timezone.now()
+    make_agent(last_seen_at=now - timedelta(minutes=5))
+    # A scheduler per host: both read the fleet before either has written what it sent.
+    read_by_both = fleet.current_agents(now)
+    monkeypatch.setattr(fleet, "current_agents", lambda now=None: copy.deepcopy(read_by_both))
+    assert [kind for kind, _ in fleet.check_fleet(now)] == ["agent.lost"]
+    assert fleet.check_fleet(now) == []
+    assert len(sent(receiver)) == 1
+
+
+def test_an_update_that_keeps_failing_is_notified_once_until_one_succeeds(
+    tenant: Any, receiver: Receiver
+) -> None:
+    ops_channel(tenant, receiver, ["signatures.rejected"])
+    start = timezone.now() - timedelta(hours=10)
+
+    def run(hours: int, status: str, host: str = "worker-1") -> None:
+        at = start + timedelta(hours=hours)
+        SignatureUpdate.objects.create(
+            started_at=at, finished_at=at, host=host, status=status, reason=f"{status} at {hours}"
+        )
+
+    run(0, "current")
+    run(2, "failed")
+    assert [kind for kind, _ in fleet.check_fleet()] == ["signatures.rejected"]
+    run(4, "failed")  # the mirror is still unreachable: the same trouble
+    run(5, "rejected")
+    assert fleet.check_fleet() == []
+    run(6, "current", host="worker-2")  # another host's good run does not clear this host's trouble
+    assert fleet.check_fleet() == []
+    run(7, "updated")
+    run(8, "rejected")  # a new trouble after a good run
+    raised = fleet.check_fleet()
+    assert [kind for kind, _ in raised] == ["signatures.rejected"]
+    assert "on worker-1 rejected: rejected at 8" in raised[0][1]
+    run(9, "failed", host="worker-2")  # and another host's own trouble
+    assert [message for _, message in fleet.check_fleet()] == [
+        "signature update on worker-2 failed: failed at 9"
+    ]
+    assert len(sent(receiver)) == 3
 
 
 def test_verdict_channels_get_no_operational_events(tenant: Any, receiver: Receiver) -> None:
@@ -197,6 +292,12 @@ def test_the_agents_list_needs_credentials_and_is_read_only(tenant: Any, key_cli
     assert key_client(tenant).post("/api/v1/agents/", {}, format="json").status_code == 405
 
 
+def test_a_member_without_a_role_cannot_list_the_fleet(tenant: Any, session_client: Any) -> None:
+    make_agent()
+    assert session_client(tenant, Role.NONE).get("/api/v1/agents/").status_code == 403
+    assert session_client(tenant, Role.VIEWER).get("/api/v1/agents/").status_code == 200
+
+
 def test_the_agents_list_runs_a_fixed_number_of_queries(
     tenant: Any, key_client: Any, django_assert_max_num_queries: Any
 ) -> None:
@@ -258,3 +359,51 @@ def test_metrics_expose_the_expected_series(settings: Any, tenant: Any) -> None:
     for queue in ("scans", "listing", "default"):
         assert ("s3av_queue_messages", (("queue", queue), ("state", "ready"))) in samples
     assert samples[("s3av_broker_up", ())] == 1
+
+
+def test_metrics_show_one_series_per_agent_label_when_a_restarted_worker_reuses_a_pid(settings: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    now = timezone.now()
+    # The container restarted after the OOM killer: same host name, same pid, a new process.
+    make_agent(
+        started_at=now - timedelta(hours=2),
+        last_seen_at=now - timedelta(minutes=10),
+        stats={"by_verdict": {"Clean": 500}, "bytes": 10**9},
+    )
+    make_agent(started_at=now - timedelta(minutes=9), stats={"by_verdict": {"Clean": 3}, "bytes": 300})
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    samples = [
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for f in text_string_to_metric_families(response.content.decode())
+        for s in f.samples
+    ]
+    keys = [(name, labels) for name, labels, _ in samples]
+    assert len(keys) == len(set(keys)), "duplicate series"
+    values = {(name, labels): value for name, labels, value in samples}
+    agent = ("agent", "worker-1:4242")
+    assert values[("s3av_scans_total", (agent, ("verdict", "Clean")))] == 3
+    assert values[("s3av_scanned_bytes_total", (agent,))] == 300
+    assert values[("s3av_agents", (("status", "lost"),))] == 1
+
+
+def test_metrics_drop_the_series_of_a_lost_agent(settings: Any) -> None:
+    settings.METRICS_TOKEN = TOKEN
+    now = timezone.now()
+    # Its clamd died, then so did it: what it said last must not hold gauges (and alerts) for a day.
+    make_agent(
+        host="worker-9",
+        last_seen_at=now - timedelta(minutes=30),
+        engine_ok=False,
+        scans_in_flight=3,
+        stats={"by_verdict": {"Clean": 7}},
+    )
+    make_agent(stats={"by_verdict": {"Clean": 1}})
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(response.content.decode())
+        for s in f.samples
+    }
+    assert not [key for key in samples if ("agent", "worker-9:4242") in key[1]]
+    assert samples[("s3av_engine_up", (("agent", "worker-1:4242"),))] == 1
+    assert samples[("s3av_agents", (("status", "lost"),))] == 1

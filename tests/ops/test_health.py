@@ -81,6 +81,21 @@ def test_it_is_exempt_from_the_https_redirect_and_the_host_check(probe: Client) 
     assert probe.get("/api/v1/me", HTTP_HOST="s3av.example.com").status_code == 301
 
 
+@override_settings(
+    SECURE_SSL_REDIRECT=True, ALLOWED_HOSTS=["s3av.example.com"], METRICS_TOKEN="scrape-0123456789"
+)
+def test_metrics_are_scraped_by_pod_ip_and_open_no_other_way_in(probe: Client) -> None:
+    # Prometheus scrapes pod IPs over plain HTTP; the bearer token guards the path, and the answer
+    # builds no URL from the Host header, so the host check has nothing to protect there.
+    auth = {"HTTP_AUTHORIZATION": "Bearer scrape-0123456789"}
+    assert probe.get("/metrics", HTTP_HOST="10.0.3.17:8000", **auth).status_code == 200
+    assert probe.get("/metrics", HTTP_HOST="10.0.3.17:8000").status_code == 401
+    # Only GET and HEAD of the exact path are answered early.
+    assert probe.get("/metrics/", HTTP_HOST="10.0.3.17:8000", **auth).status_code == 400
+    assert probe.post("/metrics", HTTP_HOST="10.0.3.17:8000", **auth).status_code == 400
+    assert probe.post("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 400
+
+
 def test_the_settings_exempt_the_probes_from_the_redirect() -> None:
     import re
 
@@ -107,3 +122,28 @@ def test_ingest_and_the_scheduler_touch_the_heartbeat_file(settings: Any, tmp_pa
     threading.Timer(0.5, stop.set).start()
     ingest.run(stop, wait_seconds=1, refresh_seconds=0.1)
     assert (tmp_path / "ingest.alive").exists()
+
+
+def test_the_scheduler_keeps_its_heartbeat_file_fresh_through_a_long_signature_update(
+    settings: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    import os
+    import time
+
+    from scanning.fleet import signatures as signature_updates
+    from scanning.schedules import services as schedules
+
+    alive = tmp_path / "scheduler.alive"
+    settings.HEARTBEAT_FILE = str(alive)
+    settings.SIGNATURES_SOURCE = "freshclam"
+    monkeypatch.setattr(schedules, "HEARTBEAT_FILE_EVERY", 0.05, raising=False)
+    seen: list[float] = []
+
+    def long_update() -> None:
+        os.utime(alive, (1, 1))  # as if the tick had started long ago
+        time.sleep(0.5)  # downloading, test-loading, reloading
+        seen.append(alive.stat().st_mtime)
+
+    monkeypatch.setattr(signature_updates, "update_signatures", long_update)
+    assert schedules.Scheduler().tick().signatures == ""
+    assert seen and seen[0] > 1

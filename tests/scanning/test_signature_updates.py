@@ -189,6 +189,107 @@ def test_it_reports_an_unreachable_mirror_and_keeps_the_database(
     assert verdict(clamd, EICAR)[0] == "infected"
 
 
+def test_it_fails_with_a_clear_reason_when_the_mirror_prefix_holds_no_databases(
+    mirror: tuple[Any, str],
+    updater_settings: Any,
+    clamd: ClamdClient,
+    private_clamd: tuple[Path, str],
+    capsys: Any,
+) -> None:
+    s3, bucket = mirror
+    # The right bucket, a mistyped prefix: the listing is empty, which must not read as "nothing changed".
+    s3.put_object(Bucket=bucket, Key="clamav/present.hsb", Body=hsb(os.urandom(32), "S3av.Test.Present"))
+    updater_settings.SIGNATURES_SOURCE = f"s3://{bucket}/clamv"
+    live = signatures.live_generation(private_clamd[0])
+    code, line = update(capsys)
+    s3.delete_object(Bucket=bucket, Key="clamav/present.hsb")
+    assert code == 1, line
+    assert line == f"failed: s3://{bucket}/clamv/ holds no signature databases (is the prefix right?)"
+    assert SignatureUpdate.objects.latest().status == "failed"
+    assert signatures.live_generation(private_clamd[0]) == live
+    assert verdict(clamd, EICAR)[0] == "infected"
+
+
+def test_a_reload_keeps_scanning_with_the_old_database_while_the_new_one_loads(
+    mirror: tuple[Any, str], updater_settings: Any, clamd: ClamdClient, monkeypatch: Any, capsys: Any
+) -> None:
+    from scanning.fleet.signatures import reload_clients
+
+    s3, bucket = mirror
+    sample = b"published while the fleet is busy " + os.urandom(16)
+    # Enough signatures that loading them takes a second or more (the official databases take 10-40 s).
+    bulk = "".join(
+        f"{hashlib.md5(str(i).encode()).hexdigest()}:{1000 + i % 5000}:S3av.Test.Bulk{i}\n"  # noqa: S324
+        for i in range(600_000)
+    )
+    s3.put_object(Bucket=bucket, Key="clamav/bulk.hdb", Body=bulk.encode())
+    s3.put_object(Bucket=bucket, Key="clamav/during.hsb", Body=hsb(sample, "S3av.Test.During"))
+    reloading = threading.Event()
+    real_reload = ClamdClient.reload
+
+    def reload(self: ClamdClient) -> str:
+        reply = real_reload(self)
+        reloading.set()
+        return reply
+
+    monkeypatch.setattr(ClamdClient, "reload", reload)
+    # The plain updater in a thread (no database: the test's transaction is this thread's).
+    updater = signatures.Updater(
+        Path(updater_settings.CLAMAV_DIR), configured_source(), reload_clients(), reload_timeout=120
+    )
+    outcome: dict[str, signatures.Result] = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=updater.run()))
+    thread.start()
+    try:
+        assert reloading.wait(180), "the update never sent RELOAD"
+        started = time.monotonic()
+        quick = ClamdClient(updater_settings.CLAMD_ADDRESS, timeout=0.5)
+        # While the new engine loads, scans and PING are answered at once, by the old engine.
+        assert verdict(quick, sample)[0] == "clean"
+        assert quick.ping()
+        assert time.monotonic() - started < 1.0
+        thread.join(180)
+        assert outcome["result"].status == signatures.UPDATED, outcome["result"].line()
+        assert verdict(clamd, sample) == ("infected", ["S3av.Test.During"])
+    finally:
+        thread.join(180)
+        monkeypatch.undo()
+        s3.delete_object(Bucket=bucket, Key="clamav/bulk.hdb")
+        s3.delete_object(Bucket=bucket, Key="clamav/during.hsb")
+        update(capsys)
+
+
+def test_verdicts_do_not_claim_a_signature_set_that_clamd_has_not_loaded_yet(
+    mirror: tuple[Any, str], clamd: ClamdClient, private_clamd: tuple[Path, str], capsys: Any
+) -> None:
+    from scanning.pipeline.scanner import EngineIdentity, _database_digest
+
+    s3, bucket = mirror
+    db = private_clamd[0] / "db"
+    s3.put_object(Bucket=bucket, Key="clamav/ahead.hsb", Body=hsb(os.urandom(32), "S3av.Test.Ahead"))
+    try:
+        code, line = update(capsys)
+        assert code == 0, line
+        s3.put_object(Bucket=bucket, Key="clamav/ahead.hsb", Body=hsb(os.urandom(32), "S3av.Test.Ahead2"))
+        # Swapped in on disk, clamd not (yet) reloaded: down at the time, or still loading.
+        source = configured_source()
+        assert source is not None
+        assert signatures.Updater(private_clamd[0], source, []).run().status == signatures.UPDATED
+        on_disk = _database_digest(str(db))
+        assert on_disk and on_disk.startswith("custom-")
+
+        def version() -> str:
+            return EngineIdentity(clamd, db_dir=str(db), ttl=0).get()[1]
+
+        assert version() == f"{on_disk}-reloading"
+        code, line = update(capsys)  # the next run reloads the clamd that is behind
+        assert code == 0 and line.startswith("current"), line
+        assert version() == on_disk
+    finally:
+        s3.delete_object(Bucket=bucket, Key="clamav/ahead.hsb")
+        update(capsys)
+
+
 def test_it_does_nothing_without_a_source(settings: Any, capsys: Any) -> None:
     settings.SIGNATURES_SOURCE = ""
     call_command("update_signatures")
@@ -340,6 +441,8 @@ def test_the_scheduler_updates_at_the_interval_when_a_source_is_set(mirror: tupl
 
     from scanning.schedules.services import Scheduler
 
+    s3, bucket = mirror
+    s3.put_object(Bucket=bucket, Key="clamav/interval.hsb", Body=hsb(os.urandom(32), "S3av.Test.Interval"))
     settings.SIGNATURES_INTERVAL = 7200
     scheduler = Scheduler()
     now = timezone.now()
@@ -347,6 +450,8 @@ def test_the_scheduler_updates_at_the_interval_when_a_source_is_set(mirror: tupl
     assert scheduler.tick(now + timedelta(minutes=119)).signatures == ""
     assert scheduler.tick(now + timedelta(minutes=121)).signatures == "current"
     assert SignatureUpdate.objects.count() == 2
+    s3.delete_object(Bucket=bucket, Key="clamav/interval.hsb")
+    update_signatures()
 
     settings.SIGNATURES_SOURCE = ""
     assert Scheduler().tick(now).signatures == ""
@@ -370,3 +475,93 @@ def test_a_clamd_that_missed_the_reload_gets_it_at_the_next_run(
     assert code == 0 and line.startswith("current"), line
     assert verdict(clamd, sample) == ("infected", ["S3av.Test.Missed"])
     update(capsys)
+
+
+class DirSource:
+    """A directory as the source (the update logic without S3 or freshclam around it)."""
+
+    label = "dir"
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def list(self) -> dict[str, signatures.RemoteFile]:
+        return {
+            path.name: signatures.RemoteFile(
+                path.name, hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
+            )
+            for path in self.root.iterdir()
+        }
+
+    def fetch(self, remote: signatures.RemoteFile, dest: Path) -> None:
+        shutil.copyfile(self.root / remote.name, dest)
+
+
+def test_a_test_load_that_could_not_run_is_not_remembered_as_a_rejection(tmp_path: Path) -> None:
+    source_dir = tmp_path / "source"
+    source_dir.mkdir()
+    eicar = tmp_path / "eicar"
+    eicar.write_bytes(EICAR)
+    (source_dir / "base.hsb").write_bytes(hsb(EICAR, "S3av.Test.EICAR"))
+    clamav_dir = tmp_path / "clamav"
+
+    # clamscan missing (or killed, or timed out) says nothing about the files: a failure, not a verdict.
+    broken = signatures.Updater(clamav_dir, DirSource(source_dir), [], clamscan=str(tmp_path / "no-clamscan"))
+    result = broken.run()
+    assert result.status == signatures.FAILED, result.line()
+    assert "could not test-load" in result.reason
+    assert signatures.read_state(clamav_dir).rejected == {}
+
+    # With clamscan back, the same files go live instead of being "rejected earlier".
+    result = signatures.Updater(clamav_dir, DirSource(source_dir), []).run()
+    assert result.status == signatures.UPDATED, result.line()
+    assert (clamav_dir / "db" / "base.hsb").is_file()
+
+
+def _version_of(db: Path) -> str:
+    from scanning.pipeline.scanner import _database_digest
+
+    # What the signature version is named by with custom databases alone (clamd reports no number).
+    digest = _database_digest(str(db))
+    assert digest is not None
+    return digest
+
+
+def test_hosts_that_built_the_same_signatures_record_the_same_signature_version(tmp_path: Path) -> None:
+    source_dir = tmp_path / "source"
+    source_dir.mkdir()
+    (source_dir / "base.hsb").write_bytes(hsb(EICAR, "S3av.Test.EICAR"))
+    (source_dir / "extra.hsb").write_bytes(hsb(b"one", "S3av.Test.One"))
+    host_a, host_b = tmp_path / "a", tmp_path / "b"
+    assert signatures.Updater(host_a, DirSource(source_dir), []).run().status == signatures.UPDATED
+    time.sleep(1.1)  # the other host downloads later: other times, another generation and canary
+    assert signatures.Updater(host_b, DirSource(source_dir), []).run().status == signatures.UPDATED
+    assert signatures.live_generation(host_a) != signatures.live_generation(host_b)
+    version = _version_of(host_a / "db")
+    assert version.startswith("custom-") and _version_of(host_b / "db") == version
+
+    # A generation rebuilt from the same files (its canary went missing) is no new signature version,
+    # so it starts no signature-change rescan.
+    (host_a / "db" / signatures.CANARY_FILE).unlink()
+    assert signatures.Updater(host_a, DirSource(source_dir), []).run().status == signatures.UPDATED
+    assert _version_of(host_a / "db") == version
+
+    # A real change, even of the same size, is a new version.
+    (source_dir / "extra.hsb").write_bytes(hsb(b"two", "S3av.Test.Two"))
+    assert signatures.Updater(host_a, DirSource(source_dir), []).run().status == signatures.UPDATED
+    assert _version_of(host_a / "db") != version
+
+
+def test_clamav_sh_lists_its_set_as_the_updater_does() -> None:
+    clamav_dir = Path(tempfile.mkdtemp(prefix="s3avsh", dir="/tmp"))
+    try:
+        env = {**os.environ, "S3AV_CLAMAV_DIR": str(clamav_dir)}
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "clamav.sh"), "sigs"], env=env, check=True, capture_output=True
+        )
+        db = clamav_dir / "db"
+        listed = (db / signatures.MANIFEST_FILE).read_text()
+        assert listed == signatures.manifest(db)
+        assert "  s3av-test.hsb\n" in listed
+    finally:
+        shutil.rmtree(clamav_dir, ignore_errors=True)
