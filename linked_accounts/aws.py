@@ -12,9 +12,9 @@ import time
 from datetime import datetime
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from django.conf import settings
-
-from scanning.s3 import ops as s3ops
 
 # Credentials are reused until this long before they expire. If s3av's own principal is itself a role,
 # AssumeRole is role chaining and AWS caps the session at one hour, so never ask for more.
@@ -54,9 +54,7 @@ def partition_of(account: Any) -> str:
 
 def service_client(service: str, region: str | None = None) -> Any:
     """A client with the service's own credentials (used only to assume tenants' roles)."""
-    return s3ops.make_client(
-        service, endpoint_url=settings.AWS_ENDPOINT_URL, region=region or settings.AWS_REGION
-    )
+    return make_client(service, endpoint_url=settings.AWS_ENDPOINT_URL, region=region or settings.AWS_REGION)
 
 
 def assume_role(role_arn: str, external_id: str | None, session_name: str = "s3av") -> dict[str, Any]:
@@ -146,10 +144,42 @@ def client_for(account: Any, service: str, region: str | None = None) -> Any:
         client = _clients.get(key)
     if client is not None:
         return client
-    client = s3ops.make_client(service, endpoint_url=endpoint or None, region=region, credentials=credentials)
+    client = make_client(service, endpoint_url=endpoint or None, region=region, credentials=credentials)
     with _lock:
         # Drop this account's clients built on older credentials for the same service and region.
         for stale in [k for k in _clients if k[: len(base)] == base]:
             del _clients[stale]
         _clients[key] = client
     return client
+
+
+def make_client(
+    service: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    credentials: dict[str, str] | None = None,
+) -> Any:
+    """A boto3 client with bounded timeouts and standard retries.
+
+    ``credentials`` is the ``Credentials`` dict from STS AssumeRole (AccessKeyId, SecretAccessKey,
+    SessionToken); without it the default chain is used.  A custom endpoint (moto, MinIO) gets path-
+    style addressing, since it rarely serves bucket subdomains.
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    keys: dict[str, Any] = {}
+    if credentials:
+        keys = {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials.get("SessionToken"),
+        }
+    # A session per client: boto3's default session is not safe to share between threads.
+    session = boto3.session.Session()
+    return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
+        service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
+    )

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount, AwsOrganization
 
@@ -49,8 +49,10 @@ def link_account(
     account_id = (account_id or "").strip()
     if len(account_id) != 12 or not account_id.isdigit():
         raise ServiceError("An AWS account id is 12 digits.", field="account_id")
-    if organization is not None and organization.tenant_id != tenant.pk:
-        raise ServiceError("No such organisation.", field="organization")
+    if organization is not None:
+        organization = get_owned(
+            AwsOrganization, tenant, organization, field="organization", noun="organisation"
+        )
     details: dict[str, Any] = {"account_id": account_id}
     if organization is not None:
         details["organization"] = str(organization.pk)
@@ -308,10 +310,8 @@ def delete_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> Teardow
 
 
 def _check_owner(tenant: Tenant, account: AwsAccount) -> None:
-    if account.tenant_id != tenant.pk:
-        raise ServiceError("No such account.")
+    get_owned(AwsAccount, tenant, account, noun="account")
 
 
 def _check_organization_owner(tenant: Tenant, organization: AwsOrganization) -> None:
-    if organization.tenant_id != tenant.pk:
-        raise ServiceError("No such organisation.")
+    get_owned(AwsOrganization, tenant, organization, noun="organisation")
