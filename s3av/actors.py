@@ -63,7 +63,8 @@ def tenant_actor(**options: Any) -> Callable[[Callable[..., R]], dramatiq.Actor[
             finally:
                 _max_retries.reset(token)
 
-        return dramatiq.actor(run, actor_name=fn.__name__, **options)
+        declared: dramatiq.Actor[..., R | None] = dramatiq.actor(actor_name=fn.__name__, **options)(run)
+        return declared
 
     return declare
 
@@ -74,6 +75,7 @@ def send_on_commit(actor: dramatiq.Actor[..., Any], *args: Any, **kwargs: Any) -
     transaction.on_commit(lambda: actor.broker.enqueue(message))
 
 
-def enqueue_on_commit(message: dramatiq.Message[Any]) -> None:
-    broker = dramatiq.get_broker()
-    transaction.on_commit(lambda: broker.enqueue(message))
+def enqueue_on_commit(message: dramatiq.Message[Any], broker: dramatiq.Broker | None = None) -> None:
+    """Enqueue a built message (``actor.message(...)``) once the current transaction commits."""
+    target = broker or dramatiq.get_broker()
+    transaction.on_commit(lambda: target.enqueue(message))

@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -14,6 +15,7 @@ from django.utils import timezone
 from django_scopes import ScopedManager
 
 from accounts.models import Tenant
+from scanning.fleet.stats import STATS
 
 
 class Verdict(models.TextChoices):
@@ -170,8 +172,6 @@ class ScanPolicy(models.Model):
             raise ValidationError({"tag_result_key": "The four tag keys must differ."})
         if self.tenant_id and self.quarantine_bucket:
             # Here, not only in the API's serializer: the admin and the services validate with this too.
-            from scanning.buckets.protection import quarantine_loop
-
             loop = quarantine_loop(self.tenant, self.quarantine_bucket, self if self.pk else None)
             if loop:
                 raise ValidationError({"quarantine_bucket": loop})
@@ -248,6 +248,32 @@ class Bucket(models.Model):
 
     def effective_policy(self) -> ScanPolicy:
         return self.policy or ScanPolicy.default_for(self.tenant)
+
+
+def quarantine_loop(tenant: Tenant, quarantine_bucket: str, policy: ScanPolicy | None) -> str | None:
+    """Why quarantining into ``quarantine_bucket`` under ``policy`` would loop, or None.
+
+    A quarantine bucket that s3av scans (protected, or one the policy applies to) would have its own
+    quarantine copies scanned and quarantined again, the key growing each round.
+    """
+    if not quarantine_bucket:
+        return None
+    same_name = Bucket.objects.filter(tenant=tenant, name=quarantine_bucket)
+    if same_name.filter(protected=True).exists():
+        return (
+            f"{quarantine_bucket} is a protected bucket: s3av would scan its own quarantine copies. "
+            "Quarantine into a bucket s3av does not protect."
+        )
+    if policy is not None and policy.pk is not None:
+        uses = same_name.filter(policy=policy)
+        if policy.is_default:
+            uses = same_name.filter(models.Q(policy=policy) | models.Q(policy__isnull=True))
+        if uses.exists():
+            return (
+                f"This policy applies to {quarantine_bucket} itself: quarantined objects would be scanned "
+                "and quarantined again. Quarantine into another bucket."
+            )
+    return None
 
 
 # Verdicts that are findings: someone has to decide what happens to the object.
@@ -500,8 +526,6 @@ class ScanJobItem(models.Model):
 
 def validate_cron(value: str) -> None:
     """A five-field cron expression (or @hourly ... @yearly) that fires at most once an hour."""
-    from croniter import croniter
-
     text = (value or "").strip()
     aliases = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
     if text.startswith("@"):
@@ -550,8 +574,6 @@ class Schedule(models.Model):
         return f"{self.cron} s3://{self.bucket.name}/{self.prefix}"
 
     def next_after(self, when: datetime) -> datetime:
-        from croniter import croniter
-
         return croniter(self.cron.strip(), when.astimezone(UTC)).get_next(datetime)
 
 
@@ -662,8 +684,6 @@ class NotificationChannel(models.Model):
         self.save(update_fields=["last_delivered_at", "last_error"])
 
     def mark_failed(self, error: str) -> None:
-        from scanning.fleet.stats import STATS
-
         STATS.notification_failed()
         self.last_error = error[:2000]
         self.save(update_fields=["last_error"])

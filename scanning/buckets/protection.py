@@ -22,15 +22,16 @@ import logging
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount
 from linked_accounts.services import TeardownReport
-from scanning.models import Bucket, ScanPolicy
+from scanning.jobs import services as jobs
+from scanning.models import Bucket, JobTrigger, ScanJob, ScanPolicy
 from scanning.notifications import events as ops_notifications
 
 log = logging.getLogger(__name__)
@@ -76,34 +77,7 @@ def queue_policy(bucket: Bucket, queue_arn: str) -> dict[str, Any]:
 
 
 def _check(tenant: Tenant, bucket: Bucket) -> None:
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.")
-
-
-def quarantine_loop(tenant: Tenant, quarantine_bucket: str, policy: ScanPolicy | None) -> str | None:
-    """Why quarantining into ``quarantine_bucket`` under ``policy`` would loop, or None.
-
-    A quarantine bucket that s3av scans (protected, or one the policy applies to) would have its own
-    quarantine copies scanned and quarantined again, the key growing each round.
-    """
-    if not quarantine_bucket:
-        return None
-    same_name = Bucket.objects.filter(tenant=tenant, name=quarantine_bucket)
-    if same_name.filter(protected=True).exists():
-        return (
-            f"{quarantine_bucket} is a protected bucket: s3av would scan its own quarantine copies. "
-            "Quarantine into a bucket s3av does not protect."
-        )
-    if policy is not None and policy.pk is not None:
-        uses = same_name.filter(policy=policy)
-        if policy.is_default:
-            uses = same_name.filter(models.Q(policy=policy) | models.Q(policy__isnull=True))
-        if uses.exists():
-            return (
-                f"This policy applies to {quarantine_bucket} itself: quarantined objects would be scanned "
-                "and quarantined again. Quarantine into another bucket."
-            )
-    return None
+    get_owned(Bucket, tenant, bucket)
 
 
 def _quarantines_into(tenant: Tenant, bucket: Bucket) -> ScanPolicy | None:
@@ -246,9 +220,6 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
 
 
 def _scan_what_it_holds(tenant: Tenant, actor: Actor, bucket: Bucket) -> None:
-    from scanning.jobs import services as jobs
-    from scanning.models import JobTrigger, ScanJob
-
     if ScanJob.objects.filter(tenant=tenant, bucket=bucket, trigger=JobTrigger.PROTECT).exists():
         return  # only the first protection: later ones are covered by that scan and by events
     try:
@@ -340,8 +311,8 @@ def unprotect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket) -> TeardownRe
 @transaction.atomic
 def set_bucket_policy(tenant: Tenant, actor: Actor, bucket: Bucket, policy: ScanPolicy | None) -> Bucket:
     _check(tenant, bucket)
-    if policy is not None and policy.tenant_id != tenant.pk:
-        raise ServiceError("No such policy.", field="policy")
+    if policy is not None:
+        get_owned(ScanPolicy, tenant, policy, field="policy", noun="policy")
     effective = policy or ScanPolicy.default_for(tenant)
     if effective.quarantine_bucket == bucket.name:
         raise ServiceError(

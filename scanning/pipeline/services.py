@@ -6,24 +6,27 @@ where a person or key acted. Slow S3 and clamd work happens outside database tra
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from dramatiq.middleware import CurrentMessage
 
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
 from linked_accounts.aws import AssumeRoleFailed, client_for
+from s3av.actors import enqueue_on_commit, is_final_attempt, tenant_actor
 from scanning.engine import clamd as engine
-from scanning.fleet import agents as fleet
+from scanning.fleet.stats import STATS
 from scanning.models import (
     MOVED_ACTION_RE,
     Bucket,
@@ -36,7 +39,7 @@ from scanning.models import (
     UsageMonth,
     Verdict,
 )
-from scanning.notifications import delivery as notifications
+from scanning.notifications import actors as notifications
 from scanning.pipeline import promotion, scanner
 from scanning.s3 import ops as s3ops
 
@@ -78,8 +81,6 @@ def request_scan(
     if bucket.tenant_id != tenant.pk:
         raise ServiceError("No such bucket.", field="bucket")
     dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
-    from scanning.pipeline.actors import scan_object
-
     message = scan_object.message(
         str(tenant.pk),
         str(bucket.pk),
@@ -92,7 +93,7 @@ def request_scan(
         job_id=job_id,
         **({"sequencer": sequencer} if sequencer else {}),
     )
-    transaction.on_commit(lambda: scan_object.broker.enqueue(message))
+    enqueue_on_commit(message, scan_object.broker)
     if actor is not None and trigger in {Trigger.MANUAL, Trigger.API}:
         record(tenant, actor, "scan.request", bucket, {"key": key, "version_id": version_id})
     return dedupe
@@ -101,10 +102,11 @@ def request_scan(
 # --- running a scan ----------------------------------------------------------------------------------
 
 
-def clamd_client() -> engine.ClamdClient:
+def clamd_client(address: str | None = None, timeout: float = 30.0) -> engine.ClamdClient:
+    """The deployment's clamd (or the one at ``address``), with its timeouts and stream limit."""
     return engine.ClamdClient(
-        settings.CLAMD_ADDRESS,
-        timeout=30.0,
+        address or settings.CLAMD_ADDRESS,
+        timeout=timeout,
         scan_timeout=settings.CLAMD_TIMEOUT,
         stream_max_length=settings.MAX_OBJECT_SIZE,
     )
@@ -118,6 +120,12 @@ def engine_identity() -> scanner.EngineIdentity:
     if _identity is None:
         _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.CLAMAV_DB_DIR))
     return _identity
+
+
+def forget_engine_identity() -> None:
+    """After a signature update: what this process records next names the new set."""
+    global _identity
+    _identity = None
 
 
 def _claim(
@@ -278,18 +286,68 @@ def _release_claim(result: ScanResult) -> None:
     ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=None)
 
 
-def _job_hooks(run: Callable[..., ScanResult | None]) -> Callable[..., ScanResult | None]:
-    # issue 5: a cancelled job's scan is a no-op; a job's finished scan updates the job's counters.
-    @functools.wraps(run)
-    def wrapper(tenant: Tenant, bucket: Bucket, key: str, **kwargs: Any) -> ScanResult | None:
-        from scanning.jobs import services as jobs
-
-        return jobs.around_scan(run, tenant, bucket, key, **kwargs)
-
-    return wrapper
+# --- the hooks of bucket scans -----------------------------------------------------------------------
 
 
-def _scan_and_act(
+@dataclass(frozen=True)
+class JobHooks:
+    """What a bucket scan (``scanning/jobs``) does around each of its scans, handed in at start-up
+    (``scanning/apps.py``): jobs sit above the pipeline, which must not import them.
+
+    ``scan_wanted(job_id, dedupe_key)``: False turns the scan into a no-op (its job was cancelled, or
+    the scan was counted already). ``scan_finished(tenant, bucket, job_id, dedupe_key, result)``: the
+    scan ended without raising (with or without a job): count it, maybe scan the rest of the bucket.
+    """
+
+    scan_wanted: Callable[[str, str], bool]
+    scan_finished: Callable[[Tenant, Bucket, str | None, str, ScanResult | None], None]
+
+
+def _no_job_wanted(job_id: str, dedupe_key: str) -> bool:
+    return True
+
+
+def _no_job_finished(*args: Any) -> None:
+    return None
+
+
+job_hooks = JobHooks(scan_wanted=_no_job_wanted, scan_finished=_no_job_finished)
+
+
+def connect_job_hooks(hooks: JobHooks) -> None:
+    global job_hooks
+    job_hooks = hooks
+
+
+# --- running a scan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """One scan asked for: the object version (as far as the request pins it) and how to scan it."""
+
+    tenant: Tenant
+    bucket: Bucket
+    key: str
+    version_id: str | None
+    etag: str | None
+    trigger: str
+    dedupe_key: str
+    job_id: str | None = None
+    final_attempt: bool = False
+    size: int | None = None
+    sequencer: str | None = None
+
+
+class _Moot(Exception):
+    """The claimed scan is not needed after all: its claim is dropped and ``answer`` returned."""
+
+    def __init__(self, answer: ScanResult | None) -> None:
+        super().__init__("moot")
+        self.answer = answer
+
+
+def run_scan(
     tenant: Tenant,
     bucket: Bucket,
     key: str,
@@ -302,7 +360,6 @@ def _scan_and_act(
     final_attempt: bool = False,
     size: int | None = None,
     sequencer: str | None = None,
-    follow_uploads: bool = True,
 ) -> ScanResult | None:
     """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
 
@@ -313,119 +370,171 @@ def _scan_and_act(
     Returns None when the request is moot (key excluded by policy, object replaced since the event).
 
     A request without a version id ends pinned to one all the same: the version GetObject (or, for an
-    object too large to read, HeadObject) answered with is recorded and acted on.
+    object too large to read, HeadObject) answered with is recorded and acted on. The job of a scan
+    (``job_hooks``) skips it when cancelled and counts it when it ends; exceptions (retries) count
+    nothing.
     """
+    if job_id and not job_hooks.scan_wanted(job_id, dedupe_key):
+        return None
+    request = ScanRequest(
+        tenant, bucket, key, version_id, etag, trigger, dedupe_key, job_id, final_attempt, size, sequencer
+    )
+    answer = _scan_once(request, follow_uploads=True)
+    if isinstance(answer, ScanRequest):
+        # The same bytes are a new object (uploaded again): scanned and acted on once more, under a
+        # key of its own, and not followed further. The job (if any) counts it under the first key.
+        answer = _scan_once(answer, follow_uploads=False)
+    assert not isinstance(answer, ScanRequest)
+    job_hooks.scan_finished(tenant, bucket, job_id, dedupe_key, answer)
+    return answer
+
+
+def _scan_once(request: ScanRequest, follow_uploads: bool) -> ScanResult | ScanRequest | None:
+    """Scan the request's object, or find its verdict; a ScanRequest when a new upload of the same bytes
+    needs a scan of its own."""
+    tenant, bucket, key = request.tenant, request.bucket, request.key
     policy = bucket.effective_policy()
     if not policy.wants(key):
         return None
-    if (trigger in {Trigger.EVENT, Trigger.SCHEDULE} or job_id) and _own_quarantine_copy(tenant, bucket, key):
+    if (request.trigger in {Trigger.EVENT, Trigger.SCHEDULE} or request.job_id) and _own_quarantine_copy(
+        tenant, bucket, key
+    ):
         return None  # s3av's own write: scanning it would quarantine the copy again, and again
-    result = _claim(tenant, bucket, key, dedupe_key, trigger, job_id)
+    result = _claim(tenant, bucket, key, request.dedupe_key, request.trigger, request.job_id)
     if result.is_final:
-        if result.action_status == ScanResult.ActionStatus.PENDING:
-            _act(tenant, bucket, policy, result, final_attempt)
-        later = _later_event(sequencer, result.sequencer) if follow_uploads and not version_id else False
-        if later:
-            # A later write of the same bytes (S3's sequencer says so, even within one second): a new
-            # object that must be scanned and acted on again. Called unwrapped, and once only: the job
-            # (if any) counts this scan under its own key.
-            return _scan_and_act(
-                tenant,
-                bucket,
-                key,
-                version_id=None,
-                etag=etag,
-                trigger=trigger,
-                dedupe_key=_dedupe_key_of_event(dedupe_key, str(sequencer)),
-                job_id=job_id,
-                final_attempt=final_attempt,
-                size=size,
-                sequencer=sequencer,
-                follow_uploads=False,
-            )
-        # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
-        current = _uploaded_again(bucket, key, result) if later is None and not version_id else None
-        if current is not None:
-            # Same dedupe key, but a new object that must be scanned and acted on again; unwrapped and
-            # once only, as above (the derived key is the new upload's for good).
-            return _scan_and_act(
-                tenant,
-                bucket,
-                key,
-                version_id=current.version_id,
-                etag=current.etag,
-                trigger=trigger,
-                dedupe_key=_dedupe_key_of_upload(dedupe_key, current),
-                job_id=job_id,
-                final_attempt=final_attempt,
-                size=current.size,
-                sequencer=sequencer,
-                follow_uploads=False,
-            )
-        return result
-
+        return _scanned_already(request, policy, result, follow_uploads)
     try:
-        s3 = client_for(bucket.account, "s3", bucket.region)
-        if etag and size is not None and (version_id or size <= policy.max_object_size):
-            ref = s3ops.ObjectRef(bucket.name, key, version_id or None, etag.strip('"'), size)
-        else:
-            # Also when an object too large to read names no version: only HeadObject can pin it.
-            ref = s3ops.head_object(s3, bucket.name, key, version_id)
-        if etag and not version_id and ref.etag != etag.strip('"'):
-            # The key now holds other bytes; their own event scans them.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return None
-        released = _released_as_allowed(tenant, bucket, key, ref, trigger)
-        if released is not None:
-            # These bytes are an operator's released false positive (the release's own copy event,
-            # or a duplicate of it): scanning them again would quarantine them again.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return released
-        result.version_id = ref.version_id or ""
-        result.etag = ref.etag
-        result.size = ref.size
-        result.last_modified = _to_second(ref.last_modified)
-        result.sequencer = (sequencer or "")[:64]
-        outcome = scanner.scan_ref(
-            s3,
-            clamd_client(),
-            engine_identity(),
-            ref,
-            policy.max_object_size,
-            heartbeat=lambda: _renew_claim(result),
+        outcome = _pin_and_scan(request, policy, result)
+    except _Moot as moot:
+        ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+        return moot.answer
+    return _record_verdict(request, policy, result, outcome)
+
+
+def _scanned_already(
+    request: ScanRequest, policy: ScanPolicy, result: ScanResult, follow_uploads: bool
+) -> ScanResult | ScanRequest:
+    """A final result for this dedupe key: finish its actions; say whether the key holds a new object
+    with the same bytes (which needs a scan of its own)."""
+    if result.action_status == ScanResult.ActionStatus.PENDING:
+        _act(request.tenant, request.bucket, policy, result, request.final_attempt)
+    if not follow_uploads or request.version_id:
+        return result
+    later = _later_event(request.sequencer, result.sequencer)
+    if later:
+        # A later write of the same bytes (S3's sequencer says so, even within one second).
+        return replace(
+            request,
+            version_id=None,
+            dedupe_key=_dedupe_key_of_event(request.dedupe_key, str(request.sequencer)),
         )
-        if outcome.read is not None:
-            # The version these bytes are, as GetObject said: what tags and actions must target.
-            result.version_id = outcome.read.version_id or ""
-            result.last_modified = _to_second(outcome.read.last_modified)
+    # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
+    current = _uploaded_again(request.bucket, request.key, result) if later is None else None
+    if current is None:
+        return result
+    # The derived key is the new upload's for good.
+    return replace(
+        request,
+        version_id=current.version_id,
+        etag=current.etag,
+        size=current.size,
+        dedupe_key=_dedupe_key_of_upload(request.dedupe_key, current),
+    )
+
+
+def _pin_and_scan(request: ScanRequest, policy: ScanPolicy, result: ScanResult) -> scanner.Outcome:
+    """Pin the object and scan it; failures become an Error outcome, or raise to be retried. Raises
+    _Moot when there is nothing to scan after all."""
+    try:
+        return _scan_pinned(request, policy, result)
+    except _Moot:
+        raise
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # Replaced between the event (or listing) and this read: the new bytes have their own event.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return None
-        moved = (
-            _moved_by_us(tenant, bucket, key, version_id, etag) if exc.code in s3ops.NOT_FOUND_CODES else None
-        )
-        if moved is not None:
-            # A late request (a bucket scan racing an event) for a version s3av itself already
-            # quarantined or deleted: that finding stands; this is not a new error.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return moved
-        outcome = scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
+            raise _Moot(None) from exc
+        if exc.code in s3ops.NOT_FOUND_CODES:
+            moved = _moved_by_us(
+                request.tenant, request.bucket, request.key, request.version_id, request.etag
+            )
+            if moved is not None:
+                # A late request (a bucket scan racing an event) for a version s3av itself already
+                # quarantined or deleted: that finding stands; this is not a new error.
+                raise _Moot(moved) from exc
+        return scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
     except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
-        if not final_attempt:
-            _release_claim(result)
-            raise
-        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+        return _given_up(request, result, exc)
     except Exception as exc:
         # Anything else (the tenant's role gone, a bad engine address, a bug): retried like a
         # transient failure, and on the last attempt recorded as Error, never left pending.
-        if not final_attempt:
-            _release_claim(result)
-            raise
-        log.exception("scan failed", extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key})
-        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+        return _given_up(request, result, exc, unexpected=True)
 
+
+def _given_up(
+    request: ScanRequest, result: ScanResult, exc: Exception, unexpected: bool = False
+) -> scanner.Outcome:
+    """Re-raise for a retry, or on the last attempt the Error outcome that says so."""
+    if not request.final_attempt:
+        _release_claim(result)
+        raise exc
+    if unexpected:
+        log.exception(
+            "scan failed",
+            extra={"tenant": str(request.tenant.pk), "bucket": request.bucket.name, "key": request.key},
+        )
+    return scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+
+
+def _pin(s3: Any, request: ScanRequest, policy: ScanPolicy) -> s3ops.ObjectRef:
+    etag, size, version_id = request.etag, request.size, request.version_id
+    if etag and size is not None and (version_id or size <= policy.max_object_size):
+        return s3ops.ObjectRef(request.bucket.name, request.key, version_id or None, etag.strip('"'), size)
+    # Also when an object too large to read names no version: only HeadObject can pin it.
+    return s3ops.head_object(s3, request.bucket.name, request.key, version_id)
+
+
+def _scan_pinned(request: ScanRequest, policy: ScanPolicy, result: ScanResult) -> scanner.Outcome:
+    bucket = request.bucket
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    ref = _pin(s3, request, policy)
+    if request.etag and not request.version_id and ref.etag != request.etag.strip('"'):
+        raise _Moot(None)  # the key now holds other bytes; their own event scans them
+    released = _released_as_allowed(request.tenant, bucket, request.key, ref, request.trigger)
+    if released is not None:
+        # These bytes are an operator's released false positive (the release's own copy event, or a
+        # duplicate of it): scanning them again would quarantine them again.
+        raise _Moot(released)
+    result.version_id = ref.version_id or ""
+    result.etag = ref.etag
+    result.size = ref.size
+    result.last_modified = _to_second(ref.last_modified)
+    result.sequencer = (request.sequencer or "")[:64]
+    outcome = scanner.scan_ref(
+        s3,
+        clamd_client(),
+        engine_identity(),
+        ref,
+        policy.max_object_size,
+        heartbeat=lambda: _renew_claim(result),
+    )
+    if outcome.read is not None:
+        # The version these bytes are, as GetObject said: what tags and actions must target.
+        result.version_id = outcome.read.version_id or ""
+        result.last_modified = _to_second(outcome.read.last_modified)
+    return outcome
+
+
+_VERDICT_FIELDS = [
+    "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
+    "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
+    "action_status",
+]  # fmt: skip
+
+
+def _record_verdict(
+    request: ScanRequest, policy: ScanPolicy, result: ScanResult, outcome: scanner.Outcome
+) -> ScanResult:
+    tenant, bucket = request.tenant, request.bucket
     result.verdict = outcome.verdict
     result.signatures = outcome.signatures
     result.message = outcome.message
@@ -436,28 +545,76 @@ def _scan_and_act(
     result.scanned_at = timezone.now()
     result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
-    fields = [
-        "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
-        "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
-        "action_status",
-    ]  # fmt: skip
     saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
-        **{name: getattr(result, name) for name in fields}
+        **{name: getattr(result, name) for name in _VERDICT_FIELDS}
     )
     if not saved:  # another worker finished first; its verdict stands
         result.refresh_from_db()
         return result
     UsageMonth.add(tenant, objects=1, size=outcome.bytes_read)  # issue 5
-    fleet.scan_recorded(result, outcome.bytes_read, outcome.duration_ms)  # issue 13: metrics
+    _count_verdict(result, outcome)  # issue 13: metrics
     log.info(
         "scanned",
-        extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},
+        extra={
+            "tenant": str(tenant.pk),
+            "bucket": bucket.name,
+            "key": request.key,
+            "verdict": result.verdict,
+        },
     )
-    _act(tenant, bucket, policy, result, final_attempt)
+    _act(tenant, bucket, policy, result, request.final_attempt)
     return result
 
 
-run_scan = _job_hooks(_scan_and_act)
+def _count_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:
+    """This process's metrics (``fleet.stats``, sent with the heartbeat): one verdict saved."""
+    since_enqueued = None
+    message = CurrentMessage.get_current_message()
+    if result.trigger == Trigger.EVENT and message is not None and message.message_timestamp:
+        since_enqueued = time.time() - message.message_timestamp / 1000.0
+    STATS.verdict(result.verdict, outcome.bytes_read, outcome.duration_ms / 1000.0, since_enqueued)
+
+
+SCAN_MAX_RETRIES = 8
+
+
+@tenant_actor(
+    queue_name="scans",
+    max_retries=SCAN_MAX_RETRIES,
+    min_backoff=2_000,
+    max_backoff=300_000,
+    time_limit=3_600_000,
+)
+def scan_object(
+    tenant: Tenant,
+    bucket_id: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    etag: str | None = None,
+    size: int | None = None,
+    trigger: str = "event",
+    dedupe_key: str,
+    job_id: str | None = None,
+    sequencer: str | None = None,
+) -> None:
+    """The scan of one object version (``request_scan`` and bucket scans send it)."""
+    bucket = Bucket.objects.select_related("account", "policy").filter(tenant=tenant, pk=bucket_id).first()
+    if bucket is None:
+        return
+    run_scan(
+        tenant,
+        bucket,
+        key,
+        version_id=version_id,
+        etag=etag,
+        trigger=trigger,
+        dedupe_key=dedupe_key,
+        job_id=job_id,
+        final_attempt=is_final_attempt(),
+        size=size,
+        sequencer=sequencer,
+    )
 
 
 # --- acting on a verdict -----------------------------------------------------------------------------

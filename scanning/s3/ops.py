@@ -1,9 +1,9 @@
 """The S3 operations the scanning pipeline needs, with no Django in sight.
 
-Every function takes a boto3 S3 client first; the caller builds it (``make_client``) with the endpoint
-and the assumed-role credentials of the linked account.  Every botocore failure leaves this module as
-``TransientS3Error`` (retry later) or ``PermanentS3Error`` (record an ``Error`` verdict now), so the
-caller never has to read botocore error codes.
+Every function takes a boto3 S3 client first; the caller builds it (``linked_accounts.aws.make_client``)
+with the endpoint and the assumed-role credentials of the linked account.  Every botocore failure leaves
+this module as ``TransientS3Error`` (retry later) or ``PermanentS3Error`` (record an ``Error`` verdict now),
+so the caller never has to read botocore error codes.
 
 An ``ObjectRef`` is the pin of a verdict: (bucket, key, version id, ETag, size).  Reads, tags, copies and
 deletes all go through the pin, so a verdict is never applied to bytes other than those scanned.
@@ -24,8 +24,6 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -794,7 +792,7 @@ def _list_versions_page(
     return ListingPage(refs, next_token)
 
 
-# --- addresses and clients ---------------------------------------------------------------------------
+# --- addresses ---------------------------------------------------------------------------
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -807,35 +805,3 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not _BUCKET_NAME.match(bucket) or ".." in bucket:
         raise ValueError(f"not a valid bucket name in {url!r}")
     return bucket, prefix
-
-
-def make_client(
-    service: str,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    credentials: dict[str, str] | None = None,
-) -> Client:
-    """A boto3 client with bounded timeouts and standard retries.
-
-    ``credentials`` is the ``Credentials`` dict from STS AssumeRole (AccessKeyId, SecretAccessKey,
-    SessionToken); without it the default chain is used.  A custom endpoint (moto, MinIO) gets path-
-    style addressing, since it rarely serves bucket subdomains.
-    """
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    keys: dict[str, Any] = {}
-    if credentials:
-        keys = {
-            "aws_access_key_id": credentials["AccessKeyId"],
-            "aws_secret_access_key": credentials["SecretAccessKey"],
-            "aws_session_token": credentials.get("SessionToken"),
-        }
-    # A session per client: boto3's default session is not safe to share between threads.
-    session = boto3.session.Session()
-    return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
-        service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
-    )

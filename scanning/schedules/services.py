@@ -21,6 +21,9 @@ from django_scopes import scope, scopes_disabled
 
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, record
+from scanning.buckets.discovery import discover_all_accounts
+from scanning.fleet import agents as fleet
+from scanning.fleet.signatures import update_signatures
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanPolicy, ScanResult, Schedule
 
@@ -240,8 +243,6 @@ class Scheduler:
                 log.exception("signature check failed")
         if self.last_discovery is None or now - self.last_discovery >= DISCOVERY_EVERY:
             self.last_discovery = now
-            from linked_accounts.actors import discover_all_accounts
-
             try:
                 discover_all_accounts.send()
                 report.discovery = True
@@ -257,8 +258,6 @@ class Scheduler:
         return last is None or now - last >= timedelta(seconds=settings.SIGNATURES_INTERVAL)
 
     def _update_signatures(self) -> str:
-        from scanning.fleet.signatures import update_signatures
-
         try:
             record = update_signatures()
         except Exception:  # the database or the disk: the next interval tries again
@@ -267,8 +266,6 @@ class Scheduler:
         return record.status if record is not None else ""
 
     def _check_fleet(self, now: datetime) -> list[str]:
-        from scanning.fleet import agents as fleet
-
         try:
             fleet.forget_old_agents(now)
             return [kind for kind, _ in fleet.check_fleet(now)]

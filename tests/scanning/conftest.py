@@ -9,7 +9,7 @@ import pytest
 from botocore.stub import Stubber
 
 from linked_accounts import aws
-from scanning.s3.ops import make_client
+from linked_accounts.aws import make_client
 from tests.scanning.jobkit import empty_broker, s3_calls
 
 __all__ = ["empty_broker", "lose_role", "s3_calls"]

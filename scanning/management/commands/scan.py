@@ -16,9 +16,10 @@ from typing import Any, TextIO
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from linked_accounts import aws
 from s3av.env import parse_size
 from scanning.engine import clamd as engine
-from scanning.pipeline import scanner
+from scanning.pipeline import scanner, services
 from scanning.s3 import ops as s3ops
 
 RETRIES = 3
@@ -75,17 +76,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from exc
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1", returncode=2)
-        s3 = s3ops.make_client(
+        s3 = aws.make_client(
             "s3",
             endpoint_url=options["endpoint_url"] or settings.AWS_ENDPOINT_URL,
             region=options["region"] or settings.AWS_REGION,
         )
-        clamd = engine.ClamdClient(
-            str(settings.CLAMD_ADDRESS),
-            timeout=30.0,
-            scan_timeout=settings.CLAMD_TIMEOUT,
-            stream_max_length=settings.MAX_OBJECT_SIZE,
-        )
+        clamd = services.clamd_client()
         try:
             identity = scanner.EngineIdentity(clamd, db_dir=str(settings.CLAMAV_DB_DIR))
             identity.get()
