@@ -225,10 +225,6 @@ class Bucket(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def versioned(self) -> bool:
-        return self.versioning in {"Enabled", "Suspended"}
-
     def clean(self) -> None:
         super().clean()
         if self.account_id and self.account.tenant_id != self.tenant_id:
@@ -295,9 +291,6 @@ class Resolution(models.TextChoices):
 class ScanResultQuerySet(models.QuerySet["ScanResult"]):
     def final(self) -> ScanResultQuerySet:
         return self.exclude(verdict="")
-
-    def for_version(self, bucket: Bucket, key: str, version_id: str, etag: str) -> ScanResultQuerySet:
-        return self.filter(bucket=bucket, key=key, version_id=version_id, etag=etag)
 
 
 class ScanResult(models.Model):
@@ -379,9 +372,6 @@ class ScanResult(models.Model):
     @property
     def is_final(self) -> bool:
         return bool(self.verdict)
-
-    def lease_expired(self) -> bool:
-        return self.claimed_until is None or self.claimed_until < timezone.now()
 
     def resolve(self, resolution: str, by: str) -> None:
         """Mark this finding resolved (saved at once); the first resolution stands."""

@@ -88,29 +88,27 @@ class UploadScan:
 
     def __init__(self, limit: int, spool: bool) -> None:
         self.limit = limit
-        self.size = 0
-        self.sha256 = hashlib.sha256()
+        self.tally = s3ops.ByteTally()
         self.md5 = hashlib.md5(usedforsecurity=False)  # for S3's Content-MD5 integrity check only
         self.spool: IO[bytes] | None = tempfile.TemporaryFile() if spool else None  # noqa: SIM115
         self.reply: engine.EngineReply | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        self.size += len(chunk)
-        if self.size > self.limit:
+        if self.tally.bytes_read + len(chunk) > self.limit:
             raise _too_large(self.limit)
-        self.sha256.update(chunk)
+        self.tally.update(chunk)
         if self.spool is not None:
             self.md5.update(chunk)
             self.spool.write(chunk)
         return chunk
 
+    @property
+    def size(self) -> int:
+        return self.tally.bytes_read
+
     def close(self) -> None:
         if self.spool is not None:
             self.spool.close()
-
-
-def _clamd() -> engine.ClamdClient:
-    return services.clamd_client()
 
 
 class MultipartUpload:
@@ -315,9 +313,9 @@ class ScanUploadView(APIView):
             engine_name, signature_version = services.engine_identity().get()
             upload = MultipartUpload.from_request(django_request) if _is_multipart(django_request) else None
             if upload is None:
-                scan.reply = _clamd().scan_stream(_raw_chunks(django_request, scan))
+                scan.reply = services.clamd_client().scan_stream(_raw_chunks(django_request, scan))
             else:
-                scan.reply = _clamd().scan_stream(upload.chunks(django_request, scan))
+                scan.reply = services.clamd_client().scan_stream(upload.chunks(django_request, scan))
             received = scan.size if upload is None else upload.received
             declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
             if received != declared:
@@ -329,7 +327,7 @@ class ScanUploadView(APIView):
             reply = scan.reply
             if reply is None:
                 raise EngineBusy()
-            verdict = scanner._ENGINE_STATUS[reply.status]
+            verdict = scanner.verdict_of(reply)
             UsageMonth.add(tenant, objects=1, size=scan.size)
             body: dict[str, Any] = {
                 "verdict": verdict,
@@ -337,7 +335,7 @@ class ScanUploadView(APIView):
                 "message": f"the engine could not inspect it fully: {reply.reason}"
                 if verdict == Verdict.UNSCANNABLE
                 else "",
-                "sha256": scan.sha256.hexdigest(),
+                "sha256": scan.tally.sha256,
                 "size": scan.size,
                 "engine": engine_name,
                 "signature_version": signature_version,

@@ -1,4 +1,4 @@
-"""Scan one pinned S3 object version with clamd. Plain Python: no Django, no database.
+"""Scan one pinned S3 object version with clamd. No database: the verdict is the caller's to record.
 
 Used by the worker pipeline and by the one-shot `scan` command. Fails closed: the outcome is Clean
 only when clamd answered OK after the terminating frame and exactly ``ref.size`` bytes went through.
@@ -16,17 +16,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanning.engine import clamd as engine
+from scanning.models import Verdict
 from scanning.s3 import ops as s3ops
 
 logger = logging.getLogger(__name__)
 
-CLEAN = "Clean"
-INFECTED = "Infected"
-UNSCANNABLE = "Unscannable"
-ERROR = "Error"
-VERDICTS = (CLEAN, INFECTED, UNSCANNABLE, ERROR)
+# The verdicts a scan can end with (InfectedAllowed is an operator's, never a scan's).
+VERDICTS = (Verdict.CLEAN, Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR)
 
-_ENGINE_STATUS = {engine.CLEAN: CLEAN, engine.INFECTED: INFECTED, engine.UNSCANNABLE: UNSCANNABLE}
+# What clamd answered (the engine's own reply status), as a verdict.
+_VERDICT_OF_STATUS = {
+    engine.CLEAN: Verdict.CLEAN,
+    engine.INFECTED: Verdict.INFECTED,
+    engine.UNSCANNABLE: Verdict.UNSCANNABLE,
+}
+
+
+def verdict_of(reply: engine.EngineReply) -> Verdict:
+    return _VERDICT_OF_STATUS[reply.status]
 
 
 @dataclass
@@ -129,9 +136,9 @@ def scan_ref(
     S3 failure becomes an Error outcome."""
     started = time.monotonic()
     engine_name, signature_version = identity.get()
-    outcome = Outcome(verdict=ERROR, engine=engine_name, signature_version=signature_version)
+    outcome = Outcome(verdict=Verdict.ERROR, engine=engine_name, signature_version=signature_version)
     if ref.size > max_size:
-        outcome.verdict = UNSCANNABLE
+        outcome.verdict = Verdict.UNSCANNABLE
         outcome.message = f"object is {ref.size} bytes, larger than the {max_size}-byte limit; not downloaded"
         return outcome
     try:
@@ -149,7 +156,7 @@ def scan_ref(
         return outcome
     finally:
         stream.close()
-    outcome.verdict = _ENGINE_STATUS[reply.status]
+    outcome.verdict = verdict_of(reply)
     outcome.signatures = list(reply.signatures)
     outcome.sha256 = stream.sha256
     outcome.bytes_read = stream.bytes_read

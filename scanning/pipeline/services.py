@@ -22,7 +22,7 @@ from django.utils import timezone
 from dramatiq.middleware import CurrentMessage
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts.aws import AssumeRoleFailed, client_for
 from s3av.actors import enqueue_on_commit, is_final_attempt, tenant_actor
 from scanning.engine import clamd as engine
@@ -78,8 +78,7 @@ def request_scan(
     the S3 event's ``sequencer`` then tells the same bytes uploaded again from a redelivered event.
     Returns the dedupe key.
     """
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.", field="bucket")
+    get_owned(Bucket, tenant, bucket, field="bucket")
     dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
     message = scan_object.message(
         str(tenant.pk),
@@ -461,7 +460,7 @@ def _pin_and_scan(request: ScanRequest, policy: ScanPolicy, result: ScanResult) 
                 # A late request (a bucket scan racing an event) for a version s3av itself already
                 # quarantined or deleted: that finding stands; this is not a new error.
                 raise _Moot(moved) from exc
-        return scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
+        return scanner.Outcome(verdict=Verdict.ERROR, message=exc.message)
     except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
         return _given_up(request, result, exc)
     except Exception as exc:
@@ -482,7 +481,7 @@ def _given_up(
             "scan failed",
             extra={"tenant": str(request.tenant.pk), "bucket": request.bucket.name, "key": request.key},
         )
-    return scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+    return scanner.Outcome(verdict=Verdict.ERROR, message=f"gave up after retries: {exc}")
 
 
 def _pin(s3: Any, request: ScanRequest, policy: ScanPolicy) -> s3ops.ObjectRef:
@@ -752,7 +751,7 @@ def _quarantine(
     try:
         copy = s3ops.move_object_verified(s3, ref, policy.quarantine_bucket, dest_key)
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in {"NoSuchKey", "NoSuchVersion", "404"}:
+        if exc.code not in s3ops.NOT_FOUND_CODES:
             raise
         # A redelivered message: the source went in an earlier attempt. Done if the copy is there.
         copy = s3ops.head_object(s3, policy.quarantine_bucket, dest_key)
@@ -1060,7 +1059,3 @@ def rescan(tenant: Tenant, actor: Actor, result: ScanResult, confirm: bool = Fal
         "message": f"A scan of {_where(result)} is queued. If it is found Infected, the policy "
         f"{policy.name!r} will {then}; a new result records the verdict.",
     }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

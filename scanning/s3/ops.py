@@ -124,7 +124,6 @@ _TRANSIENT_CODES = {
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 # The pin (IfMatch) no longer matches: the key holds other bytes now.
 CHANGED_CODES = {"PreconditionFailed", "412"}
-_NOT_FOUND_CODES = NOT_FOUND_CODES
 _ACCESS_CODES = {
     "AccessDenied",
     "403",
@@ -196,7 +195,7 @@ def _classify_response_error(
         return "permanent", f"access denied {doing} {target}"
     if code == "NoSuchBucket":
         return "permanent", f"bucket does not exist {doing} {target}"
-    if code in _NOT_FOUND_CODES or status == 404:
+    if code in NOT_FOUND_CODES or status == 404:
         return "permanent", f"object no longer exists ({target})"
     if code in ("PreconditionFailed", "412") or status == 412:
         return "permanent", f"object changed since it was pinned ({target})"
@@ -337,19 +336,14 @@ def _iter_body(body: Any, chunk_size: int, target: str) -> Iterator[bytes]:
         body.close()
 
 
-class DigestingStream:
-    """Pass chunks through while counting bytes and computing their SHA-256."""
+class ByteTally:
+    """Counts bytes and computes their SHA-256 as they pass (the one counter of scanned bytes)."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
+    def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self.bytes_read = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = next(self._chunks)
+    def update(self, chunk: bytes) -> bytes:
         self._hash.update(chunk)
         self.bytes_read += len(chunk)
         return chunk
@@ -357,6 +351,20 @@ class DigestingStream:
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+
+class DigestingStream(ByteTally):
+    """Pass chunks through while counting bytes and computing their SHA-256."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return self.update(next(self._chunks))
 
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)

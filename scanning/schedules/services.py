@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from scanning.buckets.discovery import discover_all_accounts
 from scanning.fleet import agents as fleet
 from scanning.fleet.signatures import update_signatures
@@ -40,8 +40,7 @@ FLEET_CHECK_EVERY = timedelta(minutes=1)
 
 
 def _check_bucket(tenant: Tenant, bucket: Bucket) -> None:
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.", field="bucket")
+    get_owned(Bucket, tenant, bucket, field="bucket")
 
 
 @transaction.atomic
@@ -66,8 +65,7 @@ def create_schedule(
 
 @transaction.atomic
 def update_schedule(tenant: Tenant, actor: Actor, schedule: Schedule, **changes: Any) -> Schedule:
-    if schedule.tenant_id != tenant.pk:
-        raise ServiceError("No such schedule.")
+    get_owned(Schedule, tenant, schedule)
     unknown = set(changes) - {"bucket", "prefix", "cron", "enabled"}
     if unknown:
         raise ServiceError(f"Unknown fields: {', '.join(sorted(unknown))}.")
@@ -85,8 +83,7 @@ def update_schedule(tenant: Tenant, actor: Actor, schedule: Schedule, **changes:
 
 @transaction.atomic
 def delete_schedule(tenant: Tenant, actor: Actor, schedule: Schedule) -> None:
-    if schedule.tenant_id != tenant.pk:
-        raise ServiceError("No such schedule.")
+    get_owned(Schedule, tenant, schedule)
     record(tenant, actor, "schedule.delete", schedule, {"cron": schedule.cron})
     schedule.delete()
 

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from linked_accounts import aws
 from s3av.env import parse_size
 from scanning.engine import clamd as engine
+from scanning.models import Verdict
 from scanning.pipeline import scanner, services
 from scanning.s3 import ops as s3ops
 
@@ -102,11 +103,11 @@ class Command(BaseCommand):
                 try:
                     return ref, scanner.scan_ref(s3, clamd, identity, ref, max_size)
                 except s3ops.PermanentS3Error as exc:  # replaced while the listing went on
-                    return ref, scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
+                    return ref, scanner.Outcome(verdict=Verdict.ERROR, message=exc.message)
                 except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
                     if attempt == RETRIES:
                         return ref, scanner.Outcome(
-                            verdict=scanner.ERROR, message=f"gave up after retries: {exc}"
+                            verdict=Verdict.ERROR, message=f"gave up after retries: {exc}"
                         )
                     time.sleep(2**attempt)
             raise AssertionError("unreachable")
@@ -151,9 +152,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"scanned {done}: " + ", ".join(f"{v.lower()} {counts.get(v, 0)}" for v in scanner.VERDICTS)
             )
-        if counts.get(scanner.INFECTED):
+        if counts.get(Verdict.INFECTED):
             sys.exit(1)
-        if counts.get(scanner.UNSCANNABLE) or counts.get(scanner.ERROR):
+        if counts.get(Verdict.UNSCANNABLE) or counts.get(Verdict.ERROR):
             sys.exit(2)
 
     @staticmethod
