@@ -36,6 +36,8 @@ from scanning.policies import services as policies
 
 class ScanResultSerializer(serializers.ModelSerializer):
     bucket = serializers.UUIDField(source="bucket_id", read_only=True)
+    # Computed from the result's fields (what was done to the object), as DESIGN.md names it.
+    action = serializers.CharField(read_only=True)
     action_status = serializers.ChoiceField(
         choices=ScanResult.ActionStatus.choices,
         allow_blank=True,

@@ -44,7 +44,7 @@ from s3av.actors import is_final_attempt, send_on_commit
 from scanning.engine import clamd as engine
 from scanning.models import (
     ACTIVE_JOB_STATUSES,
-    MOVED_ACTION_RE,
+    MOVED_AWAY,
     Bucket,
     JobStatus,
     JobTrigger,
@@ -194,7 +194,7 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         # Worth keeping: not an Error or Unscannable (a retry or a raised size limit may do better), and
         # not a version s3av moved away or deleted (the same bytes found again are a new upload).
         .exclude(verdict__in=[Verdict.ERROR, Verdict.UNSCANNABLE])
-        .exclude(action__regex=MOVED_ACTION_RE)
+        .exclude(MOVED_AWAY)
         .values_list("key", "version_id", "etag", "size", "last_modified")
     )
     if job.all_versions:

@@ -79,7 +79,7 @@ def promote_if_wanted(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result
             source_client, ref, destination.name, dest_key, dest_client=dest_client
         )
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in s3ops.NOT_FOUND_CODES or not policy.delete_staging_after_promote:
+        if not isinstance(exc, s3ops.ObjectGone) or not policy.delete_staging_after_promote:
             raise
         # A redelivered message: an earlier attempt copied and deleted the staging version already.
         copied = _earlier_copy(dest_client, destination.name, dest_key, ref)
@@ -100,5 +100,5 @@ def _delete_staging(client: Any, ref: s3ops.ObjectRef) -> None:
     try:
         s3ops.delete_version(client, ref)
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in s3ops.NOT_FOUND_CODES:
+        if not isinstance(exc, s3ops.ObjectGone):
             raise

@@ -46,6 +46,8 @@ class Outcome:
     engine: str = ""
     signature_version: str = ""
     duration_ms: int = 0
+    # S3 said there is no such object (version): nothing to tag or act on.
+    gone: bool = False
     # What GetObject said the bytes are (None when nothing was read): the version a request without
     # a version id ends pinned to.
     read: s3ops.ObjectRef | None = None
@@ -148,6 +150,7 @@ def scan_ref(
         if exc.code in s3ops.CHANGED_CODES:
             raise  # the pinned bytes were replaced: the caller decides (their own event scans them)
         outcome.message = exc.message
+        outcome.gone = isinstance(exc, s3ops.ObjectGone)
         return outcome
     try:
         reply = clamd.scan_stream(_with_heartbeat(stream, heartbeat, heartbeat_every))

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from dramatiq.middleware import CurrentMessage
 
@@ -28,13 +29,16 @@ from s3av.actors import enqueue_on_commit, is_final_attempt, tenant_actor
 from scanning.engine import clamd as engine
 from scanning.fleet.stats import STATS
 from scanning.models import (
-    MOVED_ACTION_RE,
+    ACTION_FLAGS,
+    MOVED_AWAY,
+    POLICY_ACTION_FLAGS,
     Bucket,
     InfectedAction,
     ProblemAction,
     Resolution,
     ScanPolicy,
     ScanResult,
+    TriageAction,
     Trigger,
     UsageMonth,
     Verdict,
@@ -198,9 +202,9 @@ def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> s3ops.Objec
         return None  # gone: nothing new to scan
     if current.etag != result.etag:
         return None  # other bytes: their own event scans them
-    if result.action_status == ScanResult.ActionStatus.DONE and re.search(MOVED_ACTION_RE, result.action):
+    if result.action_status == ScanResult.ActionStatus.DONE and result.moved_away:
         return current  # s3av took the scanned version away: this one is new
-    if result.verdict == Verdict.ERROR and "no longer exists" in result.message:
+    if result.verdict == Verdict.ERROR and result.object_gone:
         return current  # it was gone when scanned: what is there now was uploaded since
     if current.version_id and result.version_id and current.version_id != result.version_id:
         return current
@@ -240,7 +244,7 @@ def _moved_by_us(
         found = found.filter(version_id=version_id)
     if etag:
         found = found.filter(etag=etag.strip('"'))
-    return found.filter(action__regex=r"(quarantined|deleted|promoted)").order_by("-created_at").first()
+    return found.filter(MOVED_AWAY | Q(promoted=True)).order_by("-created_at").first()
 
 
 _QUARANTINE_COPY_RE = re.compile(
@@ -452,7 +456,7 @@ def _pin_and_scan(request: ScanRequest, policy: ScanPolicy, result: ScanResult) 
         if exc.code in s3ops.CHANGED_CODES:
             # Replaced between the event (or listing) and this read: the new bytes have their own event.
             raise _Moot(None) from exc
-        if exc.code in s3ops.NOT_FOUND_CODES:
+        if isinstance(exc, s3ops.ObjectGone):
             moved = _moved_by_us(
                 request.tenant, request.bucket, request.key, request.version_id, request.etag
             )
@@ -460,7 +464,9 @@ def _pin_and_scan(request: ScanRequest, policy: ScanPolicy, result: ScanResult) 
                 # A late request (a bucket scan racing an event) for a version s3av itself already
                 # quarantined or deleted: that finding stands; this is not a new error.
                 raise _Moot(moved) from exc
-        return scanner.Outcome(verdict=Verdict.ERROR, message=exc.message)
+        return scanner.Outcome(
+            verdict=Verdict.ERROR, message=exc.message, gone=isinstance(exc, s3ops.ObjectGone)
+        )
     except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
         return _given_up(request, result, exc)
     except Exception as exc:
@@ -525,7 +531,7 @@ def _scan_pinned(request: ScanRequest, policy: ScanPolicy, result: ScanResult) -
 
 _VERDICT_FIELDS = [
     "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
-    "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
+    "sha256", "engine", "signature_version", "duration_ms", "object_gone", "scanned_at", "claimed_until",
     "action_status",
 ]  # fmt: skip
 
@@ -541,6 +547,7 @@ def _record_verdict(
     result.engine = outcome.engine
     result.signature_version = outcome.signature_version
     result.duration_ms = outcome.duration_ms
+    result.object_gone = outcome.gone
     result.scanned_at = timezone.now()
     result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
@@ -662,69 +669,62 @@ def _act(
     A transient failure raises so the message is retried (the verdict is already recorded, and a
     retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
     """
-    ref = _ref_of(result)
-    actions: list[str] = []
-    detail = ""
-    object_gone = result.verdict == Verdict.ERROR and "no longer exists" in result.message
+    for name in POLICY_ACTION_FLAGS:
+        setattr(result, name, False)
+    status, detail = ScanResult.ActionStatus.DONE, ""
     try:
-        s3 = client_for(bucket.account, "s3", bucket.region)
-        if _newer_verdict_exists(result):
-            # An older verdict never overwrites a newer one on the object.
-            actions.append("superseded")
-        elif object_gone:
-            actions.append("none")
-        else:
-            if policy.tag_objects:
-                dropped = s3ops.put_scan_tags(
-                    s3, ref, scan_tags(policy, result), managed_keys=policy.managed_tag_keys
-                )
-                if dropped:
-                    result.tags_dropped = dropped
-                actions.append("tagged")
-            if result.verdict == Verdict.CLEAN and promotion.promote_if_wanted(  # issue 5
-                tenant, bucket, policy, result
-            ):
-                actions.append("promoted")
-            wanted = _wanted_action(policy, result.verdict)
-            if wanted == InfectedAction.QUARANTINE:
-                _quarantine(s3, bucket, policy, result, ref)
-                actions.append("quarantined")
-            elif wanted == InfectedAction.DELETE:
-                s3ops.delete_version(s3, ref)
-                actions.append("deleted")
-        status = ScanResult.ActionStatus.DONE
+        _apply_policy(tenant, bucket, policy, result)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # The key holds other bytes now (unversioned bucket): this verdict is not about them.
-            status = ScanResult.ActionStatus.DONE
-            actions.append("superseded")
+            result.superseded = True
         else:
-            status = ScanResult.ActionStatus.FAILED
-            detail = exc.message
-            actions.append("failed")
+            status, detail = ScanResult.ActionStatus.FAILED, exc.message
     except ServiceError as exc:
-        status = ScanResult.ActionStatus.FAILED
-        detail = exc.message
-        actions.append("failed")
+        status, detail = ScanResult.ActionStatus.FAILED, exc.message
     except Exception as exc:
         if not final_attempt:
             raise
         log.exception("actions failed", extra={"tenant": str(tenant.pk), "result": str(result.pk)})
-        status = ScanResult.ActionStatus.FAILED
-        detail = f"gave up after retries: {exc}"
-        actions.append("failed")
-    result.action = "+".join(actions) or "none"
+        status, detail = ScanResult.ActionStatus.FAILED, f"gave up after retries: {exc}"
     result.action_status = status
     result.action_detail = detail
     result.save(
         update_fields=[
-            "action", "action_status", "action_detail", "tags_dropped",
+            *POLICY_ACTION_FLAGS, "action_status", "action_detail", "tags_dropped",
             "quarantine_bucket", "quarantine_key", "quarantine_version_id",
         ]
     )  # fmt: skip
-    if "deleted" in actions:
+    if result.deleted:
         result.resolve(Resolution.DELETED_BY_POLICY, "policy")  # nothing is left to triage
     notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
+
+
+def _apply_policy(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult) -> None:
+    """Do what the policy says with the verdict, setting the result's flags as each step is done."""
+    ref = _ref_of(result)
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    if _newer_verdict_exists(result):
+        result.superseded = True  # an older verdict never overwrites a newer one on the object
+        return
+    if result.verdict == Verdict.ERROR and result.object_gone:
+        return  # nothing there to tag or act on
+    if policy.tag_objects:
+        dropped = s3ops.put_scan_tags(
+            s3, ref, scan_tags(policy, result), managed_keys=policy.managed_tag_keys
+        )
+        if dropped:
+            result.tags_dropped = dropped
+        result.tagged = True
+    if result.verdict == Verdict.CLEAN and promotion.promote_if_wanted(tenant, bucket, policy, result):
+        result.promoted = True  # issue 5
+    wanted = _wanted_action(policy, result.verdict)
+    if wanted == InfectedAction.QUARANTINE:
+        _quarantine(s3, bucket, policy, result, ref)
+        result.quarantined = True
+    elif wanted == InfectedAction.DELETE:
+        s3ops.delete_version(s3, ref)
+        result.deleted = True
 
 
 def _wanted_action(policy: ScanPolicy, verdict: str) -> str:
@@ -751,7 +751,7 @@ def _quarantine(
     try:
         copy = s3ops.move_object_verified(s3, ref, policy.quarantine_bucket, dest_key)
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in s3ops.NOT_FOUND_CODES:
+        if not isinstance(exc, s3ops.ObjectGone):
             raise
         # A redelivered message: the source went in an earlier attempt. Done if the copy is there.
         copy = s3ops.head_object(s3, policy.quarantine_bucket, dest_key)
@@ -763,31 +763,29 @@ def _quarantine(
 # --- triage ------------------------------------------------------------------------------------------
 
 
-_TRIAGED = r"(^|\+)(releasing|released|deleting|deleted)$"
-
-
-def _claim_triage(result: ScanResult, doing: str) -> str:
-    """Mark a finding as being released/deleted; exactly one caller wins. Returns the old action."""
-    old = result.action
+def _claim_triage(result: ScanResult, doing: str) -> None:
+    """Mark a finding as being released/deleted; exactly one caller wins."""
+    unchanged = {name: getattr(result, name) for name in ACTION_FLAGS}
     claimed = (
-        ScanResult.objects.filter(pk=result.pk, action=old)
-        .exclude(action__regex=_TRIAGED)
-        .update(action=f"{old}+{doing}" if old else doing)
+        ScanResult.objects.filter(pk=result.pk, triage_action="", **unchanged)
+        .exclude(deleted=True)
+        .exclude(released=True)
+        .update(triage_action=doing)
     )
     if not claimed:
         raise ServiceError("This finding was already released or deleted, or that is under way.")
-    return old
+    result.triage_action = doing
 
 
-def _finish_triage(result: ScanResult, old: str, done: str | None) -> None:
-    action = (f"{old}+{done}" if old else done) if done else old
-    ScanResult.objects.filter(pk=result.pk).update(action=action)
-    result.action = action
+def _finish_triage(result: ScanResult, done: str) -> None:
+    """Record the triage done ("" undoes the claim)."""
+    ScanResult.objects.filter(pk=result.pk).update(triage_action=done)
+    result.triage_action = done
 
 
-def _fail_triage(result: ScanResult, old: str, exc: Exception, doing: str) -> NoReturn:
+def _fail_triage(result: ScanResult, exc: Exception, doing: str) -> NoReturn:
     """Undo the triage claim and re-raise: S3 failures as a ServiceError the user reads."""
-    _finish_triage(result, old, None)
+    _finish_triage(result, "")
     if isinstance(exc, s3ops.S3Error):
         raise ServiceError(f"{doing} failed: {exc.message}") from exc
     raise exc
@@ -816,7 +814,7 @@ def _current_object(s3: Any, bucket: Bucket, key: str) -> s3ops.ObjectRef | None
     try:
         return s3ops.head_object(s3, bucket.name, key)
     except s3ops.PermanentS3Error as exc:
-        if exc.code in s3ops.NOT_FOUND_CODES:
+        if isinstance(exc, s3ops.ObjectGone):
             return None
         raise
 
@@ -835,6 +833,80 @@ def _refuse_replacing(bucket: Bucket, current: s3ops.ObjectRef) -> NoReturn:
     )
 
 
+def _quarantined_copy(s3: Any, result: ScanResult) -> s3ops.ObjectRef:
+    source = s3ops.head_object(
+        s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
+    )
+    if result.size is not None and source.size != result.size:
+        raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
+    return source
+
+
+def _replaced_by_release(
+    s3: Any, bucket: Bucket, result: ScanResult, source: s3ops.ObjectRef, overwrite: bool
+) -> s3ops.ObjectRef | None:
+    """The other object a release would replace at the key (refused unless ``overwrite``), or None."""
+    # A HEAD, then the copy: an upload in between is still overwritten (S3's CopyObject has no
+    # "only if absent" condition we can rely on across S3-compatible stores).
+    replaced = _current_object(s3, bucket, result.key)
+    if replaced is not None and replaced.etag == source.etag:
+        return None  # these very bytes (an earlier attempt's copy): nothing else is at stake
+    if replaced is not None and not overwrite:
+        _refuse_replacing(bucket, replaced)
+    return replaced
+
+
+def _record_release(
+    tenant: Tenant, actor: Actor, bucket: Bucket, result: ScanResult, source: s3ops.ObjectRef, now: datetime
+) -> ScanResult:
+    """The InfectedAllowed result of the copy a release restores."""
+    return ScanResult.objects.create(
+        tenant=tenant,
+        bucket=bucket,
+        bucket_name=bucket.name,
+        key=result.key,
+        etag=source.etag,
+        size=source.size,
+        sha256=result.sha256,
+        verdict=Verdict.INFECTED_ALLOWED,
+        signatures=result.signatures,
+        message=f"released from quarantine by {actor.label}",
+        engine=result.engine,
+        signature_version=result.signature_version,
+        released=True,
+        action_status=ScanResult.ActionStatus.DONE,
+        trigger=Trigger.MANUAL,
+        dedupe_key=uuid.uuid4().hex,
+        scanned_at=now,
+        resolution=Resolution.RELEASED,
+        resolved_by=actor.label[:254],
+        resolved_at=now,
+    )
+
+
+def _restore(
+    s3: Any,
+    policy: ScanPolicy,
+    bucket: Bucket,
+    result: ScanResult,
+    source: s3ops.ObjectRef,
+    released: ScanResult,
+    now: datetime,
+) -> None:
+    """Copy the quarantined object back (verified), tag it InfectedAllowed, then delete the copy."""
+    when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
+    ScanResult.objects.filter(pk=released.pk).update(version_id=restored.version_id or "", etag=restored.etag)
+    released.refresh_from_db()
+    s3ops.put_scan_tags(
+        s3,
+        restored,
+        [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
+        managed_keys=(policy.tag_result_key, policy.tag_date_key),
+    )
+    s3ops.delete_version(s3, source)
+
+
 def release_from_quarantine(
     tenant: Tenant, actor: Actor, result: ScanResult, overwrite: bool = False
 ) -> ScanResult:
@@ -847,66 +919,23 @@ def release_from_quarantine(
         raise ServiceError("Only a quarantined infected object can be released.")
     bucket = result.bucket
     assert bucket is not None
-    old = _claim_triage(result, "releasing")
+    _claim_triage(result, TriageAction.RELEASING)
     released: ScanResult | None = None
     replaced: s3ops.ObjectRef | None = None
     try:
         policy = bucket.effective_policy()
         s3 = bucket_client(bucket)
-        source = s3ops.head_object(
-            s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
-        )
-        if result.size is not None and source.size != result.size:
-            raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
-        # A HEAD, then the copy: an upload in between is still overwritten (S3's CopyObject has no
-        # "only if absent" condition we can rely on across S3-compatible stores).
-        replaced = _current_object(s3, bucket, result.key)
-        if replaced is not None and replaced.etag == source.etag:
-            replaced = None  # these very bytes (an earlier attempt's copy): nothing else is at stake
-        if replaced is not None and not overwrite:
-            _refuse_replacing(bucket, replaced)
+        source = _quarantined_copy(s3, result)
+        replaced = _replaced_by_release(s3, bucket, result, source, overwrite)
         now = timezone.now()
         # Recorded before the copy: the copy's own S3 event must find it and leave the object alone.
-        released = ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key=result.key,
-            etag=source.etag,
-            size=source.size,
-            sha256=result.sha256,
-            verdict=Verdict.INFECTED_ALLOWED,
-            signatures=result.signatures,
-            message=f"released from quarantine by {actor.label}",
-            engine=result.engine,
-            signature_version=result.signature_version,
-            action="released",
-            action_status=ScanResult.ActionStatus.DONE,
-            trigger=Trigger.MANUAL,
-            dedupe_key=uuid.uuid4().hex,
-            scanned_at=now,
-            resolution=Resolution.RELEASED,
-            resolved_by=actor.label[:254],
-            resolved_at=now,
-        )
-        when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
-        ScanResult.objects.filter(pk=released.pk).update(
-            version_id=restored.version_id or "", etag=restored.etag
-        )
-        released.refresh_from_db()
-        s3ops.put_scan_tags(
-            s3,
-            restored,
-            [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
-            managed_keys=(policy.tag_result_key, policy.tag_date_key),
-        )
-        s3ops.delete_version(s3, source)
+        released = _record_release(tenant, actor, bucket, result, source, now)
+        _restore(s3, policy, bucket, result, source, released, now)
     except Exception as exc:
         if released is not None:
             ScanResult.objects.filter(pk=released.pk).delete()
-        _fail_triage(result, old, exc, "Release")
-    _finish_triage(result, old, "released")
+        _fail_triage(result, exc, "Release")
+    _finish_triage(result, TriageAction.RELEASED)
     result.resolve(Resolution.RELEASED, actor.label)
     detail: dict[str, Any] = {"restored_as": str(released.pk), "overwrite": overwrite}
     if replaced is not None:
@@ -925,7 +954,7 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
         raise ServiceError("Only an Infected, Unscannable or Error object can be deleted from here.")
     bucket = result.bucket
     assert bucket is not None
-    old = _claim_triage(result, "deleting")
+    _claim_triage(result, TriageAction.DELETING)
     resolution = Resolution.DELETED
     target = _ref_of(result)
     if result.quarantine_key:
@@ -948,12 +977,12 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
                     f"s3://{target.bucket}/{target.key} now holds other bytes than this finding is about "
                     "(a newer upload); nothing was deleted."
                 ) from exc
-            if exc.code not in s3ops.NOT_FOUND_CODES:
+            if not isinstance(exc, s3ops.ObjectGone):
                 raise
             resolution = Resolution.GONE
     except Exception as exc:
-        _fail_triage(result, old, exc, "Delete")
-    _finish_triage(result, old, "deleted")
+        _fail_triage(result, exc, "Delete")
+    _finish_triage(result, TriageAction.DELETED)
     result.resolve(resolution, actor.label)
     record(
         tenant,
@@ -1008,7 +1037,7 @@ def _check_still_there(s3: Any, result: ScanResult) -> None:
     try:
         current = s3ops.head_object(s3, result.bucket_name, result.key, result.version_id or None)
     except s3ops.PermanentS3Error as exc:
-        if exc.code in s3ops.NOT_FOUND_CODES:
+        if isinstance(exc, s3ops.ObjectGone):
             raise TriageConflict(f"{where} no longer exists: there is nothing to rescan.") from exc
         raise ServiceError(f"Rescan refused: {exc.message}") from exc
     except s3ops.TransientS3Error as exc:

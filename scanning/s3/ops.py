@@ -11,6 +11,7 @@ deletes all go through the pin, so a verdict is never applied to bytes other tha
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -91,6 +92,12 @@ class PermanentS3Error(S3Error):
     kind = "permanent"
 
 
+class ObjectGone(PermanentS3Error):
+    """The object (or the version named) is not there: deleted, never written, or a delete marker's key.
+
+    Told by S3's error code (NoSuchKey, NoSuchVersion, a HEAD's 404), never by the message's words."""
+
+
 class SizeMismatchError(TransientS3Error):
     """Fewer or more bytes arrived than the pinned size; nothing read may be called Clean."""
 
@@ -163,7 +170,8 @@ def classify_client_error(
     if isinstance(exc, S3Error):
         return exc.kind, exc.message
     if isinstance(exc, ClientError):
-        return _classify_response_error(exc, target, doing)
+        kind, message, _ = _classify_response_error(exc, target, doing)
+        return kind, message
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return "permanent", f"no usable AWS credentials for {doing} {target}"
     if isinstance(exc, _TRANSIENT_EXCEPTIONS):
@@ -175,7 +183,17 @@ def classify_client_error(
 
 def _classify_response_error(
     exc: ClientError, target: str, doing: str
-) -> tuple[Literal["transient", "permanent"], str]:
+) -> tuple[Literal["transient", "permanent"], str, bool]:
+    """The kind, the words, and whether the code says the object is gone."""
+    kind, message = _classify_response(exc, target, doing)
+    if kind == "gone":
+        return "permanent", message, True
+    return kind, message, False
+
+
+def _classify_response(
+    exc: ClientError, target: str, doing: str
+) -> tuple[Literal["transient", "permanent", "gone"], str]:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     detail = str(error.get("Message", "") or "")
@@ -196,7 +214,7 @@ def _classify_response_error(
     if code == "NoSuchBucket":
         return "permanent", f"bucket does not exist {doing} {target}"
     if code in NOT_FOUND_CODES or status == 404:
-        return "permanent", f"object no longer exists ({target})"
+        return "gone", f"object no longer exists ({target})"
     if code in ("PreconditionFailed", "412") or status == 412:
         return "permanent", f"object changed since it was pinned ({target})"
     if code == "EntityTooLarge":
@@ -210,9 +228,11 @@ def to_s3_error(exc: BaseException, target: str = "the object", doing: str = "re
         return exc
     kind, message = classify_client_error(exc, target, doing)
     code = ""
+    cls: type[S3Error] = TransientS3Error if kind == "transient" else PermanentS3Error
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-    cls = TransientS3Error if kind == "transient" else PermanentS3Error
+        if _classify_response_error(exc, target, doing)[2]:
+            cls = ObjectGone
     return cls(message, code=code)
 
 
@@ -697,6 +717,33 @@ def move_object_verified(
     )
     delete_version(client, ref)
     return copied
+
+
+def put_object(
+    client: Client,
+    bucket: str,
+    key: str,
+    body: Any,
+    *,
+    size: int,
+    md5: bytes,
+    tags: Iterable[tuple[str, str]] = (),
+) -> ObjectRef:
+    """Write ``size`` bytes of ``body`` (a file) that were scanned; return the pin of what was written.
+
+    ``md5`` is the digest of the bytes scanned: S3 refuses the write (BadDigest) if the bytes arriving
+    differ. ``tags`` are written with the object, in the same request.
+    """
+    with _translated(f"s3://{bucket}/{key}", "writing"):
+        response = client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentLength=size,
+            ContentMD5=base64.b64encode(md5).decode(),
+            Tagging=urlencode(list(tags)),
+        )
+    return ObjectRef(bucket, key, response.get("VersionId") or None, _strip_etag(response.get("ETag")), size)
 
 
 # --- listing -----------------------------------------------------------------------------------------
