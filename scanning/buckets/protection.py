@@ -130,15 +130,9 @@ def _queue_arn(sqs: Any, url: str) -> str:
     return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
 
 
-def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: bool = True) -> Bucket:
-    """Create the bucket's queue and add s3av's event notification; idempotent.
-
-    On the bucket's first protection, ``scan_existing`` also starts a scan of what it already holds
-    (events only cover new uploads).
-    """
+def _check_protectable(tenant: Tenant, bucket: Bucket) -> None:
     _check(tenant, bucket)
-    account = bucket.account
-    if account.status != AwsAccount.Status.CONNECTED:
+    if bucket.account.status != AwsAccount.Status.CONNECTED:
         raise ServiceError("Verify the bucket's account before protecting its buckets.")
     if bucket.missing_since is not None:
         raise ServiceError("This bucket was not found at the last discovery; it cannot be protected.")
@@ -149,6 +143,55 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
             "quarantine bucket first."
         )
 
+
+def _create_queues(sqs: Any, bucket: Bucket, state: dict[str, Any]) -> None:
+    """The dead-letter queue, then the bucket's queue; each is recorded in ``state`` as it is made."""
+    name, dlq_name = queue_names(bucket)
+    tags = {"created-by": "s3av", "s3av-bucket-id": str(bucket.pk)}
+    dlq_url = sqs.create_queue(
+        QueueName=dlq_name,
+        Attributes={"MessageRetentionPeriod": "1209600", "SqsManagedSseEnabled": "true"},
+        tags=tags,
+    )["QueueUrl"]
+    state["dlq_url"] = dlq_url
+    redrive = {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": str(MAX_RECEIVES)}
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "RedrivePolicy": json.dumps(redrive),
+            "VisibilityTimeout": "120",
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "SqsManagedSseEnabled": "true",
+        },
+        tags=tags,
+    )["QueueUrl"]
+    state["queue_url"] = queue_url
+    queue_arn = _queue_arn(sqs, queue_url)
+    state["queue_arn"] = queue_arn
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url, Attributes={"Policy": json.dumps(queue_policy(bucket, queue_arn))}
+    )
+
+
+def _add_notification(s3: Any, bucket: Bucket, queue_arn: str) -> None:
+    """Merge s3av's entry into the bucket's notification configuration (read, merge, write)."""
+    nid = notification_id(bucket)
+    config = _without(_notification_config(s3, bucket.name), nid)
+    config["QueueConfigurations"] = [
+        *config.get("QueueConfigurations", []),
+        {"Id": nid, "QueueArn": queue_arn, "Events": EVENTS},
+    ]
+    s3.put_bucket_notification_configuration(Bucket=bucket.name, NotificationConfiguration=config)
+
+
+def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: bool = True) -> Bucket:
+    """Create the bucket's queue and add s3av's event notification; idempotent.
+
+    On the bucket's first protection, ``scan_existing`` also starts a scan of what it already holds
+    (events only cover new uploads).
+    """
+    _check_protectable(tenant, bucket)
+    account = bucket.account
     failure = None
     # The row lock serialises protect/unprotect of one bucket (each does a read-merge-write of the
     # bucket's notification configuration); it is held across the AWS calls on purpose.
@@ -157,45 +200,13 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
         if locked.protected:
             bucket.protected, bucket.protection = locked.protected, locked.protection
             return locked
-        nid = notification_id(locked)
-        name, dlq_name = queue_names(locked)
         state: dict[str, Any] = dict(locked.protection or {})
-        state.update({"region": locked.region, "notification_id": nid, "events": EVENTS})
+        state.update({"region": locked.region, "notification_id": notification_id(locked), "events": EVENTS})
         doing = "creating the event queue"
         try:
-            sqs = aws.client_for(account, "sqs", locked.region)
-            tags = {"created-by": "s3av", "s3av-bucket-id": str(locked.pk)}
-            dlq_url = sqs.create_queue(
-                QueueName=dlq_name,
-                Attributes={"MessageRetentionPeriod": "1209600", "SqsManagedSseEnabled": "true"},
-                tags=tags,
-            )["QueueUrl"]
-            state["dlq_url"] = dlq_url
-            redrive = {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": str(MAX_RECEIVES)}
-            queue_url = sqs.create_queue(
-                QueueName=name,
-                Attributes={
-                    "RedrivePolicy": json.dumps(redrive),
-                    "VisibilityTimeout": "120",
-                    "ReceiveMessageWaitTimeSeconds": "20",
-                    "SqsManagedSseEnabled": "true",
-                },
-                tags=tags,
-            )["QueueUrl"]
-            state["queue_url"] = queue_url
-            queue_arn = _queue_arn(sqs, queue_url)
-            state["queue_arn"] = queue_arn
-            sqs.set_queue_attributes(
-                QueueUrl=queue_url, Attributes={"Policy": json.dumps(queue_policy(locked, queue_arn))}
-            )
+            _create_queues(aws.client_for(account, "sqs", locked.region), locked, state)
             doing = "adding the event notification to the bucket"
-            s3 = aws.client_for(account, "s3", locked.region)
-            config = _without(_notification_config(s3, locked.name), nid)
-            config["QueueConfigurations"] = [
-                *config.get("QueueConfigurations", []),
-                {"Id": nid, "QueueArn": queue_arn, "Events": EVENTS},
-            ]
-            s3.put_bucket_notification_configuration(Bucket=locked.name, NotificationConfiguration=config)
+            _add_notification(aws.client_for(account, "s3", locked.region), locked, state["queue_arn"])
         except (aws.AssumeRoleFailed, ClientError, BotoCoreError) as exc:
             failure = _explain(exc, doing)
             log.warning("protect failed", extra={"bucket": str(locked.pk), "error": failure})
