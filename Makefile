@@ -35,6 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	source scripts/test-env.sh && $(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-cache
 
 # The private PostgreSQL cluster only when DATABASE_URL is unset, and stopped again at the end if this
 # started it: left running, it holds port 54329 and another checkout's `make test` on the machine fails.

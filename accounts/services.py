@@ -9,8 +9,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -29,6 +30,28 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+M = TypeVar("M", bound=models.Model)
+
+
+def get_owned(model: type[M], tenant: Tenant, pk: Any, *, field: str | None = None, noun: str = "") -> M:
+    """The row of ``model`` with ``pk`` that belongs to ``tenant``.
+
+    ``pk`` may be the row itself (checked without a query). Missing and another tenant's are the same
+    ``ServiceError`` ("No such bucket."), so a refusal never tells whether the id exists elsewhere.
+    """
+    found: M | None
+    if isinstance(pk, model):
+        found = pk if getattr(pk, "tenant_id", None) == tenant.pk else None
+    else:
+        try:
+            found = model._default_manager.filter(tenant=tenant, pk=pk).first()
+        except (ValueError, ValidationError):  # not even an id of this model's kind
+            found = None
+    if found is None:
+        raise ServiceError(f"No such {noun or model._meta.verbose_name}.", field=field)
+    return found
 
 
 @dataclass(frozen=True)
@@ -224,8 +247,7 @@ def create_api_key(
 
 @transaction.atomic
 def revoke_api_key(tenant: Tenant, actor: Actor, key: ApiKey) -> ApiKey:
-    if key.tenant_id != tenant.pk:
-        raise ServiceError("No such key.")
+    key = get_owned(ApiKey, tenant, key, noun="key")
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])

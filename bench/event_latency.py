@@ -172,7 +172,7 @@ def ensure_database(url: str) -> None:
 
 def flush_broker(url: str) -> None:
     """Drop leftovers of an earlier (interrupted) run from the scans queue of this broker."""
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     broker = scan_object.broker
     broker.declare_queue("scans")
@@ -187,6 +187,7 @@ def setup_tenant(s3: Any) -> tuple[Any, Any]:
 
     from accounts.services import Actor, create_tenant
     from linked_accounts import services as link_services
+    from scanning.buckets import discovery
     from scanning.buckets.protection import protect_bucket
     from scanning.models import Bucket
 
@@ -205,7 +206,7 @@ def setup_tenant(s3: Any) -> tuple[Any, Any]:
     with scope(tenant=tenant):
         account = link_services.link_account(tenant, actor, ACCOUNT_ID, "bench")
         link_services.verify_account(tenant, actor, account, f"arn:aws:iam::{ACCOUNT_ID}:role/s3av-scanner")
-        link_services.discover_buckets(tenant, actor, account)
+        discovery.discover_buckets(tenant, actor, account)
         bucket = Bucket.objects.get(tenant=tenant, account=account, name=name)
         protect_bucket(tenant, actor, bucket)
         bucket.refresh_from_db()
@@ -423,10 +424,10 @@ def main() -> int:
         call_command("migrate", verbosity=0, interactive=False)
         flush_broker(broker_url)
 
-        from scanning.s3 import ops as s3ops
+        from linked_accounts.aws import make_client
 
-        s3 = s3ops.make_client("s3", endpoint_url=endpoint, region="us-east-1")
-        sqs = s3ops.make_client("sqs", endpoint_url=endpoint, region="us-east-1")
+        s3 = make_client("s3", endpoint_url=endpoint, region="us-east-1")
+        sqs = make_client("sqs", endpoint_url=endpoint, region="us-east-1")
 
         probe: list[float] = []
         if args.probe:

@@ -105,7 +105,7 @@ def main() -> None:
     from linked_accounts.models import AwsAccount
     from scanning.jobs import services as jobs
     from scanning.models import Bucket, ScanJob, ScanJobItem
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     tenant, _, _ = create_tenant(
         Actor.system("bench"), f"bench {time.time_ns()}", f"b{time.time_ns()}@example.com"

@@ -361,7 +361,7 @@ def message_for(tenant: Any, bucket: Any, key: str, etag: str, size: int) -> tup
     from django_scopes import scope
 
     from scanning.pipeline import services
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     with scope(tenant=tenant):
         dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
@@ -683,7 +683,7 @@ def main() -> int:
         setup_django(env)
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        from scanning.s3.ops import make_client
+        from linked_accounts.aws import make_client
 
         s3 = make_client("s3", endpoint_url=endpoint, region="us-east-1", credentials=None)
         logging.getLogger("pika").setLevel(logging.ERROR)  # flushing a queue not declared yet is fine

@@ -72,7 +72,7 @@ def run(args: Any, endpoint: str, s3_client: Any) -> None:
     from scanning.jobs import services as jobs
     from scanning.models import Bucket, ScanJob, ScanPolicy
     from scanning.pipeline import services
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     name = f"bench-skip-{time.time_ns()}"
     s3_client.create_bucket(Bucket=name)

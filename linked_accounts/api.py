@@ -106,15 +106,6 @@ TeardownSerializer = inline_serializer(
         "not_removed": serializers.ListField(child=serializers.CharField()),
     },
 )
-DiscoverySerializer = inline_serializer(
-    "Discovery",
-    {
-        "found": serializers.IntegerField(),
-        "new": serializers.IntegerField(),
-        "newly_missing": serializers.IntegerField(),
-        "problems": serializers.ListField(child=serializers.CharField()),
-    },
-)
 
 
 class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
@@ -124,7 +115,6 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
     serializer_class = AccountSerializer
     read_role = Role.VIEWER
     write_role = Role.ADMIN
-    action_roles = {"discover": Role.OPERATOR}
 
     def get_queryset(self) -> Any:
         return super().get_queryset().select_related("organization")
@@ -202,12 +192,6 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
         body.is_valid(raise_exception=True)
         account = services.verify_account(self.tenant, self.actor, account, body.validated_data["role_arn"])
         return Response(AccountSerializer(account).data)
-
-    @extend_schema(request=None, responses={200: DiscoverySerializer})
-    @action(detail=True, methods=["post"])
-    def discover(self, request: Request, pk: str | None = None) -> Response:
-        account = self.get_object()
-        return Response(services.discover_buckets(self.tenant, self.actor, account))
 
 
 def _template_kind(request: Request, default: str) -> str:

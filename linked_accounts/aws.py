@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+import boto3
+import botocore.session
+from botocore.config import Config
 from django.conf import settings
-
-from scanning.s3 import ops as s3ops
 
 # Credentials are reused until this long before they expire. If s3av's own principal is itself a role,
 # AssumeRole is role chaining and AWS caps the session at one hour, so never ask for more.
@@ -54,9 +56,7 @@ def partition_of(account: Any) -> str:
 
 def service_client(service: str, region: str | None = None) -> Any:
     """A client with the service's own credentials (used only to assume tenants' roles)."""
-    return s3ops.make_client(
-        service, endpoint_url=settings.AWS_ENDPOINT_URL, region=region or settings.AWS_REGION
-    )
+    return make_client(service, endpoint_url=settings.AWS_ENDPOINT_URL, region=region or settings.AWS_REGION)
 
 
 def assume_role(role_arn: str, external_id: str | None, session_name: str = "s3av") -> dict[str, Any]:
@@ -131,9 +131,18 @@ def forget_credentials(account: Any) -> None:
             _clients.pop(client_key, None)
 
 
-# Building a boto3 client costs ~120 ms of CPU (bench/pipeline.py measured it as most of a 1 MiB
-# scan's cost), so clients are reused while their credentials are. boto3 clients are thread-safe.
-_clients: dict[tuple[str, ...], Any] = {}
+def forget_all() -> None:
+    """Drop every cached credential and client (tests; a deployment never needs to)."""
+    with _lock:
+        _cache.clear()
+        _clients.clear()
+
+
+# Clients are reused while their credentials are (boto3 clients are thread-safe), at most
+# MAX_CLIENTS of them, the least recently used dropped first: a worker serving many accounts and
+# regions must not keep one per pair forever.
+MAX_CLIENTS = 128
+_clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
 
 def client_for(account: Any, service: str, region: str | None = None) -> Any:
@@ -144,12 +153,56 @@ def client_for(account: Any, service: str, region: str | None = None) -> Any:
     key = (*base, str(credentials.get("AccessKeyId", "")))
     with _lock:
         client = _clients.get(key)
-    if client is not None:
-        return client
-    client = s3ops.make_client(service, endpoint_url=endpoint or None, region=region, credentials=credentials)
+        if client is not None:
+            _clients.move_to_end(key)
+            return client
+    client = make_client(service, endpoint_url=endpoint or None, region=region, credentials=credentials)
     with _lock:
         # Drop this account's clients built on older credentials for the same service and region.
         for stale in [k for k in _clients if k[: len(base)] == base]:
             del _clients[stale]
         _clients[key] = client
+        while len(_clients) > MAX_CLIENTS:
+            _clients.popitem(last=False)
     return client
+
+
+def make_client(
+    service: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    credentials: dict[str, str] | None = None,
+) -> Any:
+    """A boto3 client with bounded timeouts and standard retries.
+
+    ``credentials`` is the ``Credentials`` dict from STS AssumeRole (AccessKeyId, SecretAccessKey,
+    SessionToken); without it the default chain is used.  A custom endpoint (moto, MinIO) gets path-
+    style addressing, since it rarely serves bucket subdomains.
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    keys: dict[str, Any] = {}
+    if credentials:
+        keys = {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials.get("SessionToken"),
+        }
+    # A session per client (a boto3 session is not safe to share between threads, and each keeps its
+    # own credentials), but one loader of the service models for all: a session loading its own
+    # costs ~12 MiB and ~120 ms of CPU per client, the shared one ~1 MiB and ~15 ms.
+    with _session_lock:
+        core = botocore.session.Session()
+        core.register_component("data_loader", _models)
+        session = boto3.session.Session(botocore_session=core)
+        return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
+            service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
+        )
+
+
+_session_lock = threading.Lock()
+_models = botocore.session.Session().get_component("data_loader")

@@ -1,4 +1,4 @@
-"""Write operations on linked AWS accounts: link, verify, discover, update, tear down, delete.
+"""Write operations on linked AWS accounts: link, verify, update, tear down, delete.
 
 Each takes the tenant and the acting identity first and writes the audit event. AWS errors reach the
 tenant as sentences (``ServiceError`` / ``last_error``), never as tracebacks.
@@ -10,15 +10,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount, AwsOrganization
+from linked_accounts.signals import account_teardown
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,10 @@ def link_account(
     account_id = (account_id or "").strip()
     if len(account_id) != 12 or not account_id.isdigit():
         raise ServiceError("An AWS account id is 12 digits.", field="account_id")
-    if organization is not None and organization.tenant_id != tenant.pk:
-        raise ServiceError("No such organisation.", field="organization")
+    if organization is not None:
+        organization = get_owned(
+            AwsOrganization, tenant, organization, field="organization", noun="organisation"
+        )
     details: dict[str, Any] = {"account_id": account_id}
     if organization is not None:
         details["organization"] = str(organization.pk)
@@ -166,118 +168,15 @@ def _check_role(account: AwsAccount, role_arn: str) -> str | None:
     )
 
 
-def _region_of(s3: Any, name: str) -> str:
-    location = s3.get_bucket_location(Bucket=name).get("LocationConstraint")
-    if not location:
-        return "us-east-1"
-    if location == "EU":
-        return "eu-west-1"
-    return str(location)
-
-
-def _encryption_of(s3: Any, name: str) -> str:
-    try:
-        rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
-    except ClientError as exc:
-        if aws.error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
-            return ""
-        raise
-    for rule in rules:
-        algorithm = rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
-        if algorithm:
-            return str(algorithm)
-    return ""
-
-
-def discover_buckets(tenant: Tenant, actor: Actor, account: AwsAccount) -> dict[str, Any]:
-    """Refresh the account's buckets: add new ones, update region/versioning/encryption, mark missing.
-
-    Buckets that are gone are marked with ``missing_since`` and kept with their history.
-    """
-    from scanning.models import Bucket
-
-    _check_owner(tenant, account)
-    if account.status != AwsAccount.Status.CONNECTED:
-        raise ServiceError("Verify the account's role before discovering its buckets.")
-    try:
-        s3 = aws.client_for(account, "s3")
-        names = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
-    except aws.AssumeRoleFailed as exc:
-        _mark_error(account, exc.message)
-        raise ServiceError(exc.message) from None
-    except (ClientError, BotoCoreError) as exc:
-        message = f"Listing the account's buckets failed: {aws.error_code(exc) or type(exc).__name__}."
-        _mark_error(account, message)
-        raise ServiceError(message) from None
-
-    seen: dict[str, dict[str, str]] = {}
-    problems: list[str] = []
-    for name in names:
-        info = {"region": "us-east-1", "versioning": "", "encryption": ""}
-        try:
-            info["region"] = _region_of(s3, name)
-            regional = aws.client_for(account, "s3", info["region"])
-            info["versioning"] = str(regional.get_bucket_versioning(Bucket=name).get("Status", ""))
-            info["encryption"] = _encryption_of(regional, name)
-        except (ClientError, BotoCoreError) as exc:
-            problems.append(f"{name}: {aws.error_code(exc) or type(exc).__name__}")
-        seen[name] = info
-
-    now = timezone.now()
-    created = missing = 0
-    new_names: list[str] = []
-    with transaction.atomic():
-        existing = {
-            b.name: b for b in Bucket.objects.select_for_update().filter(tenant=tenant, account=account)
-        }
-        for name, info in seen.items():
-            bucket = existing.get(name)
-            if bucket is None:
-                Bucket.objects.create(tenant=tenant, account=account, name=name, discovered_at=now, **info)
-                created += 1
-                new_names.append(name)
-                continue
-            for attr, value in info.items():
-                setattr(bucket, attr, value)
-            bucket.missing_since = None
-            bucket.save(update_fields=["region", "versioning", "encryption", "missing_since"])
-        for name, bucket in existing.items():
-            if name not in seen and bucket.missing_since is None:
-                bucket.missing_since = now
-                bucket.save(update_fields=["missing_since"])
-                missing += 1
-        account.last_checked_at = now
-        account.last_error = ""
-        account.save(update_fields=["last_checked_at", "last_error"])
-        summary = {"found": len(seen), "new": created, "newly_missing": missing, "problems": problems}
-        if new_names:
-            from scanning.notifications.events import tenant_event
-
-            shown = ", ".join(sorted(new_names)[:20]) + (" and more" if len(new_names) > 20 else "")
-            tenant_event(tenant, "bucket.discovered", f"new buckets in account {account.account_id}: {shown}")
-        record(tenant, actor, "account.discover", account, summary)
-    return summary
-
-
-def _mark_error(account: AwsAccount, message: str) -> None:
-    account.status = AwsAccount.Status.ERROR
-    account.last_error = message
-    account.last_checked_at = timezone.now()
-    account.save(update_fields=["status", "last_error", "last_checked_at"])
-
-
 def teardown_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> TeardownReport:
-    """Remove every notification and queue s3av created in this account; report what stayed."""
-    from scanning.buckets import protection
-    from scanning.models import Bucket
+    """Remove every notification and queue s3av created in this account; report what stayed.
 
+    The apps that created them do the removing (``signals.account_teardown``)."""
     _check_owner(tenant, account)
     report = TeardownReport()
-    buckets = Bucket.objects.filter(tenant=tenant, account=account).select_related("account")
-    for bucket in buckets:
-        if not bucket.protected and not bucket.protection:
-            continue
-        report.extend(protection.remove_protection(tenant, bucket))
+    for _, part in account_teardown.send(sender=AwsAccount, tenant=tenant, actor=actor, account=account):
+        if isinstance(part, TeardownReport):
+            report.extend(part)
     record(tenant, actor, "account.teardown", account, report.as_dict())
     return report
 
@@ -308,10 +207,8 @@ def delete_account(tenant: Tenant, actor: Actor, account: AwsAccount) -> Teardow
 
 
 def _check_owner(tenant: Tenant, account: AwsAccount) -> None:
-    if account.tenant_id != tenant.pk:
-        raise ServiceError("No such account.")
+    get_owned(AwsAccount, tenant, account, noun="account")
 
 
 def _check_organization_owner(tenant: Tenant, organization: AwsOrganization) -> None:
-    if organization.tenant_id != tenant.pk:
-        raise ServiceError("No such organisation.")
+    get_owned(AwsOrganization, tenant, organization, noun="organisation")

@@ -16,11 +16,10 @@ import logging
 from collections.abc import Callable
 
 import dramatiq
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from scanning.engine.clamd import ClamdClient
+from scanning.pipeline import services as scanning
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def check_broker() -> None:
 
 
 def check_clamd() -> None:
-    ClamdClient(settings.CLAMD_ADDRESS, timeout=PROBE_TIMEOUT).ping()
+    scanning.clamd_client(timeout=PROBE_TIMEOUT).ping()
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

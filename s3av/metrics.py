@@ -117,6 +117,22 @@ def _histogram(name: str, documentation: str, per_agent: list[tuple[str, dict[st
     return family
 
 
+def _running_agents(agents: list[Any], now: Any, lost_after: Any) -> list[Any]:
+    """Per-agent series only for agents that heartbeat: a lost one is most likely dead, and its last
+    words (engine down, scans in flight) would hold gauges and alerts for the day it stays listed, as
+    a scrape of a dead process would not. One series per label: a worker restarted in the same
+    container (same host name, and pids repeat there) has the label of the process it replaced."""
+    from scanning.models import Agent
+
+    newest: dict[str, Any] = {}
+    for agent in agents:
+        label = f"{agent.host}:{agent.pid}"
+        active = agent.status_at(now, lost_after) == Agent.Status.ACTIVE
+        if active and (label not in newest or agent.started_at > newest[label].started_at):
+            newest[label] = agent
+    return list(newest.values())
+
+
 def fleet_metrics() -> Iterator[Metric]:
     from scanning.fleet import agents as fleet
     from scanning.models import Agent
@@ -131,17 +147,7 @@ def fleet_metrics() -> Iterator[Metric]:
         by_status.add_metric([status], count)
     yield by_status
 
-    # Per-agent series only for agents that heartbeat: a lost one is most likely dead, and its last
-    # words (engine down, scans in flight) would hold gauges and alerts for the day it stays listed, as
-    # a scrape of a dead process would not. One series per label: a worker restarted in the same
-    # container (same host name, and pids repeat there) has the label of the process it replaced.
-    newest: dict[str, Agent] = {}
-    for agent in agents:
-        label = f"{agent.host}:{agent.pid}"
-        active = agent.status_at(now, fleet.lost_after()) == Agent.Status.ACTIVE
-        if active and (label not in newest or agent.started_at > newest[label].started_at):
-            newest[label] = agent
-    running = list(newest.values())
+    running = _running_agents(list(agents), now, fleet.lost_after())
     scans = CounterMetricFamily("s3av_scans", "Verdicts recorded, by verdict.", labels=["agent", "verdict"])
     scanned = CounterMetricFamily("s3av_scanned_bytes", "Bytes read from S3 and scanned.", labels=["agent"])
     failures = CounterMetricFamily(

@@ -257,13 +257,8 @@ SPECTACULAR_SETTINGS = {
 CLAMAV_DIR = Path(env_str("S3AV_CLAMAV_DIR", str(VAR_DIR / "clamav"))).absolute()
 CLAMAV_DB_DIR = CLAMAV_DIR / "db"
 _clamd_address = env_url("S3AV_CLAMD", f"unix://{CLAMAV_DIR / 'clamd.sock'}", {"unix", "tcp"})
+# Checked further (an absolute socket path, a port) when the scanning app starts (scanning/apps.py).
 CLAMD_ADDRESS: str = _clamd_address or ""
-try:
-    from scanning.engine.clamd import ClamdClient as _ClamdClient
-
-    _ClamdClient(CLAMD_ADDRESS)
-except ValueError as _exc:
-    raise ImproperlyConfigured(f"S3AV_CLAMD: {_exc}") from None
 CLAMD_TIMEOUT = env_float("S3AV_CLAMD_TIMEOUT", 300.0, minimum=1.0)
 # Must equal clamd's StreamMaxLength (scripts/clamav.sh renders both from the
 # same variable): larger objects are Unscannable without being downloaded.
@@ -313,12 +308,8 @@ SIGNATURES_INTERVAL = env_duration("S3AV_SIGNATURES_INTERVAL", "2h", minimum=60)
 FRESHCLAM_CONFIG = env_str("S3AV_FRESHCLAM_CONFIG", "/etc/clamav/freshclam.conf")
 # More clamd that load the same database directory (a shared volume) and are told to RELOAD after an
 # update, besides S3AV_CLAMD.
+# Checked as S3AV_CLAMD is, when the scanning app starts.
 SIGNATURES_CLAMDS = env_list("S3AV_SIGNATURES_CLAMDS")
-for _address in SIGNATURES_CLAMDS:
-    try:
-        _ClamdClient(_address)
-    except ValueError as _exc:
-        raise ImproperlyConfigured(f"S3AV_SIGNATURES_CLAMDS: {_exc}") from None
 # How long a reloading clamd may take to answer with the new database (the official databases take
 # tens of seconds to load).
 SIGNATURES_RELOAD_TIMEOUT = env_duration("S3AV_SIGNATURES_RELOAD_TIMEOUT", "300s")
@@ -363,10 +354,11 @@ DRAMATIQ_BROKER = {
 # Each actor lives next to the function it runs; the worker imports these modules of every app.
 DRAMATIQ_AUTODISCOVER_MODULES = [
     "actors",
-    "pipeline.actors",
-    "jobs.actors",
+    "pipeline.services",
+    "jobs.services",
     "notifications.actors",
-    "notifications.event_actors",
+    "notifications.events",
+    "buckets.discovery",
 ]
 
 # --- Logging: one JSON object per line -------------------------------------

@@ -5,15 +5,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import IntegrityError, models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_scopes import ScopedManager
 
 from accounts.models import Tenant
+from scanning.fleet.stats import STATS
 
 
 class Verdict(models.TextChoices):
@@ -22,10 +24,6 @@ class Verdict(models.TextChoices):
     UNSCANNABLE = "Unscannable"
     ERROR = "Error"
     INFECTED_ALLOWED = "InfectedAllowed"
-
-
-# ScanResult.action of a version s3av itself took out of the bucket (quarantined, or deleted by policy).
-MOVED_ACTION_RE = r"(quarantined|deleted)"
 
 
 class Trigger(models.TextChoices):
@@ -170,8 +168,6 @@ class ScanPolicy(models.Model):
             raise ValidationError({"tag_result_key": "The four tag keys must differ."})
         if self.tenant_id and self.quarantine_bucket:
             # Here, not only in the API's serializer: the admin and the services validate with this too.
-            from scanning.buckets.protection import quarantine_loop
-
             loop = quarantine_loop(self.tenant, self.quarantine_bucket, self if self.pk else None)
             if loop:
                 raise ValidationError({"quarantine_bucket": loop})
@@ -225,10 +221,6 @@ class Bucket(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def versioned(self) -> bool:
-        return self.versioning in {"Enabled", "Suspended"}
-
     def clean(self) -> None:
         super().clean()
         if self.account_id and self.account.tenant_id != self.tenant_id:
@@ -250,6 +242,32 @@ class Bucket(models.Model):
         return self.policy or ScanPolicy.default_for(self.tenant)
 
 
+def quarantine_loop(tenant: Tenant, quarantine_bucket: str, policy: ScanPolicy | None) -> str | None:
+    """Why quarantining into ``quarantine_bucket`` under ``policy`` would loop, or None.
+
+    A quarantine bucket that s3av scans (protected, or one the policy applies to) would have its own
+    quarantine copies scanned and quarantined again, the key growing each round.
+    """
+    if not quarantine_bucket:
+        return None
+    same_name = Bucket.objects.filter(tenant=tenant, name=quarantine_bucket)
+    if same_name.filter(protected=True).exists():
+        return (
+            f"{quarantine_bucket} is a protected bucket: s3av would scan its own quarantine copies. "
+            "Quarantine into a bucket s3av does not protect."
+        )
+    if policy is not None and policy.pk is not None:
+        uses = same_name.filter(policy=policy)
+        if policy.is_default:
+            uses = same_name.filter(models.Q(policy=policy) | models.Q(policy__isnull=True))
+        if uses.exists():
+            return (
+                f"This policy applies to {quarantine_bucket} itself: quarantined objects would be scanned "
+                "and quarantined again. Quarantine into another bucket."
+            )
+    return None
+
+
 # Verdicts that are findings: someone has to decide what happens to the object.
 FINDING_VERDICTS = (Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR)
 
@@ -266,12 +284,62 @@ class Resolution(models.TextChoices):
     GONE = "gone", "The object was already gone when an operator deleted it"
 
 
+class TriageAction(models.TextChoices):
+    """An operator's triage of a finding, under way or done (the last word of ``ScanResult.action``)."""
+
+    RELEASING = "releasing"
+    RELEASED = "released"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+# What s3av did to the object version, in the order ``ScanResult.action`` names them.
+ACTION_FLAGS = ("stored", "tagged", "promoted", "quarantined", "deleted", "superseded", "released")
+# The flags an automatic action sets (``stored`` and ``released`` are set when the row is created).
+POLICY_ACTION_FLAGS = ("tagged", "promoted", "quarantined", "deleted", "superseded")
+
+# A version s3av itself took out of the bucket: quarantined, or deleted (by the policy or an operator).
+MOVED_AWAY = Q(quarantined=True) | Q(deleted=True) | Q(triage_action=TriageAction.DELETED)
+
+
+def action_text(flags: dict[str, bool], action_status: str, triage: str) -> str:
+    """The ``+``-joined action of the API and the notifications (DESIGN.md), from the fields.
+
+    ``none``: acted and nothing was to be done; ``failed``: an action failed; the triage comes last.
+    """
+    done = [name for name in ACTION_FLAGS if flags.get(name)]
+    if action_status == "failed":
+        done.append("failed")
+    base = "+".join(done) or ("none" if action_status == "done" else "")
+    if not triage:
+        return base
+    return f"{base}+{triage}" if base else triage
+
+
+def parse_action_text(text: str, verdict: str, resolution: str) -> tuple[dict[str, bool], str]:
+    """The flags and the triage an action text names (the inverse of ``action_text``).
+
+    A last "deleted" is the policy's delete when the finding was resolved so, else an operator's; a lone
+    "released" is the restored copy of a release (verdict InfectedAllowed), else the release itself.
+    """
+    tokens = [token for token in (text or "").split("+") if token]
+    triage = ""
+    last = tokens[-1] if tokens else ""
+    if last in {TriageAction.RELEASING, TriageAction.DELETING}:
+        triage = tokens.pop()
+    elif last == TriageAction.RELEASED and not (len(tokens) == 1 and verdict == Verdict.INFECTED_ALLOWED):
+        triage = tokens.pop()
+    elif last == TriageAction.DELETED and resolution != Resolution.DELETED_BY_POLICY:
+        triage = tokens.pop()
+    return {name: name in tokens for name in ACTION_FLAGS}, triage
+
+
 class ScanResultQuerySet(models.QuerySet["ScanResult"]):
     def final(self) -> ScanResultQuerySet:
         return self.exclude(verdict="")
 
-    def for_version(self, bucket: Bucket, key: str, version_id: str, etag: str) -> ScanResultQuerySet:
-        return self.filter(bucket=bucket, key=key, version_id=version_id, etag=etag)
+    def moved_away(self) -> ScanResultQuerySet:
+        return self.filter(MOVED_AWAY)
 
 
 class ScanResult(models.Model):
@@ -308,7 +376,17 @@ class ScanResult(models.Model):
     message = models.TextField(blank=True)
     engine = models.CharField(max_length=100, blank=True)
     signature_version = models.CharField(max_length=100, blank=True)
-    action = models.CharField(max_length=128, blank=True)
+    # What was done to the object version (``action`` names them as the API shows it).
+    stored = models.BooleanField(default=False, help_text="Written to the bucket by the scan API.")
+    tagged = models.BooleanField(default=False)
+    promoted = models.BooleanField(default=False, help_text="Copied to the policy's destination.")
+    quarantined = models.BooleanField(default=False)
+    deleted = models.BooleanField(default=False, help_text="The policy deleted the version.")
+    superseded = models.BooleanField(default=False, help_text="A newer verdict or upload applies instead.")
+    released = models.BooleanField(default=False, help_text="The copy a release restored from quarantine.")
+    triage_action = models.CharField(max_length=16, choices=TriageAction.choices, blank=True)
+    # S3 said the object (version) is not there (ObjectGone), so there is nothing to tag or act on.
+    object_gone = models.BooleanField(default=False)
     action_status = models.CharField(max_length=16, choices=ActionStatus.choices, blank=True)
     action_detail = models.TextField(blank=True)
     tags_dropped = models.JSONField(default=list, blank=True)
@@ -354,8 +432,26 @@ class ScanResult(models.Model):
     def is_final(self) -> bool:
         return bool(self.verdict)
 
-    def lease_expired(self) -> bool:
-        return self.claimed_until is None or self.claimed_until < timezone.now()
+    @property
+    def action(self) -> str:
+        """What was done, as the API, the notifications and the portal show it: ``tagged+quarantined``."""
+        flags = {name: getattr(self, name) for name in ACTION_FLAGS}
+        return action_text(flags, self.action_status, self.triage_action)
+
+    @action.setter
+    def action(self, text: str) -> None:
+        flags, self.triage_action = parse_action_text(text, self.verdict, self.resolution)
+        for name, value in flags.items():
+            setattr(self, name, value)
+
+    @property
+    def moved_away(self) -> bool:
+        return self.quarantined or self.deleted or self.triage_action == TriageAction.DELETED
+
+    @property
+    def triaged(self) -> bool:
+        """Released or deleted (or that is under way): no further triage."""
+        return bool(self.triage_action) or self.deleted or self.released
 
     def resolve(self, resolution: str, by: str) -> None:
         """Mark this finding resolved (saved at once); the first resolution stands."""
@@ -500,8 +596,6 @@ class ScanJobItem(models.Model):
 
 def validate_cron(value: str) -> None:
     """A five-field cron expression (or @hourly ... @yearly) that fires at most once an hour."""
-    from croniter import croniter
-
     text = (value or "").strip()
     aliases = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
     if text.startswith("@"):
@@ -550,8 +644,6 @@ class Schedule(models.Model):
         return f"{self.cron} s3://{self.bucket.name}/{self.prefix}"
 
     def next_after(self, when: datetime) -> datetime:
-        from croniter import croniter
-
         return croniter(self.cron.strip(), when.astimezone(UTC)).get_next(datetime)
 
 
@@ -662,8 +754,6 @@ class NotificationChannel(models.Model):
         self.save(update_fields=["last_delivered_at", "last_error"])
 
     def mark_failed(self, error: str) -> None:
-        from scanning.fleet.stats import STATS
-
         STATS.notification_failed()
         self.last_error = error[:2000]
         self.save(update_fields=["last_error"])

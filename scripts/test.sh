@@ -17,4 +17,8 @@ export S3AV_CLAMD="${S3AV_CLAMD:-unix://${S3AV_CLAMAV_DIR:-${S3AV_VAR_DIR:-$PWD/
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .
+# The import contracts of pyproject.toml ([tool.importlinter]): scanning's layers, no Django in engine/s3.
+.venv/bin/lint-imports --no-cache
+# No function over 60 lines outside data literals (docstrings and multi-line literals not counted).
+.venv/bin/python scripts/function_length.py
 .venv/bin/pytest "$@"

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import Membership, Role, Tenant, User
+from linked_accounts import aws
 
 pytest_plugins = [
     "tests.fixtures.browser",
@@ -18,6 +19,14 @@ pytest_plugins = [
     "tests.fixtures.scanning",
     "tests.fixtures.worker",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _forget_aws_sessions() -> Any:
+    """Each test starts with no cached role credentials or boto3 clients: a test's accounts are
+    its own, and clients cached for every test's accounts held gigabytes by the end of a run."""
+    yield
+    aws.forget_all()
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
+from linked_accounts.models import AwsAccount
 from s3av.api import TenantViewSet
-from scanning.buckets import protection, read_gate
+from scanning.buckets import discovery, protection, read_gate
 from scanning.models import Bucket, ScanPolicy
 
 
@@ -153,3 +154,31 @@ class BucketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
             )
         statements = read_gate.statements(bucket)
         return Response({"statement": statements[0], "statements": statements, "note": _READ_GATE_NOTE})
+
+
+DiscoverySerializer = inline_serializer(
+    "Discovery",
+    {
+        "found": serializers.IntegerField(),
+        "new": serializers.IntegerField(),
+        "newly_missing": serializers.IntegerField(),
+        "problems": serializers.ListField(child=serializers.CharField()),
+    },
+)
+
+
+class AccountDiscoveryViewSet(TenantViewSet):
+    """Linked AWS accounts. Reading needs viewer; linking, verifying and removing need admin."""
+
+    # /api/v1/accounts/{id}/discover: the account's buckets are scanning's (linked_accounts imports
+    # nothing of scanning), so the route is registered here, under the accounts prefix.
+    queryset = AwsAccount.objects.none()
+    read_role = Role.VIEWER
+    write_role = Role.ADMIN
+    action_roles = {"discover": Role.OPERATOR}
+
+    @extend_schema(request=None, responses={200: DiscoverySerializer})
+    @action(detail=True, methods=["post"])
+    def discover(self, request: Request, pk: str | None = None) -> Response:
+        account = self.get_object()
+        return Response(discovery.discover_buckets(self.tenant, self.actor, account))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -122,8 +123,6 @@ class ScheduleSerializer(serializers.ModelSerializer):
         extra_kwargs = {"prefix": {"trim_whitespace": False}}
 
     def validate_cron(self, value: str) -> str:
-        from django.core.exceptions import ValidationError as DjangoValidationError
-
         try:
             validate_cron(value)
         except DjangoValidationError as exc:

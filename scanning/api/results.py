@@ -6,6 +6,7 @@ import copy
 from datetime import UTC
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.dateparse import parse_datetime
@@ -35,6 +36,8 @@ from scanning.policies import services as policies
 
 class ScanResultSerializer(serializers.ModelSerializer):
     bucket = serializers.UUIDField(source="bucket_id", read_only=True)
+    # Computed from the result's fields (what was done to the object), as DESIGN.md names it.
+    action = serializers.CharField(read_only=True)
     action_status = serializers.ChoiceField(
         choices=ScanResult.ActionStatus.choices,
         allow_blank=True,
@@ -221,8 +224,6 @@ class ScanPolicySerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "is_default", "created_at", "updated_at"]
 
     def get_fields(self) -> dict[str, Any]:
-        from django.conf import settings
-
         fields = super().get_fields()
         # A referenced bucket must be the caller's tenant's: another tenant's id is "does not exist".
         request = self.context.get("request")

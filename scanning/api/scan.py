@@ -9,20 +9,15 @@ spooled to a temporary file on disk, to be written to the bucket after the verdi
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import IO, Any
-from urllib.parse import urlencode
 
 import multipart
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -33,13 +28,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Role, Tenant, role_at_least
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, record
 from linked_accounts import aws
 from s3av.api import request_tenant
 from scanning.engine import clamd as engine
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanResult, Trigger, UsageMonth, Verdict
-from scanning.pipeline import promotion, scanner, services
+from scanning.pipeline import scanner, services, uploads
 from scanning.s3 import ops as s3ops
 
 CHUNK = 64 * 1024
@@ -88,29 +83,27 @@ class UploadScan:
 
     def __init__(self, limit: int, spool: bool) -> None:
         self.limit = limit
-        self.size = 0
-        self.sha256 = hashlib.sha256()
+        self.tally = s3ops.ByteTally()
         self.md5 = hashlib.md5(usedforsecurity=False)  # for S3's Content-MD5 integrity check only
         self.spool: IO[bytes] | None = tempfile.TemporaryFile() if spool else None  # noqa: SIM115
         self.reply: engine.EngineReply | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        self.size += len(chunk)
-        if self.size > self.limit:
+        if self.tally.bytes_read + len(chunk) > self.limit:
             raise _too_large(self.limit)
-        self.sha256.update(chunk)
+        self.tally.update(chunk)
         if self.spool is not None:
             self.md5.update(chunk)
             self.spool.write(chunk)
         return chunk
 
+    @property
+    def size(self) -> int:
+        return self.tally.bytes_read
+
     def close(self) -> None:
         if self.spool is not None:
             self.spool.close()
-
-
-def _clamd() -> engine.ClamdClient:
-    return services.clamd_client()
 
 
 class MultipartUpload:
@@ -315,9 +308,9 @@ class ScanUploadView(APIView):
             engine_name, signature_version = services.engine_identity().get()
             upload = MultipartUpload.from_request(django_request) if _is_multipart(django_request) else None
             if upload is None:
-                scan.reply = _clamd().scan_stream(_raw_chunks(django_request, scan))
+                scan.reply = services.clamd_client().scan_stream(_raw_chunks(django_request, scan))
             else:
-                scan.reply = _clamd().scan_stream(upload.chunks(django_request, scan))
+                scan.reply = services.clamd_client().scan_stream(upload.chunks(django_request, scan))
             received = scan.size if upload is None else upload.received
             declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
             if received != declared:
@@ -329,7 +322,7 @@ class ScanUploadView(APIView):
             reply = scan.reply
             if reply is None:
                 raise EngineBusy()
-            verdict = scanner._ENGINE_STATUS[reply.status]
+            verdict = scanner.verdict_of(reply)
             UsageMonth.add(tenant, objects=1, size=scan.size)
             body: dict[str, Any] = {
                 "verdict": verdict,
@@ -337,13 +330,13 @@ class ScanUploadView(APIView):
                 "message": f"the engine could not inspect it fully: {reply.reason}"
                 if verdict == Verdict.UNSCANNABLE
                 else "",
-                "sha256": scan.sha256.hexdigest(),
+                "sha256": scan.tally.sha256,
                 "size": scan.size,
                 "engine": engine_name,
                 "signature_version": signature_version,
             }
             if target is not None and verdict == Verdict.CLEAN:
-                result = store_clean_upload(tenant, Actor.from_request(django_request), target, scan, body)
+                result = _store(tenant, Actor.from_request(django_request), target, scan, body)
                 body["stored"] = {
                     "bucket": str(target[0].pk),
                     "key": target[1],
@@ -359,6 +352,25 @@ class ScanUploadView(APIView):
         finally:
             scan.close()
         return Response(body)
+
+
+def _store(
+    tenant: Tenant, actor: Actor, target: tuple[Bucket, str], scan: UploadScan, verdict: dict[str, Any]
+) -> ScanResult:
+    assert scan.spool is not None
+    bucket, key = target
+    return uploads.store_clean_upload(
+        tenant,
+        actor,
+        bucket,
+        key,
+        scan.spool,
+        size=scan.size,
+        md5=scan.md5.digest(),
+        sha256=verdict["sha256"],
+        engine=verdict["engine"],
+        signature_version=verdict["signature_version"],
+    )
 
 
 def _store_target(tenant: Tenant, params: Any) -> tuple[Bucket, str] | None:
@@ -377,92 +389,6 @@ def _store_target(tenant: Tenant, params: Any) -> tuple[Bucket, str] | None:
     if not key or len(key.encode()) > 1024 or "\x00" in key:
         raise ValidationError({"key": ["Name the key to store the upload under (at most 1024 bytes)."]})
     return bucket, key
-
-
-def _written_at(s3: Any, bucket: Bucket, key: str, version_id: str, etag: str) -> datetime | None:
-    """The stored object's LastModified, to the second (PutObject answers none).
-
-    In an unversioned bucket it is what tells a later PUT of the same bytes (a new object, without this
-    object's tags) from the stored object itself; without it that PUT would fold into this verdict and
-    stay untagged. None when the key already holds other bytes.
-    """
-    try:
-        written = s3ops.head_object(s3, bucket.name, key, version_id or None)
-    except s3ops.S3Error:
-        return None
-    if written.etag != etag or written.last_modified is None:
-        return None
-    return written.last_modified.replace(microsecond=0)
-
-
-def store_clean_upload(
-    tenant: Tenant, actor: Actor, target: tuple[Bucket, str], scan: UploadScan, verdict: dict[str, Any]
-) -> ScanResult:
-    """Write a scanned Clean upload to the bucket, tagged, and record the verdict pinned to the version
-    written, so the bucket's own event scan of it folds into this result instead of scanning again."""
-    bucket, key = target
-    assert scan.spool is not None
-    if scan.size > s3ops.COPY_OBJECT_LIMIT:
-        raise ValidationError({"bucket": ["Uploads over 5 GB cannot be stored from the scan API."]})
-    policy = bucket.effective_policy()
-    now = timezone.now()
-    tags = [
-        (policy.tag_result_key, Verdict.CLEAN),
-        (policy.tag_date_key, now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
-    ]
-    scan.spool.seek(0)
-    s3 = services.bucket_client(bucket, field="bucket")
-    try:
-        # Content-MD5: S3 refuses the write if the bytes arriving differ from those scanned.
-        response = s3.put_object(
-            Bucket=bucket.name,
-            Key=key,
-            Body=scan.spool,
-            ContentLength=scan.size,
-            ContentMD5=base64.b64encode(scan.md5.digest()).decode(),
-            Tagging=urlencode(tags),
-        )
-    except Exception as exc:
-        failure = s3ops.to_s3_error(exc, f"s3://{bucket.name}/{key}", "writing")
-        raise ServiceError(f"Storing the upload failed: {failure.message}", field="bucket") from exc
-    version_id = response.get("VersionId") or ""
-    etag = str(response.get("ETag", "")).strip('"')
-    fields = dict(
-        last_modified=_written_at(s3, bucket, key, version_id, etag),
-        tenant=tenant,
-        bucket=bucket,
-        bucket_name=bucket.name,
-        key=key,
-        version_id=version_id,
-        etag=etag,
-        size=scan.size,
-        sha256=verdict["sha256"],
-        verdict=Verdict.CLEAN,
-        engine=verdict["engine"],
-        signature_version=verdict["signature_version"],
-        action="stored+tagged",
-        action_status=ScanResult.ActionStatus.DONE,
-        trigger=Trigger.API,
-        dedupe_key=services.dedupe_key_for(bucket, key, version_id or None, etag, False),
-        scanned_at=now,
-    )
-    try:
-        with transaction.atomic():
-            result = ScanResult.objects.create(**fields)
-    except IntegrityError:
-        # The same bytes stored again under the same key of an unversioned bucket: one object, one verdict.
-        result = ScanResult.objects.get(tenant=tenant, dedupe_key=fields["dedupe_key"])
-    # The two-bucket system applies to stored uploads as to any Clean object of the staging bucket.
-    try:
-        if promotion.promote_if_wanted(tenant, bucket, policy, result):
-            result.action = "stored+tagged+promoted"
-    except s3ops.S3Error as exc:
-        result.action = "stored+tagged+failed"
-        result.action_status = ScanResult.ActionStatus.FAILED
-        result.action_detail = f"promotion failed: {exc.message}"
-    result.save(update_fields=["action", "action_status", "action_detail"])
-    record(tenant, actor, "scan.store", result, {"bucket": bucket.name, "key": key, "size": scan.size})
-    return result
 
 
 class ScanExistingSerializer(serializers.Serializer):
@@ -498,7 +424,7 @@ def _require_object(bucket: Bucket, key: str, version_id: str) -> None:
         s3ops.head_object(s3, bucket.name, key, version_id or None)
     except s3ops.PermanentS3Error as exc:
         # 405: the version named is a delete marker, not an object.
-        if exc.code in s3ops.NOT_FOUND_CODES or exc.code in {"405", "MethodNotAllowed"}:
+        if isinstance(exc, s3ops.ObjectGone) or exc.code in {"405", "MethodNotAllowed"}:
             where = f"s3://{bucket.name}/{key}" + (f" (version {version_id})" if version_id else "")
             raise NotFound(f"There is no object at {where}; nothing was scanned.") from exc
         # Anything else (access denied, KMS) is the scan's own Error verdict, recorded as such.

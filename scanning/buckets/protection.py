@@ -22,15 +22,16 @@ import logging
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount
 from linked_accounts.services import TeardownReport
-from scanning.models import Bucket, ScanPolicy
+from scanning.jobs import services as jobs
+from scanning.models import Bucket, JobTrigger, ScanJob, ScanPolicy
 from scanning.notifications import events as ops_notifications
 
 log = logging.getLogger(__name__)
@@ -76,34 +77,7 @@ def queue_policy(bucket: Bucket, queue_arn: str) -> dict[str, Any]:
 
 
 def _check(tenant: Tenant, bucket: Bucket) -> None:
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.")
-
-
-def quarantine_loop(tenant: Tenant, quarantine_bucket: str, policy: ScanPolicy | None) -> str | None:
-    """Why quarantining into ``quarantine_bucket`` under ``policy`` would loop, or None.
-
-    A quarantine bucket that s3av scans (protected, or one the policy applies to) would have its own
-    quarantine copies scanned and quarantined again, the key growing each round.
-    """
-    if not quarantine_bucket:
-        return None
-    same_name = Bucket.objects.filter(tenant=tenant, name=quarantine_bucket)
-    if same_name.filter(protected=True).exists():
-        return (
-            f"{quarantine_bucket} is a protected bucket: s3av would scan its own quarantine copies. "
-            "Quarantine into a bucket s3av does not protect."
-        )
-    if policy is not None and policy.pk is not None:
-        uses = same_name.filter(policy=policy)
-        if policy.is_default:
-            uses = same_name.filter(models.Q(policy=policy) | models.Q(policy__isnull=True))
-        if uses.exists():
-            return (
-                f"This policy applies to {quarantine_bucket} itself: quarantined objects would be scanned "
-                "and quarantined again. Quarantine into another bucket."
-            )
-    return None
+    get_owned(Bucket, tenant, bucket)
 
 
 def _quarantines_into(tenant: Tenant, bucket: Bucket) -> ScanPolicy | None:
@@ -156,15 +130,9 @@ def _queue_arn(sqs: Any, url: str) -> str:
     return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
 
 
-def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: bool = True) -> Bucket:
-    """Create the bucket's queue and add s3av's event notification; idempotent.
-
-    On the bucket's first protection, ``scan_existing`` also starts a scan of what it already holds
-    (events only cover new uploads).
-    """
+def _check_protectable(tenant: Tenant, bucket: Bucket) -> None:
     _check(tenant, bucket)
-    account = bucket.account
-    if account.status != AwsAccount.Status.CONNECTED:
+    if bucket.account.status != AwsAccount.Status.CONNECTED:
         raise ServiceError("Verify the bucket's account before protecting its buckets.")
     if bucket.missing_since is not None:
         raise ServiceError("This bucket was not found at the last discovery; it cannot be protected.")
@@ -175,6 +143,55 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
             "quarantine bucket first."
         )
 
+
+def _create_queues(sqs: Any, bucket: Bucket, state: dict[str, Any]) -> None:
+    """The dead-letter queue, then the bucket's queue; each is recorded in ``state`` as it is made."""
+    name, dlq_name = queue_names(bucket)
+    tags = {"created-by": "s3av", "s3av-bucket-id": str(bucket.pk)}
+    dlq_url = sqs.create_queue(
+        QueueName=dlq_name,
+        Attributes={"MessageRetentionPeriod": "1209600", "SqsManagedSseEnabled": "true"},
+        tags=tags,
+    )["QueueUrl"]
+    state["dlq_url"] = dlq_url
+    redrive = {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": str(MAX_RECEIVES)}
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "RedrivePolicy": json.dumps(redrive),
+            "VisibilityTimeout": "120",
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "SqsManagedSseEnabled": "true",
+        },
+        tags=tags,
+    )["QueueUrl"]
+    state["queue_url"] = queue_url
+    queue_arn = _queue_arn(sqs, queue_url)
+    state["queue_arn"] = queue_arn
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url, Attributes={"Policy": json.dumps(queue_policy(bucket, queue_arn))}
+    )
+
+
+def _add_notification(s3: Any, bucket: Bucket, queue_arn: str) -> None:
+    """Merge s3av's entry into the bucket's notification configuration (read, merge, write)."""
+    nid = notification_id(bucket)
+    config = _without(_notification_config(s3, bucket.name), nid)
+    config["QueueConfigurations"] = [
+        *config.get("QueueConfigurations", []),
+        {"Id": nid, "QueueArn": queue_arn, "Events": EVENTS},
+    ]
+    s3.put_bucket_notification_configuration(Bucket=bucket.name, NotificationConfiguration=config)
+
+
+def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: bool = True) -> Bucket:
+    """Create the bucket's queue and add s3av's event notification; idempotent.
+
+    On the bucket's first protection, ``scan_existing`` also starts a scan of what it already holds
+    (events only cover new uploads).
+    """
+    _check_protectable(tenant, bucket)
+    account = bucket.account
     failure = None
     # The row lock serialises protect/unprotect of one bucket (each does a read-merge-write of the
     # bucket's notification configuration); it is held across the AWS calls on purpose.
@@ -183,45 +200,13 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
         if locked.protected:
             bucket.protected, bucket.protection = locked.protected, locked.protection
             return locked
-        nid = notification_id(locked)
-        name, dlq_name = queue_names(locked)
         state: dict[str, Any] = dict(locked.protection or {})
-        state.update({"region": locked.region, "notification_id": nid, "events": EVENTS})
+        state.update({"region": locked.region, "notification_id": notification_id(locked), "events": EVENTS})
         doing = "creating the event queue"
         try:
-            sqs = aws.client_for(account, "sqs", locked.region)
-            tags = {"created-by": "s3av", "s3av-bucket-id": str(locked.pk)}
-            dlq_url = sqs.create_queue(
-                QueueName=dlq_name,
-                Attributes={"MessageRetentionPeriod": "1209600", "SqsManagedSseEnabled": "true"},
-                tags=tags,
-            )["QueueUrl"]
-            state["dlq_url"] = dlq_url
-            redrive = {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": str(MAX_RECEIVES)}
-            queue_url = sqs.create_queue(
-                QueueName=name,
-                Attributes={
-                    "RedrivePolicy": json.dumps(redrive),
-                    "VisibilityTimeout": "120",
-                    "ReceiveMessageWaitTimeSeconds": "20",
-                    "SqsManagedSseEnabled": "true",
-                },
-                tags=tags,
-            )["QueueUrl"]
-            state["queue_url"] = queue_url
-            queue_arn = _queue_arn(sqs, queue_url)
-            state["queue_arn"] = queue_arn
-            sqs.set_queue_attributes(
-                QueueUrl=queue_url, Attributes={"Policy": json.dumps(queue_policy(locked, queue_arn))}
-            )
+            _create_queues(aws.client_for(account, "sqs", locked.region), locked, state)
             doing = "adding the event notification to the bucket"
-            s3 = aws.client_for(account, "s3", locked.region)
-            config = _without(_notification_config(s3, locked.name), nid)
-            config["QueueConfigurations"] = [
-                *config.get("QueueConfigurations", []),
-                {"Id": nid, "QueueArn": queue_arn, "Events": EVENTS},
-            ]
-            s3.put_bucket_notification_configuration(Bucket=locked.name, NotificationConfiguration=config)
+            _add_notification(aws.client_for(account, "s3", locked.region), locked, state["queue_arn"])
         except (aws.AssumeRoleFailed, ClientError, BotoCoreError) as exc:
             failure = _explain(exc, doing)
             log.warning("protect failed", extra={"bucket": str(locked.pk), "error": failure})
@@ -246,9 +231,6 @@ def protect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket, scan_existing: 
 
 
 def _scan_what_it_holds(tenant: Tenant, actor: Actor, bucket: Bucket) -> None:
-    from scanning.jobs import services as jobs
-    from scanning.models import JobTrigger, ScanJob
-
     if ScanJob.objects.filter(tenant=tenant, bucket=bucket, trigger=JobTrigger.PROTECT).exists():
         return  # only the first protection: later ones are covered by that scan and by events
     try:
@@ -340,8 +322,8 @@ def unprotect_bucket(tenant: Tenant, actor: Actor, bucket: Bucket) -> TeardownRe
 @transaction.atomic
 def set_bucket_policy(tenant: Tenant, actor: Actor, bucket: Bucket, policy: ScanPolicy | None) -> Bucket:
     _check(tenant, bucket)
-    if policy is not None and policy.tenant_id != tenant.pk:
-        raise ServiceError("No such policy.", field="policy")
+    if policy is not None:
+        get_owned(ScanPolicy, tenant, policy, field="policy", noun="policy")
     effective = policy or ScanPolicy.default_for(tenant)
     if effective.quarantine_bucket == bucket.name:
         raise ServiceError(

@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.db import transaction
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount
 from scanning.models import Bucket, ScanPolicy, Verdict
@@ -126,8 +126,7 @@ def merge(policy: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
 
 def apply(tenant: Tenant, actor: Actor, bucket: Bucket) -> dict[str, Any]:
     """Merge the read-gate statement into the bucket policy; return the statement."""
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.")
+    get_owned(Bucket, tenant, bucket)
     if bucket.account.status != AwsAccount.Status.CONNECTED or not bucket.account.role_arn:
         raise ServiceError("Verify the bucket's account before changing its policy.")
     gate, *guards = statements(bucket)

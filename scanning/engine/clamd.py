@@ -13,12 +13,11 @@ caller treats as transient and retries.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import socket
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -33,7 +32,6 @@ __all__ = [
     "EngineReply",
     "EngineUnavailable",
     "EngineVersion",
-    "StreamTally",
     "parse_scan_reply",
     "parse_version",
 ]
@@ -96,29 +94,6 @@ class EngineVersion:
     signature_version: str | None
     signature_date: str | None
     raw: str
-
-
-class StreamTally:
-    """Counts bytes and computes SHA-256 of chunks as they pass on to clamd.
-
-    >>> tally = StreamTally(body.iter_chunks())
-    >>> reply = client.scan_stream(tally)
-    >>> tally.size, tally.hexdigest()
-    """
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self._sha256 = hashlib.sha256()
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self._sha256.update(chunk)
-            self.size += len(chunk)
-            yield chunk
-
-    def hexdigest(self) -> str:
-        return self._sha256.hexdigest()
 
 
 def _split_reply(raw: str) -> list[str]:

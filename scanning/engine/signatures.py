@@ -348,20 +348,9 @@ class Updater:
         generation = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         self.generations.mkdir(exist_ok=True)
         candidate = self.generations / f".{generation}.tmp"
-        try:
-            try:
-                self._build(candidate, live, plan, generation)
-            except OSError as exc:  # the disk (full, permissions), not the source
-                raise SourceError(f"building {candidate.name}: {exc}") from exc
-            verify(candidate, generation, self.clamscan)
-        except Rejected as exc:
-            shutil.rmtree(candidate, ignore_errors=True)
-            state.rejected = {"plan": plan.fingerprint(), "reason": str(exc), "at": _now()}
-            state.write(self.state_path)
-            return Result(REJECTED, str(exc), generation=state.generation)
-        except SourceError as exc:
-            shutil.rmtree(candidate, ignore_errors=True)
-            return Result(FAILED, str(exc), generation=state.generation)
+        refused = self._build_verified(candidate, live, plan, generation, state)
+        if refused is not None:
+            return refused
         previous = self._swap(candidate, generation) or (live.name if live is not None else "")
         state.files = {name: {"etag": item.etag, "size": item.size} for name, item in remote.items()}
         state.source = self.source.label
@@ -378,6 +367,26 @@ class Updater:
         self._reload_all(generation, result)
         self._prune(keep={generation, previous})
         return result
+
+    def _build_verified(
+        self, candidate: Path, live: Path | None, plan: Plan, generation: str, state: State
+    ) -> Result | None:
+        """Build the candidate set and test-load it; the Result to answer when it must not go live."""
+        try:
+            try:
+                self._build(candidate, live, plan, generation)
+            except OSError as exc:  # the disk (full, permissions), not the source
+                raise SourceError(f"building {candidate.name}: {exc}") from exc
+            verify(candidate, generation, self.clamscan)
+        except Rejected as exc:
+            shutil.rmtree(candidate, ignore_errors=True)
+            state.rejected = {"plan": plan.fingerprint(), "reason": str(exc), "at": _now()}
+            state.write(self.state_path)
+            return Result(REJECTED, str(exc), generation=state.generation)
+        except SourceError as exc:
+            shutil.rmtree(candidate, ignore_errors=True)
+            return Result(FAILED, str(exc), generation=state.generation)
+        return None
 
     def _build(self, candidate: Path, live: Path | None, plan: Plan, generation: str) -> None:
         candidate.mkdir()

@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,25 +22,14 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
-from dramatiq.middleware import CurrentMessage
 
 from scanning.engine import signatures
 from scanning.fleet.stats import STATS
-from scanning.models import Agent, ScanResult, SignatureUpdate, Trigger
+from scanning.models import Agent, SignatureUpdate
+from scanning.notifications import events as ops_notifications
+from scanning.pipeline import services
 
 log = logging.getLogger(__name__)
-
-# --- counting, from the scan pipeline --------------------------------------------------------------
-
-
-def scan_recorded(result: ScanResult, bytes_read: int, duration_ms: int) -> None:
-    """A verdict was saved by this process (scanning/pipeline/services.py calls this once per verdict)."""
-    since_enqueued = None
-    message = CurrentMessage.get_current_message()
-    if result.trigger == Trigger.EVENT and message is not None and message.message_timestamp:
-        since_enqueued = time.time() - message.message_timestamp / 1000.0
-    STATS.verdict(result.verdict, bytes_read, duration_ms / 1000.0, since_enqueued)
-
 
 # --- signature age -----------------------------------------------------------------------------------
 
@@ -118,8 +106,6 @@ class Heartbeat:
             self._stop.wait(self.every)
 
     def beat(self) -> Agent:
-        from scanning.pipeline import services
-
         engine_name, signature_version, engine_ok, engine_error = "", "", True, ""
         try:
             services.clamd_client().ping()
@@ -202,8 +188,6 @@ def troubles(agent: Agent, now: datetime) -> dict[str, str]:
 def check_fleet(now: datetime | None = None) -> list[tuple[str, str]]:
     """Alert once per agent and trouble (once per host for its clamd's: an engine down, stale
     signatures); forget a trouble when it clears. Returns what was raised."""
-    from scanning.notifications import events as ops_notifications
-
     now = now or timezone.now()
     raised: list[tuple[str, str]] = []
     agents = [(agent, troubles(agent, now)) for agent in current_agents(now)]

@@ -12,9 +12,11 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from linked_accounts import aws
 from scanning.engine import clamd as engine
 from scanning.engine import signatures
 from scanning.models import SignatureUpdate
+from scanning.pipeline import services
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +27,13 @@ def configured_source() -> signatures.Source | None:
         return None
     if source == "freshclam":
         return signatures.FreshclamSource(Path(settings.CLAMAV_DIR) / "freshclam", settings.FRESHCLAM_CONFIG)
-    from linked_accounts import aws
-
     # The service's own credentials (not a tenant's role): the mirror belongs to the deployment.
     return signatures.S3Source(source, aws.service_client("s3"))
 
 
 def reload_clients() -> list[engine.ClamdClient]:
     addresses = [settings.CLAMD_ADDRESS, *settings.SIGNATURES_CLAMDS]
-    return [engine.ClamdClient(address, timeout=30.0) for address in dict.fromkeys(addresses)]
+    return [services.clamd_client(address) for address in dict.fromkeys(addresses)]
 
 
 def update_signatures(source: signatures.Source | None = None) -> SignatureUpdate | None:
@@ -66,9 +66,7 @@ def update_signatures(source: signatures.Source | None = None) -> SignatureUpdat
     if result.status == signatures.UPDATED:
         # This process's own signature version is cached for a minute; forget it so what it records
         # next names the new set.
-        from scanning.pipeline import services
-
-        services._identity = None
+        services.forget_engine_identity()
     return record
 
 

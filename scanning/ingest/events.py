@@ -35,6 +35,7 @@ from accounts.models import Tenant
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount
 from scanning.models import Bucket
+from scanning.pipeline import services as scan_services
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ def receive(bucket: Bucket, wait_seconds: int) -> list[dict[str, Any]]:
 
 
 def handle_messages(bucket: Bucket, messages: list[dict[str, Any]], stats: Stats) -> None:
-    from scanning.pipeline import services as scan_services
-
     sqs = None
     for message in messages:
         stats.received += 1

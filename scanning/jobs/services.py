@@ -2,7 +2,7 @@
 
 How a job moves:
 
-- ``start_bucket_scan`` creates the job (queued) and, after commit, sends ``jobs.actors.list_job`` on the
+- ``start_bucket_scan`` creates the job (queued) and, after commit, sends ``list_job`` on the
   "listing" queue, so listing never waits behind scans and scans never wait behind a huge listing.
 - ``list_slice`` lists pages with ``s3ops.iter_keys``. For each page it drops what the job does not cover
   (time window, policy patterns), counts as skipped what is already known (same ETag and size as a final
@@ -27,20 +27,24 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import dramatiq
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django_scopes import scope, scopes_disabled
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
+from s3av.actors import is_final_attempt, send_on_commit
+from scanning.engine import clamd as engine
 from scanning.models import (
     ACTIVE_JOB_STATUSES,
-    MOVED_ACTION_RE,
+    MOVED_AWAY,
     Bucket,
     JobStatus,
     JobTrigger,
@@ -51,6 +55,7 @@ from scanning.models import (
     Trigger,
     Verdict,
 )
+from scanning.pipeline import services as pipeline
 from scanning.s3 import ops as s3ops
 
 log = logging.getLogger(__name__)
@@ -80,9 +85,7 @@ def s3_client_for(bucket: Bucket) -> Any:
 
 
 def current_signature_version() -> str:
-    from scanning.pipeline import services
-
-    return services.engine_identity().get()[1]
+    return pipeline.engine_identity().get()[1]
 
 
 # --- starting and cancelling -------------------------------------------------------------------------
@@ -107,8 +110,7 @@ def start_bucket_scan(
     Refused while a job for the same target runs. ``actor`` None means the system (a schedule, a first
     protection, a finding) started it; a person's or key's start is audited.
     """
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.", field="bucket")
+    get_owned(Bucket, tenant, bucket, field="bucket")
     if modified_after and modified_before and modified_after >= modified_before:
         raise ServiceError("modified_after must be before modified_before.", field="modified_after")
     running = ScanJob.objects.running().for_target(bucket, prefix, key).first()
@@ -133,17 +135,13 @@ def start_bucket_scan(
         raise ServiceError("A scan of this target is already running.", field="prefix") from None
     if actor is not None:
         record(tenant, actor, "job.start", job, {"bucket": bucket.name, "prefix": prefix, "key": key})
-    from scanning.jobs.actors import list_job
-
-    job_id = str(job.pk)
-    transaction.on_commit(lambda: list_job.send(job_id))
+    send_on_commit(list_job, str(job.pk))
     return job
 
 
 def cancel_job(tenant: Tenant, actor: Actor | None, job: ScanJob) -> ScanJob:
     """Stop listing and drop the job's pending scans (scans already running finish)."""
-    if job.tenant_id != tenant.pk:
-        raise ServiceError("No such job.")
+    get_owned(ScanJob, tenant, job, noun="job")
     cancelled = ScanJob.objects.filter(pk=job.pk, status__in=ACTIVE_JOB_STATUSES).update(
         status=JobStatus.CANCELLED, finished_at=timezone.now()
     )
@@ -196,7 +194,7 @@ def _known(job: ScanJob, refs: list[s3ops.ObjectRef], signature_version: str) ->
         # Worth keeping: not an Error or Unscannable (a retry or a raised size limit may do better), and
         # not a version s3av moved away or deleted (the same bytes found again are a new upload).
         .exclude(verdict__in=[Verdict.ERROR, Verdict.UNSCANNABLE])
-        .exclude(action__regex=MOVED_ACTION_RE)
+        .exclude(MOVED_AWAY)
         .values_list("key", "version_id", "etag", "size", "last_modified")
     )
     if job.all_versions:
@@ -223,11 +221,9 @@ def _is_known(job: ScanJob, ref: s3ops.ObjectRef, known: set[tuple[Any, ...]]) -
 
 
 def _scan_messages(job: ScanJob, refs: Iterable[tuple[s3ops.ObjectRef, str]]) -> list[Any]:
-    from scanning.pipeline.actors import scan_object
-
     trigger = _SCAN_TRIGGER.get(JobTrigger(job.trigger), Trigger.MANUAL)
     return [
-        scan_object.message(
+        pipeline.scan_object.message(
             str(job.tenant_id),
             str(job.bucket_id),
             ref.key,
@@ -244,10 +240,8 @@ def _scan_messages(job: ScanJob, refs: Iterable[tuple[s3ops.ObjectRef, str]]) ->
 
 def _send(messages: list[Any]) -> None:
     # Listing runs outside any transaction (autocommit): the items these scans look for are committed.
-    from scanning.pipeline.actors import scan_object
-
     for message in messages:
-        scan_object.broker.enqueue(message)
+        pipeline.scan_object.broker.enqueue(message)
 
 
 def enqueue_page(job: ScanJob, page: s3ops.ListingPage, policy: ScanPolicy, signature_version: str) -> bool:
@@ -407,21 +401,18 @@ def try_finish(job_id: str) -> bool:
     return bool(finished)
 
 
-def around_scan(
-    run: Callable[..., ScanResult | None], tenant: Tenant, bucket: Bucket, key: str, **kwargs: Any
-) -> ScanResult | None:
-    """Wraps ``services.run_scan``: a cancelled job's scan is a no-op, a job's finished scan is counted,
-    and malware found may start a scan of the rest of the bucket. Exceptions (retries) count nothing."""
-    job_id = kwargs.get("job_id")
-    dedupe_key = kwargs["dedupe_key"]
-    if job_id and not scan_wanted(job_id, dedupe_key):
-        return None
-    result = run(tenant, bucket, key, **kwargs)
+def scan_finished(
+    tenant: Tenant, bucket: Bucket, job_id: str | None, dedupe_key: str, result: ScanResult | None
+) -> None:
+    """A scan ended (``pipeline.JobHooks``): a job's scan is counted, and malware found may start a
+    scan of the rest of the bucket."""
     if job_id:
         count_scan(job_id, dedupe_key, result)
     if result is not None and result.verdict == Verdict.INFECTED:
         scan_rest_after_infected(tenant, bucket, job_id)
-    return result
+
+
+JOB_HOOKS = pipeline.JobHooks(scan_wanted=scan_wanted, scan_finished=scan_finished)
 
 
 def scan_rest_after_infected(tenant: Tenant, bucket: Bucket, job_id: str | None) -> ScanJob | None:
@@ -441,3 +432,38 @@ def scan_rest_after_infected(tenant: Tenant, bucket: Bucket, job_id: str | None)
         return start_bucket_scan(tenant, None, bucket, "", JobTrigger.INFECTED)
     except ServiceError:
         return None
+
+
+# --- the listing actor -------------------------------------------------------------------------------
+
+LISTING_QUEUE = "listing"
+LIST_MAX_RETRIES = 10
+
+
+@dramatiq.actor(
+    queue_name=LISTING_QUEUE,
+    max_retries=LIST_MAX_RETRIES,
+    min_backoff=5_000,
+    max_backoff=600_000,
+    time_limit=900_000,
+)
+def list_job(job_id: str) -> None:
+    """List one slice of a job, then send the next slice. Safe to run twice: the checkpoint is a
+    conditional update, so a second copy stops at its first page. On the "listing" queue, so a huge
+    listing never delays event scans. Its message names the job only (the job knows its tenant)."""
+    with scopes_disabled():
+        job = ScanJob.objects.filter(pk=job_id).select_related("tenant").first()
+    if job is None or job.tenant.status != Tenant.Status.ACTIVE:
+        return
+    with scope(tenant=job.tenant):
+        try:
+            outcome = list_slice(job_id)
+        except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
+            if not is_final_attempt(LIST_MAX_RETRIES):
+                raise
+            fail_job(job, f"gave up listing after retries: {getattr(exc, 'message', exc)}")
+            return
+    if outcome == "continue":
+        list_job.send(job_id)
+    elif outcome == "wait":
+        list_job.send_with_options(args=(job_id,), delay=BACKLOG_DELAY_MS)

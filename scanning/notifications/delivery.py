@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Membership, Role, Tenant
 from linked_accounts.aws import AssumeRoleFailed, client_for, error_code
@@ -98,8 +98,6 @@ def message_for(result: ScanResult) -> dict[str, Any]:
 
 def test_message(channel: NotificationChannel) -> dict[str, Any]:
     """What the channel's test sends: shaped like a result, marked ``notificationType: test``."""
-    from django.utils import timezone
-
     return {
         "notificationType": "test",
         "resultId": None,
@@ -123,22 +121,6 @@ def test_message(channel: NotificationChannel) -> dict[str, Any]:
 def channels_for(tenant: Tenant, verdict: str) -> list[NotificationChannel]:
     channels = NotificationChannel.objects.filter(tenant=tenant, enabled=True)
     return [channel for channel in channels if channel.wants(verdict)]
-
-
-def result_recorded(tenant: Tenant, result: ScanResult) -> None:
-    """Called when a result's actions are settled: publish it after commit if any channel wants it."""
-    if result.action_status not in {ScanResult.ActionStatus.DONE, ScanResult.ActionStatus.FAILED}:
-        return
-    # One cheap query; filtered here rather than with a JSON lookup so SQLite installs work too.
-    filters = NotificationChannel.objects.filter(tenant=tenant, enabled=True).values_list(
-        "results", flat=True
-    )
-    if not any(result.verdict in (wanted or []) for wanted in filters):
-        return
-    from scanning.notifications.actors import notify_result
-
-    tenant_id, result_id = str(tenant.pk), str(result.pk)
-    transaction.on_commit(lambda: notify_result.send(tenant_id, result_id))
 
 
 # --- sending ---------------------------------------------------------------------------------------

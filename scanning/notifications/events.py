@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from accounts.models import Tenant
+from s3av.actors import is_final_attempt, tenant_actor
 from scanning.models import ChannelKind, NotificationChannel
 from scanning.notifications import delivery as notifications
 
@@ -84,7 +85,32 @@ def tenant_event(tenant: Tenant, kind: str, text: str) -> None:
     ]
     if not wanted:
         return
-    from scanning.notifications.event_actors import deliver_event
-
     tenant_id = str(tenant.pk)
     transaction.on_commit(lambda: [deliver_event.send(tenant_id, pk, kind, text) for pk in wanted])
+
+
+DELIVER_MAX_RETRIES = 8
+
+
+@tenant_actor(
+    queue_name="default",
+    max_retries=DELIVER_MAX_RETRIES,
+    min_backoff=10_000,
+    max_backoff=3_600_000,
+    time_limit=120_000,
+)
+def deliver_event(tenant: Tenant, channel_id: str, kind: str, text: str) -> None:
+    """Deliver a tenant's operational event to one channel, retried with backoff like result
+    notifications (``notifications.actors.deliver``)."""
+    channel = (
+        NotificationChannel.objects.select_related("account").filter(tenant=tenant, pk=channel_id).first()
+    )
+    # Deleted, disabled or refiltered since the event: nothing to send.
+    if channel is None or not channel.wants(kind):
+        return
+    try:
+        notifications.send(channel, message_for(kind, text))
+    except notifications.DeliveryFailed as exc:
+        if exc.permanent or is_final_attempt():
+            return  # recorded in the channel's last_error
+        raise

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts.models import AwsAccount
 from scanning.models import ChannelKind, NotificationChannel
 from scanning.notifications import delivery as notifications
@@ -66,8 +66,7 @@ def create_channel(tenant: Tenant, actor: Actor, **fields: Any) -> NotificationC
 def update_channel(
     tenant: Tenant, actor: Actor, channel: NotificationChannel, **changes: Any
 ) -> NotificationChannel:
-    if channel.tenant_id != tenant.pk:
-        raise ServiceError("No such channel.")
+    get_owned(NotificationChannel, tenant, channel, noun="channel")
     _check(tenant, changes)
     if "kind" in changes and changes["kind"] != channel.kind:
         raise ServiceError("Create a new channel to change the kind.", field="kind")
@@ -82,8 +81,7 @@ def update_channel(
 
 @transaction.atomic
 def delete_channel(tenant: Tenant, actor: Actor, channel: NotificationChannel) -> None:
-    if channel.tenant_id != tenant.pk:
-        raise ServiceError("No such channel.")
+    get_owned(NotificationChannel, tenant, channel, noun="channel")
     record(tenant, actor, "channel.delete", channel, audit_details(channel))
     channel.delete()
 
@@ -92,8 +90,7 @@ def send_test_message(tenant: Tenant, actor: Actor, channel: NotificationChannel
     """Send a test message now; return the delivery error, or "" when it was delivered.
 
     The send happens outside any transaction (a webhook may take its full timeout)."""
-    if channel.tenant_id != tenant.pk:
-        raise ServiceError("No such channel.")
+    get_owned(NotificationChannel, tenant, channel, noun="channel")
     error = ""
     try:
         notifications.send(channel, notifications.test_message(channel))

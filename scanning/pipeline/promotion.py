@@ -23,8 +23,6 @@ from scanning.s3 import ops as s3ops
 
 log = logging.getLogger(__name__)
 
-_GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
-
 
 def destination_key(policy: ScanPolicy, key: str) -> str:
     return f"{policy.promote_prefix}{key}"
@@ -81,7 +79,7 @@ def promote_if_wanted(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result
             source_client, ref, destination.name, dest_key, dest_client=dest_client
         )
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in _GONE or not policy.delete_staging_after_promote:
+        if not isinstance(exc, s3ops.ObjectGone) or not policy.delete_staging_after_promote:
             raise
         # A redelivered message: an earlier attempt copied and deleted the staging version already.
         copied = _earlier_copy(dest_client, destination.name, dest_key, ref)
@@ -102,5 +100,5 @@ def _delete_staging(client: Any, ref: s3ops.ObjectRef) -> None:
     try:
         s3ops.delete_version(client, ref)
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in _GONE:
+        if not isinstance(exc, s3ops.ObjectGone):
             raise

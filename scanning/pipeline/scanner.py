@@ -1,4 +1,4 @@
-"""Scan one pinned S3 object version with clamd. Plain Python: no Django, no database.
+"""Scan one pinned S3 object version with clamd. No database: the verdict is the caller's to record.
 
 Used by the worker pipeline and by the one-shot `scan` command. Fails closed: the outcome is Clean
 only when clamd answered OK after the terminating frame and exactly ``ref.size`` bytes went through.
@@ -17,17 +17,24 @@ from typing import Any
 
 from scanning.engine import clamd as engine
 from scanning.engine import signatures
+from scanning.models import Verdict
 from scanning.s3 import ops as s3ops
 
 logger = logging.getLogger(__name__)
 
-CLEAN = "Clean"
-INFECTED = "Infected"
-UNSCANNABLE = "Unscannable"
-ERROR = "Error"
-VERDICTS = (CLEAN, INFECTED, UNSCANNABLE, ERROR)
+# The verdicts a scan can end with (InfectedAllowed is an operator's, never a scan's).
+VERDICTS = (Verdict.CLEAN, Verdict.INFECTED, Verdict.UNSCANNABLE, Verdict.ERROR)
 
-_ENGINE_STATUS = {engine.CLEAN: CLEAN, engine.INFECTED: INFECTED, engine.UNSCANNABLE: UNSCANNABLE}
+# What clamd answered (the engine's own reply status), as a verdict.
+_VERDICT_OF_STATUS = {
+    engine.CLEAN: Verdict.CLEAN,
+    engine.INFECTED: Verdict.INFECTED,
+    engine.UNSCANNABLE: Verdict.UNSCANNABLE,
+}
+
+
+def verdict_of(reply: engine.EngineReply) -> Verdict:
+    return _VERDICT_OF_STATUS[reply.status]
 
 
 @dataclass
@@ -40,6 +47,8 @@ class Outcome:
     engine: str = ""
     signature_version: str = ""
     duration_ms: int = 0
+    # S3 said there is no such object (version): nothing to tag or act on.
+    gone: bool = False
     # What GetObject said the bytes are (None when nothing was read): the version a request without
     # a version id ends pinned to.
     read: s3ops.ObjectRef | None = None
@@ -152,9 +161,9 @@ def scan_ref(
     S3 failure becomes an Error outcome."""
     started = time.monotonic()
     engine_name, signature_version = identity.get()
-    outcome = Outcome(verdict=ERROR, engine=engine_name, signature_version=signature_version)
+    outcome = Outcome(verdict=Verdict.ERROR, engine=engine_name, signature_version=signature_version)
     if ref.size > max_size:
-        outcome.verdict = UNSCANNABLE
+        outcome.verdict = Verdict.UNSCANNABLE
         outcome.message = f"object is {ref.size} bytes, larger than the {max_size}-byte limit; not downloaded"
         return outcome
     try:
@@ -164,6 +173,7 @@ def scan_ref(
         if exc.code in s3ops.CHANGED_CODES:
             raise  # the pinned bytes were replaced: the caller decides (their own event scans them)
         outcome.message = exc.message
+        outcome.gone = isinstance(exc, s3ops.ObjectGone)
         return outcome
     try:
         reply = clamd.scan_stream(_with_heartbeat(stream, heartbeat, heartbeat_every))
@@ -172,7 +182,7 @@ def scan_ref(
         return outcome
     finally:
         stream.close()
-    outcome.verdict = _ENGINE_STATUS[reply.status]
+    outcome.verdict = verdict_of(reply)
     outcome.signatures = list(reply.signatures)
     outcome.sha256 = stream.sha256
     outcome.bytes_read = stream.bytes_read

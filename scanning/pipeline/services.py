@@ -6,37 +6,44 @@ where a person or key acted. Slow S3 and clamd work happens outside database tra
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
+from dramatiq.middleware import CurrentMessage
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts.aws import AssumeRoleFailed, client_for
+from s3av.actors import enqueue_on_commit, is_final_attempt, tenant_actor
 from scanning.engine import clamd as engine
-from scanning.fleet import agents as fleet
+from scanning.fleet.stats import STATS
 from scanning.models import (
-    MOVED_ACTION_RE,
+    ACTION_FLAGS,
+    MOVED_AWAY,
+    POLICY_ACTION_FLAGS,
     Bucket,
     InfectedAction,
     ProblemAction,
     Resolution,
     ScanPolicy,
     ScanResult,
+    TriageAction,
     Trigger,
     UsageMonth,
     Verdict,
 )
-from scanning.notifications import delivery as notifications
+from scanning.notifications import actors as notifications
 from scanning.pipeline import promotion, scanner
 from scanning.s3 import ops as s3ops
 
@@ -75,11 +82,8 @@ def request_scan(
     the S3 event's ``sequencer`` then tells the same bytes uploaded again from a redelivered event.
     Returns the dedupe key.
     """
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.", field="bucket")
+    get_owned(Bucket, tenant, bucket, field="bucket")
     dedupe = dedupe_key_for(bucket, key, version_id, etag, force)
-    from scanning.pipeline.actors import scan_object
-
     message = scan_object.message(
         str(tenant.pk),
         str(bucket.pk),
@@ -92,7 +96,7 @@ def request_scan(
         job_id=job_id,
         **({"sequencer": sequencer} if sequencer else {}),
     )
-    transaction.on_commit(lambda: scan_object.broker.enqueue(message))
+    enqueue_on_commit(message, scan_object.broker)
     if actor is not None and trigger in {Trigger.MANUAL, Trigger.API}:
         record(tenant, actor, "scan.request", bucket, {"key": key, "version_id": version_id})
     return dedupe
@@ -101,10 +105,11 @@ def request_scan(
 # --- running a scan ----------------------------------------------------------------------------------
 
 
-def clamd_client() -> engine.ClamdClient:
+def clamd_client(address: str | None = None, timeout: float = 30.0) -> engine.ClamdClient:
+    """The deployment's clamd (or the one at ``address``), with its timeouts and stream limit."""
     return engine.ClamdClient(
-        settings.CLAMD_ADDRESS,
-        timeout=30.0,
+        address or settings.CLAMD_ADDRESS,
+        timeout=timeout,
         scan_timeout=settings.CLAMD_TIMEOUT,
         stream_max_length=settings.MAX_OBJECT_SIZE,
     )
@@ -118,6 +123,12 @@ def engine_identity() -> scanner.EngineIdentity:
     if _identity is None:
         _identity = scanner.EngineIdentity(clamd_client(), db_dir=str(settings.CLAMAV_DB_DIR))
     return _identity
+
+
+def forget_engine_identity() -> None:
+    """After a signature update: what this process records next names the new set."""
+    global _identity
+    _identity = None
 
 
 def _claim(
@@ -191,9 +202,9 @@ def _uploaded_again(bucket: Bucket, key: str, result: ScanResult) -> s3ops.Objec
         return None  # gone: nothing new to scan
     if current.etag != result.etag:
         return None  # other bytes: their own event scans them
-    if result.action_status == ScanResult.ActionStatus.DONE and re.search(MOVED_ACTION_RE, result.action):
+    if result.action_status == ScanResult.ActionStatus.DONE and result.moved_away:
         return current  # s3av took the scanned version away: this one is new
-    if result.verdict == Verdict.ERROR and "no longer exists" in result.message:
+    if result.verdict == Verdict.ERROR and result.object_gone:
         return current  # it was gone when scanned: what is there now was uploaded since
     if current.version_id and result.version_id and current.version_id != result.version_id:
         return current
@@ -233,7 +244,7 @@ def _moved_by_us(
         found = found.filter(version_id=version_id)
     if etag:
         found = found.filter(etag=etag.strip('"'))
-    return found.filter(action__regex=r"(quarantined|deleted|promoted)").order_by("-created_at").first()
+    return found.filter(MOVED_AWAY | Q(promoted=True)).order_by("-created_at").first()
 
 
 _QUARANTINE_COPY_RE = re.compile(
@@ -278,18 +289,68 @@ def _release_claim(result: ScanResult) -> None:
     ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=None)
 
 
-def _job_hooks(run: Callable[..., ScanResult | None]) -> Callable[..., ScanResult | None]:
-    # issue 5: a cancelled job's scan is a no-op; a job's finished scan updates the job's counters.
-    @functools.wraps(run)
-    def wrapper(tenant: Tenant, bucket: Bucket, key: str, **kwargs: Any) -> ScanResult | None:
-        from scanning.jobs import services as jobs
-
-        return jobs.around_scan(run, tenant, bucket, key, **kwargs)
-
-    return wrapper
+# --- the hooks of bucket scans -----------------------------------------------------------------------
 
 
-def _scan_and_act(
+@dataclass(frozen=True)
+class JobHooks:
+    """What a bucket scan (``scanning/jobs``) does around each of its scans, handed in at start-up
+    (``scanning/apps.py``): jobs sit above the pipeline, which must not import them.
+
+    ``scan_wanted(job_id, dedupe_key)``: False turns the scan into a no-op (its job was cancelled, or
+    the scan was counted already). ``scan_finished(tenant, bucket, job_id, dedupe_key, result)``: the
+    scan ended without raising (with or without a job): count it, maybe scan the rest of the bucket.
+    """
+
+    scan_wanted: Callable[[str, str], bool]
+    scan_finished: Callable[[Tenant, Bucket, str | None, str, ScanResult | None], None]
+
+
+def _no_job_wanted(job_id: str, dedupe_key: str) -> bool:
+    return True
+
+
+def _no_job_finished(*args: Any) -> None:
+    return None
+
+
+job_hooks = JobHooks(scan_wanted=_no_job_wanted, scan_finished=_no_job_finished)
+
+
+def connect_job_hooks(hooks: JobHooks) -> None:
+    global job_hooks
+    job_hooks = hooks
+
+
+# --- running a scan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """One scan asked for: the object version (as far as the request pins it) and how to scan it."""
+
+    tenant: Tenant
+    bucket: Bucket
+    key: str
+    version_id: str | None
+    etag: str | None
+    trigger: str
+    dedupe_key: str
+    job_id: str | None = None
+    final_attempt: bool = False
+    size: int | None = None
+    sequencer: str | None = None
+
+
+class _Moot(Exception):
+    """The claimed scan is not needed after all: its claim is dropped and ``answer`` returned."""
+
+    def __init__(self, answer: ScanResult | None) -> None:
+        super().__init__("moot")
+        self.answer = answer
+
+
+def run_scan(
     tenant: Tenant,
     bucket: Bucket,
     key: str,
@@ -302,7 +363,6 @@ def _scan_and_act(
     final_attempt: bool = False,
     size: int | None = None,
     sequencer: str | None = None,
-    follow_uploads: bool = True,
 ) -> ScanResult | None:
     """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
 
@@ -313,119 +373,173 @@ def _scan_and_act(
     Returns None when the request is moot (key excluded by policy, object replaced since the event).
 
     A request without a version id ends pinned to one all the same: the version GetObject (or, for an
-    object too large to read, HeadObject) answered with is recorded and acted on.
+    object too large to read, HeadObject) answered with is recorded and acted on. The job of a scan
+    (``job_hooks``) skips it when cancelled and counts it when it ends; exceptions (retries) count
+    nothing.
     """
+    if job_id and not job_hooks.scan_wanted(job_id, dedupe_key):
+        return None
+    request = ScanRequest(
+        tenant, bucket, key, version_id, etag, trigger, dedupe_key, job_id, final_attempt, size, sequencer
+    )
+    answer = _scan_once(request, follow_uploads=True)
+    if isinstance(answer, ScanRequest):
+        # The same bytes are a new object (uploaded again): scanned and acted on once more, under a
+        # key of its own, and not followed further. The job (if any) counts it under the first key.
+        answer = _scan_once(answer, follow_uploads=False)
+    assert not isinstance(answer, ScanRequest)
+    job_hooks.scan_finished(tenant, bucket, job_id, dedupe_key, answer)
+    return answer
+
+
+def _scan_once(request: ScanRequest, follow_uploads: bool) -> ScanResult | ScanRequest | None:
+    """Scan the request's object, or find its verdict; a ScanRequest when a new upload of the same bytes
+    needs a scan of its own."""
+    tenant, bucket, key = request.tenant, request.bucket, request.key
     policy = bucket.effective_policy()
     if not policy.wants(key):
         return None
-    if (trigger in {Trigger.EVENT, Trigger.SCHEDULE} or job_id) and _own_quarantine_copy(tenant, bucket, key):
+    if (request.trigger in {Trigger.EVENT, Trigger.SCHEDULE} or request.job_id) and _own_quarantine_copy(
+        tenant, bucket, key
+    ):
         return None  # s3av's own write: scanning it would quarantine the copy again, and again
-    result = _claim(tenant, bucket, key, dedupe_key, trigger, job_id)
+    result = _claim(tenant, bucket, key, request.dedupe_key, request.trigger, request.job_id)
     if result.is_final:
-        if result.action_status == ScanResult.ActionStatus.PENDING:
-            _act(tenant, bucket, policy, result, final_attempt)
-        later = _later_event(sequencer, result.sequencer) if follow_uploads and not version_id else False
-        if later:
-            # A later write of the same bytes (S3's sequencer says so, even within one second): a new
-            # object that must be scanned and acted on again. Called unwrapped, and once only: the job
-            # (if any) counts this scan under its own key.
-            return _scan_and_act(
-                tenant,
-                bucket,
-                key,
-                version_id=None,
-                etag=etag,
-                trigger=trigger,
-                dedupe_key=_dedupe_key_of_event(dedupe_key, str(sequencer)),
-                job_id=job_id,
-                final_attempt=final_attempt,
-                size=size,
-                sequencer=sequencer,
-                follow_uploads=False,
-            )
-        # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
-        current = _uploaded_again(bucket, key, result) if later is None and not version_id else None
-        if current is not None:
-            # Same dedupe key, but a new object that must be scanned and acted on again; unwrapped and
-            # once only, as above (the derived key is the new upload's for good).
-            return _scan_and_act(
-                tenant,
-                bucket,
-                key,
-                version_id=current.version_id,
-                etag=current.etag,
-                trigger=trigger,
-                dedupe_key=_dedupe_key_of_upload(dedupe_key, current),
-                job_id=job_id,
-                final_attempt=final_attempt,
-                size=current.size,
-                sequencer=sequencer,
-                follow_uploads=False,
-            )
-        return result
-
+        return _scanned_already(request, policy, result, follow_uploads)
     try:
-        s3 = client_for(bucket.account, "s3", bucket.region)
-        if etag and size is not None and (version_id or size <= policy.max_object_size):
-            ref = s3ops.ObjectRef(bucket.name, key, version_id or None, etag.strip('"'), size)
-        else:
-            # Also when an object too large to read names no version: only HeadObject can pin it.
-            ref = s3ops.head_object(s3, bucket.name, key, version_id)
-        if etag and not version_id and ref.etag != etag.strip('"'):
-            # The key now holds other bytes; their own event scans them.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return None
-        released = _released_as_allowed(tenant, bucket, key, ref, trigger)
-        if released is not None:
-            # These bytes are an operator's released false positive (the release's own copy event,
-            # or a duplicate of it): scanning them again would quarantine them again.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return released
-        result.version_id = ref.version_id or ""
-        result.etag = ref.etag
-        result.size = ref.size
-        result.last_modified = _to_second(ref.last_modified)
-        result.sequencer = (sequencer or "")[:64]
-        outcome = scanner.scan_ref(
-            s3,
-            clamd_client(),
-            engine_identity(),
-            ref,
-            policy.max_object_size,
-            heartbeat=lambda: _renew_claim(result),
+        outcome = _pin_and_scan(request, policy, result)
+    except _Moot as moot:
+        ScanResult.objects.filter(pk=result.pk, verdict="").delete()
+        return moot.answer
+    return _record_verdict(request, policy, result, outcome)
+
+
+def _scanned_already(
+    request: ScanRequest, policy: ScanPolicy, result: ScanResult, follow_uploads: bool
+) -> ScanResult | ScanRequest:
+    """A final result for this dedupe key: finish its actions; say whether the key holds a new object
+    with the same bytes (which needs a scan of its own)."""
+    if result.action_status == ScanResult.ActionStatus.PENDING:
+        _act(request.tenant, request.bucket, policy, result, request.final_attempt)
+    if not follow_uploads or request.version_id:
+        return result
+    later = _later_event(request.sequencer, result.sequencer)
+    if later:
+        # A later write of the same bytes (S3's sequencer says so, even within one second).
+        return replace(
+            request,
+            version_id=None,
+            dedupe_key=_dedupe_key_of_event(request.dedupe_key, str(request.sequencer)),
         )
-        if outcome.read is not None:
-            # The version these bytes are, as GetObject said: what tags and actions must target.
-            result.version_id = outcome.read.version_id or ""
-            result.last_modified = _to_second(outcome.read.last_modified)
+    # Without sequencers to compare, ask S3 whether the key holds another object with these bytes.
+    current = _uploaded_again(request.bucket, request.key, result) if later is None else None
+    if current is None:
+        return result
+    # The derived key is the new upload's for good.
+    return replace(
+        request,
+        version_id=current.version_id,
+        etag=current.etag,
+        size=current.size,
+        dedupe_key=_dedupe_key_of_upload(request.dedupe_key, current),
+    )
+
+
+def _pin_and_scan(request: ScanRequest, policy: ScanPolicy, result: ScanResult) -> scanner.Outcome:
+    """Pin the object and scan it; failures become an Error outcome, or raise to be retried. Raises
+    _Moot when there is nothing to scan after all."""
+    try:
+        return _scan_pinned(request, policy, result)
+    except _Moot:
+        raise
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # Replaced between the event (or listing) and this read: the new bytes have their own event.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return None
-        moved = (
-            _moved_by_us(tenant, bucket, key, version_id, etag) if exc.code in s3ops.NOT_FOUND_CODES else None
+            raise _Moot(None) from exc
+        if isinstance(exc, s3ops.ObjectGone):
+            moved = _moved_by_us(
+                request.tenant, request.bucket, request.key, request.version_id, request.etag
+            )
+            if moved is not None:
+                # A late request (a bucket scan racing an event) for a version s3av itself already
+                # quarantined or deleted: that finding stands; this is not a new error.
+                raise _Moot(moved) from exc
+        return scanner.Outcome(
+            verdict=Verdict.ERROR, message=exc.message, gone=isinstance(exc, s3ops.ObjectGone)
         )
-        if moved is not None:
-            # A late request (a bucket scan racing an event) for a version s3av itself already
-            # quarantined or deleted: that finding stands; this is not a new error.
-            ScanResult.objects.filter(pk=result.pk, verdict="").delete()
-            return moved
-        outcome = scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
     except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
-        if not final_attempt:
-            _release_claim(result)
-            raise
-        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+        return _given_up(request, result, exc)
     except Exception as exc:
         # Anything else (the tenant's role gone, a bad engine address, a bug): retried like a
         # transient failure, and on the last attempt recorded as Error, never left pending.
-        if not final_attempt:
-            _release_claim(result)
-            raise
-        log.exception("scan failed", extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key})
-        outcome = scanner.Outcome(verdict=scanner.ERROR, message=f"gave up after retries: {exc}")
+        return _given_up(request, result, exc, unexpected=True)
 
+
+def _given_up(
+    request: ScanRequest, result: ScanResult, exc: Exception, unexpected: bool = False
+) -> scanner.Outcome:
+    """Re-raise for a retry, or on the last attempt the Error outcome that says so."""
+    if not request.final_attempt:
+        _release_claim(result)
+        raise exc
+    if unexpected:
+        log.exception(
+            "scan failed",
+            extra={"tenant": str(request.tenant.pk), "bucket": request.bucket.name, "key": request.key},
+        )
+    return scanner.Outcome(verdict=Verdict.ERROR, message=f"gave up after retries: {exc}")
+
+
+def _pin(s3: Any, request: ScanRequest, policy: ScanPolicy) -> s3ops.ObjectRef:
+    etag, size, version_id = request.etag, request.size, request.version_id
+    if etag and size is not None and (version_id or size <= policy.max_object_size):
+        return s3ops.ObjectRef(request.bucket.name, request.key, version_id or None, etag.strip('"'), size)
+    # Also when an object too large to read names no version: only HeadObject can pin it.
+    return s3ops.head_object(s3, request.bucket.name, request.key, version_id)
+
+
+def _scan_pinned(request: ScanRequest, policy: ScanPolicy, result: ScanResult) -> scanner.Outcome:
+    bucket = request.bucket
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    ref = _pin(s3, request, policy)
+    if request.etag and not request.version_id and ref.etag != request.etag.strip('"'):
+        raise _Moot(None)  # the key now holds other bytes; their own event scans them
+    released = _released_as_allowed(request.tenant, bucket, request.key, ref, request.trigger)
+    if released is not None:
+        # These bytes are an operator's released false positive (the release's own copy event, or a
+        # duplicate of it): scanning them again would quarantine them again.
+        raise _Moot(released)
+    result.version_id = ref.version_id or ""
+    result.etag = ref.etag
+    result.size = ref.size
+    result.last_modified = _to_second(ref.last_modified)
+    result.sequencer = (request.sequencer or "")[:64]
+    outcome = scanner.scan_ref(
+        s3,
+        clamd_client(),
+        engine_identity(),
+        ref,
+        policy.max_object_size,
+        heartbeat=lambda: _renew_claim(result),
+    )
+    if outcome.read is not None:
+        # The version these bytes are, as GetObject said: what tags and actions must target.
+        result.version_id = outcome.read.version_id or ""
+        result.last_modified = _to_second(outcome.read.last_modified)
+    return outcome
+
+
+_VERDICT_FIELDS = [
+    "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
+    "sha256", "engine", "signature_version", "duration_ms", "object_gone", "scanned_at", "claimed_until",
+    "action_status",
+]  # fmt: skip
+
+
+def _record_verdict(
+    request: ScanRequest, policy: ScanPolicy, result: ScanResult, outcome: scanner.Outcome
+) -> ScanResult:
+    tenant, bucket = request.tenant, request.bucket
     result.verdict = outcome.verdict
     result.signatures = outcome.signatures
     result.message = outcome.message
@@ -433,31 +547,80 @@ def _scan_and_act(
     result.engine = outcome.engine
     result.signature_version = outcome.signature_version
     result.duration_ms = outcome.duration_ms
+    result.object_gone = outcome.gone
     result.scanned_at = timezone.now()
     result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
-    fields = [
-        "version_id", "etag", "size", "last_modified", "sequencer", "verdict", "signatures", "message",
-        "sha256", "engine", "signature_version", "duration_ms", "scanned_at", "claimed_until",
-        "action_status",
-    ]  # fmt: skip
     saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
-        **{name: getattr(result, name) for name in fields}
+        **{name: getattr(result, name) for name in _VERDICT_FIELDS}
     )
     if not saved:  # another worker finished first; its verdict stands
         result.refresh_from_db()
         return result
     UsageMonth.add(tenant, objects=1, size=outcome.bytes_read)  # issue 5
-    fleet.scan_recorded(result, outcome.bytes_read, outcome.duration_ms)  # issue 13: metrics
+    _count_verdict(result, outcome)  # issue 13: metrics
     log.info(
         "scanned",
-        extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},
+        extra={
+            "tenant": str(tenant.pk),
+            "bucket": bucket.name,
+            "key": request.key,
+            "verdict": result.verdict,
+        },
     )
-    _act(tenant, bucket, policy, result, final_attempt)
+    _act(tenant, bucket, policy, result, request.final_attempt)
     return result
 
 
-run_scan = _job_hooks(_scan_and_act)
+def _count_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:
+    """This process's metrics (``fleet.stats``, sent with the heartbeat): one verdict saved."""
+    since_enqueued = None
+    message = CurrentMessage.get_current_message()
+    if result.trigger == Trigger.EVENT and message is not None and message.message_timestamp:
+        since_enqueued = time.time() - message.message_timestamp / 1000.0
+    STATS.verdict(result.verdict, outcome.bytes_read, outcome.duration_ms / 1000.0, since_enqueued)
+
+
+SCAN_MAX_RETRIES = 8
+
+
+@tenant_actor(
+    queue_name="scans",
+    max_retries=SCAN_MAX_RETRIES,
+    min_backoff=2_000,
+    max_backoff=300_000,
+    time_limit=3_600_000,
+)
+def scan_object(
+    tenant: Tenant,
+    bucket_id: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    etag: str | None = None,
+    size: int | None = None,
+    trigger: str = "event",
+    dedupe_key: str,
+    job_id: str | None = None,
+    sequencer: str | None = None,
+) -> None:
+    """The scan of one object version (``request_scan`` and bucket scans send it)."""
+    bucket = Bucket.objects.select_related("account", "policy").filter(tenant=tenant, pk=bucket_id).first()
+    if bucket is None:
+        return
+    run_scan(
+        tenant,
+        bucket,
+        key,
+        version_id=version_id,
+        etag=etag,
+        trigger=trigger,
+        dedupe_key=dedupe_key,
+        job_id=job_id,
+        final_attempt=is_final_attempt(),
+        size=size,
+        sequencer=sequencer,
+    )
 
 
 # --- acting on a verdict -----------------------------------------------------------------------------
@@ -506,69 +669,62 @@ def _act(
     A transient failure raises so the message is retried (the verdict is already recorded, and a
     retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
     """
-    ref = _ref_of(result)
-    actions: list[str] = []
-    detail = ""
-    object_gone = result.verdict == Verdict.ERROR and "no longer exists" in result.message
+    for name in POLICY_ACTION_FLAGS:
+        setattr(result, name, False)
+    status, detail = ScanResult.ActionStatus.DONE, ""
     try:
-        s3 = client_for(bucket.account, "s3", bucket.region)
-        if _newer_verdict_exists(result):
-            # An older verdict never overwrites a newer one on the object.
-            actions.append("superseded")
-        elif object_gone:
-            actions.append("none")
-        else:
-            if policy.tag_objects:
-                dropped = s3ops.put_scan_tags(
-                    s3, ref, scan_tags(policy, result), managed_keys=policy.managed_tag_keys
-                )
-                if dropped:
-                    result.tags_dropped = dropped
-                actions.append("tagged")
-            if result.verdict == Verdict.CLEAN and promotion.promote_if_wanted(  # issue 5
-                tenant, bucket, policy, result
-            ):
-                actions.append("promoted")
-            wanted = _wanted_action(policy, result.verdict)
-            if wanted == InfectedAction.QUARANTINE:
-                _quarantine(s3, bucket, policy, result, ref)
-                actions.append("quarantined")
-            elif wanted == InfectedAction.DELETE:
-                s3ops.delete_version(s3, ref)
-                actions.append("deleted")
-        status = ScanResult.ActionStatus.DONE
+        _apply_policy(tenant, bucket, policy, result)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # The key holds other bytes now (unversioned bucket): this verdict is not about them.
-            status = ScanResult.ActionStatus.DONE
-            actions.append("superseded")
+            result.superseded = True
         else:
-            status = ScanResult.ActionStatus.FAILED
-            detail = exc.message
-            actions.append("failed")
+            status, detail = ScanResult.ActionStatus.FAILED, exc.message
     except ServiceError as exc:
-        status = ScanResult.ActionStatus.FAILED
-        detail = exc.message
-        actions.append("failed")
+        status, detail = ScanResult.ActionStatus.FAILED, exc.message
     except Exception as exc:
         if not final_attempt:
             raise
         log.exception("actions failed", extra={"tenant": str(tenant.pk), "result": str(result.pk)})
-        status = ScanResult.ActionStatus.FAILED
-        detail = f"gave up after retries: {exc}"
-        actions.append("failed")
-    result.action = "+".join(actions) or "none"
+        status, detail = ScanResult.ActionStatus.FAILED, f"gave up after retries: {exc}"
     result.action_status = status
     result.action_detail = detail
     result.save(
         update_fields=[
-            "action", "action_status", "action_detail", "tags_dropped",
+            *POLICY_ACTION_FLAGS, "action_status", "action_detail", "tags_dropped",
             "quarantine_bucket", "quarantine_key", "quarantine_version_id",
         ]
     )  # fmt: skip
-    if "deleted" in actions:
+    if result.deleted:
         result.resolve(Resolution.DELETED_BY_POLICY, "policy")  # nothing is left to triage
     notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
+
+
+def _apply_policy(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult) -> None:
+    """Do what the policy says with the verdict, setting the result's flags as each step is done."""
+    ref = _ref_of(result)
+    s3 = client_for(bucket.account, "s3", bucket.region)
+    if _newer_verdict_exists(result):
+        result.superseded = True  # an older verdict never overwrites a newer one on the object
+        return
+    if result.verdict == Verdict.ERROR and result.object_gone:
+        return  # nothing there to tag or act on
+    if policy.tag_objects:
+        dropped = s3ops.put_scan_tags(
+            s3, ref, scan_tags(policy, result), managed_keys=policy.managed_tag_keys
+        )
+        if dropped:
+            result.tags_dropped = dropped
+        result.tagged = True
+    if result.verdict == Verdict.CLEAN and promotion.promote_if_wanted(tenant, bucket, policy, result):
+        result.promoted = True  # issue 5
+    wanted = _wanted_action(policy, result.verdict)
+    if wanted == InfectedAction.QUARANTINE:
+        _quarantine(s3, bucket, policy, result, ref)
+        result.quarantined = True
+    elif wanted == InfectedAction.DELETE:
+        s3ops.delete_version(s3, ref)
+        result.deleted = True
 
 
 def _wanted_action(policy: ScanPolicy, verdict: str) -> str:
@@ -595,7 +751,7 @@ def _quarantine(
     try:
         copy = s3ops.move_object_verified(s3, ref, policy.quarantine_bucket, dest_key)
     except s3ops.PermanentS3Error as exc:
-        if exc.code not in {"NoSuchKey", "NoSuchVersion", "404"}:
+        if not isinstance(exc, s3ops.ObjectGone):
             raise
         # A redelivered message: the source went in an earlier attempt. Done if the copy is there.
         copy = s3ops.head_object(s3, policy.quarantine_bucket, dest_key)
@@ -607,31 +763,29 @@ def _quarantine(
 # --- triage ------------------------------------------------------------------------------------------
 
 
-_TRIAGED = r"(^|\+)(releasing|released|deleting|deleted)$"
-
-
-def _claim_triage(result: ScanResult, doing: str) -> str:
-    """Mark a finding as being released/deleted; exactly one caller wins. Returns the old action."""
-    old = result.action
+def _claim_triage(result: ScanResult, doing: str) -> None:
+    """Mark a finding as being released/deleted; exactly one caller wins."""
+    unchanged = {name: getattr(result, name) for name in ACTION_FLAGS}
     claimed = (
-        ScanResult.objects.filter(pk=result.pk, action=old)
-        .exclude(action__regex=_TRIAGED)
-        .update(action=f"{old}+{doing}" if old else doing)
+        ScanResult.objects.filter(pk=result.pk, triage_action="", **unchanged)
+        .exclude(deleted=True)
+        .exclude(released=True)
+        .update(triage_action=doing)
     )
     if not claimed:
         raise ServiceError("This finding was already released or deleted, or that is under way.")
-    return old
+    result.triage_action = doing
 
 
-def _finish_triage(result: ScanResult, old: str, done: str | None) -> None:
-    action = (f"{old}+{done}" if old else done) if done else old
-    ScanResult.objects.filter(pk=result.pk).update(action=action)
-    result.action = action
+def _finish_triage(result: ScanResult, done: str) -> None:
+    """Record the triage done ("" undoes the claim)."""
+    ScanResult.objects.filter(pk=result.pk).update(triage_action=done)
+    result.triage_action = done
 
 
-def _fail_triage(result: ScanResult, old: str, exc: Exception, doing: str) -> NoReturn:
+def _fail_triage(result: ScanResult, exc: Exception, doing: str) -> NoReturn:
     """Undo the triage claim and re-raise: S3 failures as a ServiceError the user reads."""
-    _finish_triage(result, old, None)
+    _finish_triage(result, "")
     if isinstance(exc, s3ops.S3Error):
         raise ServiceError(f"{doing} failed: {exc.message}") from exc
     raise exc
@@ -660,7 +814,7 @@ def _current_object(s3: Any, bucket: Bucket, key: str) -> s3ops.ObjectRef | None
     try:
         return s3ops.head_object(s3, bucket.name, key)
     except s3ops.PermanentS3Error as exc:
-        if exc.code in s3ops.NOT_FOUND_CODES:
+        if isinstance(exc, s3ops.ObjectGone):
             return None
         raise
 
@@ -679,6 +833,80 @@ def _refuse_replacing(bucket: Bucket, current: s3ops.ObjectRef) -> NoReturn:
     )
 
 
+def _quarantined_copy(s3: Any, result: ScanResult) -> s3ops.ObjectRef:
+    source = s3ops.head_object(
+        s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
+    )
+    if result.size is not None and source.size != result.size:
+        raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
+    return source
+
+
+def _replaced_by_release(
+    s3: Any, bucket: Bucket, result: ScanResult, source: s3ops.ObjectRef, overwrite: bool
+) -> s3ops.ObjectRef | None:
+    """The other object a release would replace at the key (refused unless ``overwrite``), or None."""
+    # A HEAD, then the copy: an upload in between is still overwritten (S3's CopyObject has no
+    # "only if absent" condition we can rely on across S3-compatible stores).
+    replaced = _current_object(s3, bucket, result.key)
+    if replaced is not None and replaced.etag == source.etag:
+        return None  # these very bytes (an earlier attempt's copy): nothing else is at stake
+    if replaced is not None and not overwrite:
+        _refuse_replacing(bucket, replaced)
+    return replaced
+
+
+def _record_release(
+    tenant: Tenant, actor: Actor, bucket: Bucket, result: ScanResult, source: s3ops.ObjectRef, now: datetime
+) -> ScanResult:
+    """The InfectedAllowed result of the copy a release restores."""
+    return ScanResult.objects.create(
+        tenant=tenant,
+        bucket=bucket,
+        bucket_name=bucket.name,
+        key=result.key,
+        etag=source.etag,
+        size=source.size,
+        sha256=result.sha256,
+        verdict=Verdict.INFECTED_ALLOWED,
+        signatures=result.signatures,
+        message=f"released from quarantine by {actor.label}",
+        engine=result.engine,
+        signature_version=result.signature_version,
+        released=True,
+        action_status=ScanResult.ActionStatus.DONE,
+        trigger=Trigger.MANUAL,
+        dedupe_key=uuid.uuid4().hex,
+        scanned_at=now,
+        resolution=Resolution.RELEASED,
+        resolved_by=actor.label[:254],
+        resolved_at=now,
+    )
+
+
+def _restore(
+    s3: Any,
+    policy: ScanPolicy,
+    bucket: Bucket,
+    result: ScanResult,
+    source: s3ops.ObjectRef,
+    released: ScanResult,
+    now: datetime,
+) -> None:
+    """Copy the quarantined object back (verified), tag it InfectedAllowed, then delete the copy."""
+    when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
+    ScanResult.objects.filter(pk=released.pk).update(version_id=restored.version_id or "", etag=restored.etag)
+    released.refresh_from_db()
+    s3ops.put_scan_tags(
+        s3,
+        restored,
+        [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
+        managed_keys=(policy.tag_result_key, policy.tag_date_key),
+    )
+    s3ops.delete_version(s3, source)
+
+
 def release_from_quarantine(
     tenant: Tenant, actor: Actor, result: ScanResult, overwrite: bool = False
 ) -> ScanResult:
@@ -691,66 +919,23 @@ def release_from_quarantine(
         raise ServiceError("Only a quarantined infected object can be released.")
     bucket = result.bucket
     assert bucket is not None
-    old = _claim_triage(result, "releasing")
+    _claim_triage(result, TriageAction.RELEASING)
     released: ScanResult | None = None
     replaced: s3ops.ObjectRef | None = None
     try:
         policy = bucket.effective_policy()
         s3 = bucket_client(bucket)
-        source = s3ops.head_object(
-            s3, result.quarantine_bucket, result.quarantine_key, result.quarantine_version_id or None
-        )
-        if result.size is not None and source.size != result.size:
-            raise ServiceError("The quarantined copy is not the object this finding is about; not released.")
-        # A HEAD, then the copy: an upload in between is still overwritten (S3's CopyObject has no
-        # "only if absent" condition we can rely on across S3-compatible stores).
-        replaced = _current_object(s3, bucket, result.key)
-        if replaced is not None and replaced.etag == source.etag:
-            replaced = None  # these very bytes (an earlier attempt's copy): nothing else is at stake
-        if replaced is not None and not overwrite:
-            _refuse_replacing(bucket, replaced)
+        source = _quarantined_copy(s3, result)
+        replaced = _replaced_by_release(s3, bucket, result, source, overwrite)
         now = timezone.now()
         # Recorded before the copy: the copy's own S3 event must find it and leave the object alone.
-        released = ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key=result.key,
-            etag=source.etag,
-            size=source.size,
-            sha256=result.sha256,
-            verdict=Verdict.INFECTED_ALLOWED,
-            signatures=result.signatures,
-            message=f"released from quarantine by {actor.label}",
-            engine=result.engine,
-            signature_version=result.signature_version,
-            action="released",
-            action_status=ScanResult.ActionStatus.DONE,
-            trigger=Trigger.MANUAL,
-            dedupe_key=uuid.uuid4().hex,
-            scanned_at=now,
-            resolution=Resolution.RELEASED,
-            resolved_by=actor.label[:254],
-            resolved_at=now,
-        )
-        when = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        restored = s3ops.copy_object_verified(s3, source, bucket.name, result.key)
-        ScanResult.objects.filter(pk=released.pk).update(
-            version_id=restored.version_id or "", etag=restored.etag
-        )
-        released.refresh_from_db()
-        s3ops.put_scan_tags(
-            s3,
-            restored,
-            [(policy.tag_result_key, Verdict.INFECTED_ALLOWED), (policy.tag_date_key, when)],
-            managed_keys=(policy.tag_result_key, policy.tag_date_key),
-        )
-        s3ops.delete_version(s3, source)
+        released = _record_release(tenant, actor, bucket, result, source, now)
+        _restore(s3, policy, bucket, result, source, released, now)
     except Exception as exc:
         if released is not None:
             ScanResult.objects.filter(pk=released.pk).delete()
-        _fail_triage(result, old, exc, "Release")
-    _finish_triage(result, old, "released")
+        _fail_triage(result, exc, "Release")
+    _finish_triage(result, TriageAction.RELEASED)
     result.resolve(Resolution.RELEASED, actor.label)
     detail: dict[str, Any] = {"restored_as": str(released.pk), "overwrite": overwrite}
     if replaced is not None:
@@ -769,7 +954,7 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
         raise ServiceError("Only an Infected, Unscannable or Error object can be deleted from here.")
     bucket = result.bucket
     assert bucket is not None
-    old = _claim_triage(result, "deleting")
+    _claim_triage(result, TriageAction.DELETING)
     resolution = Resolution.DELETED
     target = _ref_of(result)
     if result.quarantine_key:
@@ -792,12 +977,12 @@ def delete_scanned_object(tenant: Tenant, actor: Actor, result: ScanResult) -> S
                     f"s3://{target.bucket}/{target.key} now holds other bytes than this finding is about "
                     "(a newer upload); nothing was deleted."
                 ) from exc
-            if exc.code not in s3ops.NOT_FOUND_CODES:
+            if not isinstance(exc, s3ops.ObjectGone):
                 raise
             resolution = Resolution.GONE
     except Exception as exc:
-        _fail_triage(result, old, exc, "Delete")
-    _finish_triage(result, old, "deleted")
+        _fail_triage(result, exc, "Delete")
+    _finish_triage(result, TriageAction.DELETED)
     result.resolve(resolution, actor.label)
     record(
         tenant,
@@ -852,7 +1037,7 @@ def _check_still_there(s3: Any, result: ScanResult) -> None:
     try:
         current = s3ops.head_object(s3, result.bucket_name, result.key, result.version_id or None)
     except s3ops.PermanentS3Error as exc:
-        if exc.code in s3ops.NOT_FOUND_CODES:
+        if isinstance(exc, s3ops.ObjectGone):
             raise TriageConflict(f"{where} no longer exists: there is nothing to rescan.") from exc
         raise ServiceError(f"Rescan refused: {exc.message}") from exc
     except s3ops.TransientS3Error as exc:
@@ -903,7 +1088,3 @@ def rescan(tenant: Tenant, actor: Actor, result: ScanResult, confirm: bool = Fal
         "message": f"A scan of {_where(result)} is queued. If it is found Infected, the policy "
         f"{policy.name!r} will {then}; a new result records the verdict.",
     }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
 from scanning.models import Bucket, ScanPolicy
 
 # The fields a tenant sets on a policy (everything else is the service's).
@@ -40,8 +40,8 @@ def _check_name_free(tenant: Tenant, name: str, policy: ScanPolicy | None = None
 
 def _check_bucket(tenant: Tenant, bucket: Bucket | None) -> None:
     # A referenced bucket must be the tenant's own; another tenant's is "no such bucket".
-    if bucket is not None and bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.", field="promote_to_bucket")
+    if bucket is not None:
+        get_owned(Bucket, tenant, bucket, field="promote_to_bucket")
 
 
 def audit_values(policy: ScanPolicy, fields: Any) -> dict[str, Any]:
@@ -69,8 +69,7 @@ def create_policy(tenant: Tenant, actor: Actor, **fields: Any) -> ScanPolicy:
 
 @transaction.atomic
 def update_policy(tenant: Tenant, actor: Actor, policy: ScanPolicy, **changes: Any) -> ScanPolicy:
-    if policy.tenant_id != tenant.pk:
-        raise ServiceError("No such policy.")
+    get_owned(ScanPolicy, tenant, policy, noun="policy")
     _check_fields(changes)
     if "name" in changes:
         _check_name_free(tenant, changes["name"], policy)
@@ -88,8 +87,7 @@ def update_policy(tenant: Tenant, actor: Actor, policy: ScanPolicy, **changes: A
 
 @transaction.atomic
 def delete_policy(tenant: Tenant, actor: Actor, policy: ScanPolicy) -> None:
-    if policy.tenant_id != tenant.pk:
-        raise ServiceError("No such policy.")
+    get_owned(ScanPolicy, tenant, policy, noun="policy")
     in_use = Bucket.objects.filter(tenant=tenant, policy=policy).count()
     record(tenant, actor, "policy.delete", policy, {"buckets_falling_back_to_default": in_use})
     policy.delete()

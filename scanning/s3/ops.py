@@ -1,9 +1,9 @@
 """The S3 operations the scanning pipeline needs, with no Django in sight.
 
-Every function takes a boto3 S3 client first; the caller builds it (``make_client``) with the endpoint
-and the assumed-role credentials of the linked account.  Every botocore failure leaves this module as
-``TransientS3Error`` (retry later) or ``PermanentS3Error`` (record an ``Error`` verdict now), so the
-caller never has to read botocore error codes.
+Every function takes a boto3 S3 client first; the caller builds it (``linked_accounts.aws.make_client``)
+with the endpoint and the assumed-role credentials of the linked account.  Every botocore failure leaves
+this module as ``TransientS3Error`` (retry later) or ``PermanentS3Error`` (record an ``Error`` verdict now),
+so the caller never has to read botocore error codes.
 
 An ``ObjectRef`` is the pin of a verdict: (bucket, key, version id, ETag, size).  Reads, tags, copies and
 deletes all go through the pin, so a verdict is never applied to bytes other than those scanned.
@@ -11,6 +11,7 @@ deletes all go through the pin, so a verdict is never applied to bytes other tha
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -24,8 +25,6 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -93,6 +92,12 @@ class PermanentS3Error(S3Error):
     kind = "permanent"
 
 
+class ObjectGone(PermanentS3Error):
+    """The object (or the version named) is not there: deleted, never written, or a delete marker's key.
+
+    Told by S3's error code (NoSuchKey, NoSuchVersion, a HEAD's 404), never by the message's words."""
+
+
 class SizeMismatchError(TransientS3Error):
     """Fewer or more bytes arrived than the pinned size; nothing read may be called Clean."""
 
@@ -126,7 +131,6 @@ _TRANSIENT_CODES = {
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 # The pin (IfMatch) no longer matches: the key holds other bytes now.
 CHANGED_CODES = {"PreconditionFailed", "412"}
-_NOT_FOUND_CODES = NOT_FOUND_CODES
 _ACCESS_CODES = {
     "AccessDenied",
     "403",
@@ -166,7 +170,8 @@ def classify_client_error(
     if isinstance(exc, S3Error):
         return exc.kind, exc.message
     if isinstance(exc, ClientError):
-        return _classify_response_error(exc, target, doing)
+        kind, message, _ = _classify_response_error(exc, target, doing)
+        return kind, message
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return "permanent", f"no usable AWS credentials for {doing} {target}"
     if isinstance(exc, _TRANSIENT_EXCEPTIONS):
@@ -178,7 +183,17 @@ def classify_client_error(
 
 def _classify_response_error(
     exc: ClientError, target: str, doing: str
-) -> tuple[Literal["transient", "permanent"], str]:
+) -> tuple[Literal["transient", "permanent"], str, bool]:
+    """The kind, the words, and whether the code says the object is gone."""
+    kind, message = _classify_response(exc, target, doing)
+    if kind == "gone":
+        return "permanent", message, True
+    return kind, message, False
+
+
+def _classify_response(
+    exc: ClientError, target: str, doing: str
+) -> tuple[Literal["transient", "permanent", "gone"], str]:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     detail = str(error.get("Message", "") or "")
@@ -198,8 +213,8 @@ def _classify_response_error(
         return "permanent", f"access denied {doing} {target}"
     if code == "NoSuchBucket":
         return "permanent", f"bucket does not exist {doing} {target}"
-    if code in _NOT_FOUND_CODES or status == 404:
-        return "permanent", f"object no longer exists ({target})"
+    if code in NOT_FOUND_CODES or status == 404:
+        return "gone", f"object no longer exists ({target})"
     if code in ("PreconditionFailed", "412") or status == 412:
         return "permanent", f"object changed since it was pinned ({target})"
     if code == "EntityTooLarge":
@@ -213,9 +228,11 @@ def to_s3_error(exc: BaseException, target: str = "the object", doing: str = "re
         return exc
     kind, message = classify_client_error(exc, target, doing)
     code = ""
+    cls: type[S3Error] = TransientS3Error if kind == "transient" else PermanentS3Error
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-    cls = TransientS3Error if kind == "transient" else PermanentS3Error
+        if _classify_response_error(exc, target, doing)[2]:
+            cls = ObjectGone
     return cls(message, code=code)
 
 
@@ -339,19 +356,14 @@ def _iter_body(body: Any, chunk_size: int, target: str) -> Iterator[bytes]:
         body.close()
 
 
-class DigestingStream:
-    """Pass chunks through while counting bytes and computing their SHA-256."""
+class ByteTally:
+    """Counts bytes and computes their SHA-256 as they pass (the one counter of scanned bytes)."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
+    def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self.bytes_read = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = next(self._chunks)
+    def update(self, chunk: bytes) -> bytes:
         self._hash.update(chunk)
         self.bytes_read += len(chunk)
         return chunk
@@ -359,6 +371,20 @@ class DigestingStream:
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+
+class DigestingStream(ByteTally):
+    """Pass chunks through while counting bytes and computing their SHA-256."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return self.update(next(self._chunks))
 
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)
@@ -693,6 +719,33 @@ def move_object_verified(
     return copied
 
 
+def put_object(
+    client: Client,
+    bucket: str,
+    key: str,
+    body: Any,
+    *,
+    size: int,
+    md5: bytes,
+    tags: Iterable[tuple[str, str]] = (),
+) -> ObjectRef:
+    """Write ``size`` bytes of ``body`` (a file) that were scanned; return the pin of what was written.
+
+    ``md5`` is the digest of the bytes scanned: S3 refuses the write (BadDigest) if the bytes arriving
+    differ. ``tags`` are written with the object, in the same request.
+    """
+    with _translated(f"s3://{bucket}/{key}", "writing"):
+        response = client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentLength=size,
+            ContentMD5=base64.b64encode(md5).decode(),
+            Tagging=urlencode(list(tags)),
+        )
+    return ObjectRef(bucket, key, response.get("VersionId") or None, _strip_etag(response.get("ETag")), size)
+
+
 # --- listing -----------------------------------------------------------------------------------------
 
 
@@ -794,7 +847,7 @@ def _list_versions_page(
     return ListingPage(refs, next_token)
 
 
-# --- addresses and clients ---------------------------------------------------------------------------
+# --- addresses ---------------------------------------------------------------------------
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -807,35 +860,3 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not _BUCKET_NAME.match(bucket) or ".." in bucket:
         raise ValueError(f"not a valid bucket name in {url!r}")
     return bucket, prefix
-
-
-def make_client(
-    service: str,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    credentials: dict[str, str] | None = None,
-) -> Client:
-    """A boto3 client with bounded timeouts and standard retries.
-
-    ``credentials`` is the ``Credentials`` dict from STS AssumeRole (AccessKeyId, SecretAccessKey,
-    SessionToken); without it the default chain is used.  A custom endpoint (moto, MinIO) gets path-
-    style addressing, since it rarely serves bucket subdomains.
-    """
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    keys: dict[str, Any] = {}
-    if credentials:
-        keys = {
-            "aws_access_key_id": credentials["AccessKeyId"],
-            "aws_secret_access_key": credentials["SecretAccessKey"],
-            "aws_session_token": credentials.get("SessionToken"),
-        }
-    # A session per client: boto3's default session is not safe to share between threads.
-    session = boto3.session.Session()
-    return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
-        service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
-    )

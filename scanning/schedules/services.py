@@ -23,7 +23,10 @@ from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
 from accounts.models import Tenant
-from accounts.services import Actor, ServiceError, record
+from accounts.services import Actor, ServiceError, get_owned, record
+from scanning.buckets.discovery import discover_all_accounts
+from scanning.fleet import agents as fleet
+from scanning.fleet.signatures import update_signatures
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanPolicy, ScanResult, Schedule
 
@@ -42,8 +45,7 @@ HEARTBEAT_FILE_EVERY = 10.0
 
 
 def _check_bucket(tenant: Tenant, bucket: Bucket) -> None:
-    if bucket.tenant_id != tenant.pk:
-        raise ServiceError("No such bucket.", field="bucket")
+    get_owned(Bucket, tenant, bucket, field="bucket")
 
 
 @transaction.atomic
@@ -68,8 +70,7 @@ def create_schedule(
 
 @transaction.atomic
 def update_schedule(tenant: Tenant, actor: Actor, schedule: Schedule, **changes: Any) -> Schedule:
-    if schedule.tenant_id != tenant.pk:
-        raise ServiceError("No such schedule.")
+    get_owned(Schedule, tenant, schedule)
     unknown = set(changes) - {"bucket", "prefix", "cron", "enabled"}
     if unknown:
         raise ServiceError(f"Unknown fields: {', '.join(sorted(unknown))}.")
@@ -87,8 +88,7 @@ def update_schedule(tenant: Tenant, actor: Actor, schedule: Schedule, **changes:
 
 @transaction.atomic
 def delete_schedule(tenant: Tenant, actor: Actor, schedule: Schedule) -> None:
-    if schedule.tenant_id != tenant.pk:
-        raise ServiceError("No such schedule.")
+    get_owned(Schedule, tenant, schedule)
     record(tenant, actor, "schedule.delete", schedule, {"cron": schedule.cron})
     schedule.delete()
 
@@ -249,8 +249,6 @@ class Scheduler:
                 log.exception("signature check failed")
         if self.last_discovery is None or now - self.last_discovery >= DISCOVERY_EVERY:
             self.last_discovery = now
-            from linked_accounts.actors import discover_all_accounts
-
             try:
                 discover_all_accounts.send()
                 report.discovery = True
@@ -266,8 +264,6 @@ class Scheduler:
         return last is None or now - last >= timedelta(seconds=settings.SIGNATURES_INTERVAL)
 
     def _update_signatures(self) -> str:
-        from scanning.fleet.signatures import update_signatures
-
         try:
             with _heartbeat_file_kept_fresh():
                 record = update_signatures()
@@ -277,8 +273,6 @@ class Scheduler:
         return record.status if record is not None else ""
 
     def _check_fleet(self, now: datetime) -> list[str]:
-        from scanning.fleet import agents as fleet
-
         try:
             fleet.forget_old_agents(now)
             return [kind for kind, _ in fleet.check_fleet(now)]

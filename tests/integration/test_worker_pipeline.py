@@ -10,7 +10,7 @@ from django_scopes import scope, scopes_disabled
 
 from scanning.models import ScanResult, Verdict
 from scanning.pipeline import services
-from scanning.pipeline.actors import scan_object
+from scanning.pipeline.services import scan_object
 from tests.fixtures.scanning import EICAR, TESTFILES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -7,9 +7,10 @@ from django_scopes import scope
 from accounts.models import AuditEvent
 from accounts.services import Actor, ServiceError
 from linked_accounts import aws, services
+from linked_accounts.aws import make_client
 from linked_accounts.models import AwsAccount
+from scanning.buckets import discovery
 from scanning.models import Bucket
-from scanning.s3.ops import make_client
 from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account
 
 pytestmark = pytest.mark.django_db
@@ -166,7 +167,7 @@ def test_it_discovers_buckets_and_marks_missing_ones(tenant, moto_account, s3_cl
         },
     )
     with scope(tenant=tenant):
-        summary = services.discover_buckets(tenant, ACTOR, moto_account)
+        summary = discovery.discover_buckets(tenant, ACTOR, moto_account)
         assert summary["found"] >= 3
         rows = {
             b.name: b for b in Bucket.objects.filter(tenant=tenant, name__in=[plain, versioned, encrypted])
@@ -179,7 +180,7 @@ def test_it_discovers_buckets_and_marks_missing_ones(tenant, moto_account, s3_cl
         assert all(b.missing_since is None for b in rows.values())
 
         s3_client.delete_bucket(Bucket=plain)
-        summary = services.discover_buckets(tenant, ACTOR, moto_account)
+        summary = discovery.discover_buckets(tenant, ACTOR, moto_account)
         assert summary["newly_missing"] >= 1
         gone = Bucket.objects.get(tenant=tenant, name=plain)
         assert gone.missing_since is not None  # marked, not deleted
@@ -191,7 +192,7 @@ def test_discovery_needs_a_verified_account(tenant):
     with scope(tenant=tenant):
         account = make_account(tenant, connected=False)
         with pytest.raises(ServiceError, match="Verify"):
-            services.discover_buckets(tenant, ACTOR, account)
+            discovery.discover_buckets(tenant, ACTOR, account)
 
 
 def test_it_refuses_another_tenants_account(tenant, outsider_tenant):

@@ -10,8 +10,7 @@ import pytest
 from django_scopes import scope
 
 from accounts.services import Actor
-from linked_accounts import services as account_services
-from scanning.buckets import protection
+from scanning.buckets import discovery, protection
 from scanning.models import ChannelKind
 from scanning.notifications import services as channels
 from tests.linked_accounts import fixtures as aws_fixtures
@@ -85,8 +84,8 @@ def test_it_notifies_newly_discovered_buckets_once(
     _channel(outsider_tenant, receiver, ["bucket.discovered"])
     name = make_bucket()
     with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True):
-        account_services.discover_buckets(tenant, ACTOR, moto_account)
-        account_services.discover_buckets(tenant, ACTOR, moto_account)
+        discovery.discover_buckets(tenant, ACTOR, moto_account)
+        discovery.discover_buckets(tenant, ACTOR, moto_account)
     drain(("default",))
     events = _events(receiver)
     assert len(events) == 1  # the second discovery found nothing new; the other tenant heard nothing

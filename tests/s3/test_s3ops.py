@@ -15,6 +15,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from linked_accounts.aws import make_client
 from scanning.s3 import ops as s3ops
 from scanning.s3.ops import (
     CopyVerificationError,
@@ -128,7 +129,7 @@ def test_it_reports_a_missing_version_as_permanent(s3_client, make_bucket):
 
 
 def test_it_reports_an_unreachable_endpoint_as_transient():
-    client = s3ops.make_client("s3", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    client = make_client("s3", endpoint_url="http://127.0.0.1:9", region="us-east-1")
     with pytest.raises(TransientS3Error, match="connection problem"):
         s3ops.head_object(client, "bucket", "key")
 
@@ -322,7 +323,7 @@ def test_it_copies_large_objects_in_parts_keeping_metadata_and_tags(s3_client, m
 def test_it_copies_with_a_separate_destination_client(s3_client, s3_endpoint, make_bucket):
     source, dest = make_bucket(), make_bucket()
     ref = put_rich(s3_client, source, "a.bin", b"abc")
-    dest_client = s3ops.make_client("s3", endpoint_url=s3_endpoint, region="us-east-1")
+    dest_client = make_client("s3", endpoint_url=s3_endpoint, region="us-east-1")
 
     copied = s3ops.copy_object_verified(
         s3_client, ref, dest, "a.bin", dest_client=dest_client, extra_tags=[("scan-result", "Infected")]
@@ -359,7 +360,7 @@ def test_move_deletes_the_source_version_after_a_verified_copy(s3_client, make_b
 def test_move_keeps_the_source_when_verification_fails(s3_client, make_bucket, monkeypatch):
     source, dest = make_bucket(versioned=True), make_bucket(versioned=True)
     ref = put_rich(s3_client, source, "a.bin", b"infected")
-    dest_client = s3ops.make_client("s3", endpoint_url=s3_client.meta.endpoint_url, region="us-east-1")
+    dest_client = make_client("s3", endpoint_url=s3_client.meta.endpoint_url, region="us-east-1")
     real_head = dest_client.head_object
 
     def lying_head(**kwargs: Any) -> dict[str, Any]:

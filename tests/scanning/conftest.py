@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from botocore.stub import Stubber
 
 from linked_accounts import aws
-from scanning.s3.ops import make_client
+from linked_accounts.aws import make_client
 from tests.scanning.jobkit import empty_broker, s3_calls
 
 __all__ = ["empty_broker", "lose_role", "s3_calls"]
@@ -34,6 +35,6 @@ def lose_role(monkeypatch: Any) -> Callable[[], None]:
         monkeypatch.setattr(aws, "service_client", lambda service, region=None: sts)
         # Forget the credentials and clients already cached for the role.
         monkeypatch.setattr(aws, "_cache", {})
-        monkeypatch.setattr(aws, "_clients", {})
+        monkeypatch.setattr(aws, "_clients", OrderedDict())
 
     return lose

@@ -173,7 +173,7 @@ def test_a_message_stays_when_its_scan_cannot_be_enqueued(protected, sqs, monkey
 def test_the_real_request_scan_sends_one_message_per_record(
     protected, sqs, django_capture_on_commit_callbacks
 ):
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     broker = scan_object.broker
     broker.flush_all()
@@ -193,7 +193,7 @@ def test_the_real_request_scan_sends_one_message_per_record(
 
 def test_each_scan_request_carries_its_events_sequencer(protected, sqs, django_capture_on_commit_callbacks):
     # Two PUTs of the same bytes (one key, one ETag, maybe within one second) carry their own sequencer.
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     broker = scan_object.broker
     broker.flush_all()
@@ -264,7 +264,7 @@ def test_an_uploaded_eicar_is_found_through_the_event_path(
 
     from accounts.models import Role
     from scanning.models import ScanResult, Verdict
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
     from tests.fixtures.scanning import EICAR
 
     name = make_bucket()
@@ -302,7 +302,7 @@ def test_the_event_path_deletes_each_upload_of_malware_for_good(
     from dramatiq import Message
 
     from scanning.models import ScanPolicy
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
     from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 
     name = make_bucket(versioned=versioned)

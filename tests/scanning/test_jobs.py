@@ -10,7 +10,7 @@ from accounts.services import Actor, ServiceError
 from scanning.jobs import services as jobs
 from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanResult, Verdict
 from scanning.pipeline import services
-from scanning.pipeline.actors import scan_object
+from scanning.pipeline.services import scan_object
 from scanning.s3 import ops as s3ops
 from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 from tests.scanning.jobkit import drain, queued

@@ -176,7 +176,7 @@ def test_it_publishes_a_scanned_infected_object_to_sns_with_filterable_attribute
 
 
 def test_a_missing_topic_is_recorded_and_not_retried(tenant, aws_settings, monkeypatch):
-    monkeypatch.setattr(notify_actors, "_is_final_attempt", lambda: False)
+    monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     result = _result(tenant)
     with scope(tenant=tenant):
         channel = NotificationChannel.objects.create(
@@ -226,7 +226,7 @@ def test_it_signs_webhook_requests_with_the_secret_shown_on_create(
 
 
 def test_a_5xx_is_retried_and_then_delivered(tenant, receiver, monkeypatch):
-    monkeypatch.setattr(notify_actors, "_is_final_attempt", lambda: False)
+    monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     receiver.statuses = [500, 200]
     channel = _channel(tenant, kind="webhook", target=receiver.url, secret="s3cret")
     result = _result(tenant)
@@ -265,7 +265,7 @@ def test_the_last_attempt_gives_up_and_keeps_the_error(tenant, receiver, monkeyp
 
 
 def test_a_4xx_is_recorded_and_not_retried(tenant, receiver, monkeypatch):
-    monkeypatch.setattr(notify_actors, "_is_final_attempt", lambda: False)
+    monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     receiver.statuses = [400]
     channel = _channel(tenant, kind="webhook", target=receiver.url, secret="s3cret")
     _deliver(tenant, channel, _result(tenant))  # returns: nothing for Dramatiq to retry
@@ -277,7 +277,7 @@ def test_a_4xx_is_recorded_and_not_retried(tenant, receiver, monkeypatch):
 
 
 def test_an_unreachable_webhook_is_retried(tenant, local_webhooks, monkeypatch):
-    monkeypatch.setattr(notify_actors, "_is_final_attempt", lambda: False)
+    monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     import socket
 
     with socket.socket() as sock:
@@ -343,7 +343,7 @@ def test_http_is_refused_for_a_public_host_even_with_local_webhooks_on(local_web
 
 
 def test_it_checks_the_address_again_at_send_time(tenant, monkeypatch):
-    monkeypatch.setattr(notify_actors, "_is_final_attempt", lambda: False)
+    monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     # Saved while it resolved publicly (or planted): the send-time lookup refuses it.
     channel = _channel(tenant, kind="webhook", target="http://169.254.169.254/latest/", secret="s")
     _deliver(tenant, channel, _result(tenant))
@@ -384,7 +384,7 @@ def test_a_clean_result_is_not_sent_to_an_infected_only_channel(
     _channel(tenant, kind="webhook", target=receiver.url, secret="s")
     clean = _result(tenant, Verdict.CLEAN)
     with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
-        notifications.result_recorded(tenant, clean)
+        notify_actors.result_recorded(tenant, clean)
     assert callbacks == []
     notify_actors.notify_result.fn(str(tenant.pk), str(clean.pk))
     assert drain(("default",)) == 0
@@ -399,7 +399,7 @@ def test_only_matching_enabled_channels_get_the_result(
     _channel(tenant, kind="webhook", target=receiver.url, secret="s", results=["Error"])
     result = _result(tenant)
     with scope(tenant=tenant), django_capture_on_commit_callbacks(execute=True) as callbacks:
-        notifications.result_recorded(tenant, result)
+        notify_actors.result_recorded(tenant, result)
     assert len(callbacks) == 1
     assert drain(("default",)) == 2
     assert len(receiver.requests) == 1
@@ -412,7 +412,7 @@ def test_a_result_with_pending_actions_is_not_sent_yet(tenant, receiver, django_
     _channel(tenant, kind="webhook", target=receiver.url, secret="s")
     result = _result(tenant, action_status=ScanResult.ActionStatus.PENDING)
     with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
-        notifications.result_recorded(tenant, result)
+        notify_actors.result_recorded(tenant, result)
     assert callbacks == []
 
 

@@ -262,7 +262,7 @@ def test_a_stale_event_for_a_replaced_object_is_dropped(tenant, make_linked_buck
 def test_request_scan_enqueues_only_after_commit(
     tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
 ):
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     broker = scan_object.broker
     broker.flush_all()

@@ -135,7 +135,7 @@ def test_delete_object_refuses_a_clean_object(tenant, key_client, scanned, s3_cl
 
 
 def test_rescan_queues_a_new_scan(tenant, key_client, scanned, django_capture_on_commit_callbacks):
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     scan_object.broker.flush_all()
     with django_capture_on_commit_callbacks(execute=True):
@@ -396,7 +396,7 @@ def test_the_state_filter_separates_open_and_resolved_findings(
 
 
 def test_rescan_says_what_will_happen(tenant, key_client, scanned, django_capture_on_commit_callbacks):
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     scan_object.broker.flush_all()
     clean = scanned[2]["clean"]
@@ -410,7 +410,7 @@ def test_rescan_says_what_will_happen(tenant, key_client, scanned, django_captur
 
 
 def _queued(django_capture_on_commit_callbacks, client, path, data=None):
-    from scanning.pipeline.actors import scan_object
+    from scanning.pipeline.services import scan_object
 
     scan_object.broker.flush_all()
     with django_capture_on_commit_callbacks(execute=True):

@@ -16,11 +16,12 @@ from django_scopes import scope, scopes_disabled
 
 from accounts import services as account_services
 from accounts.models import Tenant, User
+from linked_accounts import aws
 from linked_accounts import services as link_services
 from linked_accounts.models import AwsAccount
+from scanning.buckets import discovery
 from scanning.buckets.protection import protect_bucket, set_bucket_policy
 from scanning.models import Bucket, ScanPolicy
-from scanning.s3 import ops as s3ops
 
 DEMO_ACCOUNT = "123456789012"
 UPLOADS = "demo-uploads"
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         if not User.objects.filter(email="staff@demo.local").exists():
             User.objects.create_superuser("staff@demo.local", password)
 
-        s3 = s3ops.make_client("s3", endpoint_url=settings.AWS_ENDPOINT_URL, region=settings.AWS_REGION)
+        s3 = aws.make_client("s3", endpoint_url=settings.AWS_ENDPOINT_URL, region=settings.AWS_REGION)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         for name in (UPLOADS, QUARANTINE):
             if name not in existing:
@@ -76,7 +77,7 @@ class Command(BaseCommand):
             link_services.verify_account(
                 tenant, actor, account, f"arn:aws:iam::{DEMO_ACCOUNT}:role/s3av-scanner"
             )
-            link_services.discover_buckets(tenant, actor, account)
+            discovery.discover_buckets(tenant, actor, account)
             policy, _ = ScanPolicy.objects.get_or_create(
                 tenant=tenant,
                 name="Quarantine infected",

@@ -10,15 +10,18 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from linked_accounts import aws
 from s3av.env import parse_size
 from scanning.engine import clamd as engine
-from scanning.pipeline import scanner
+from scanning.models import Verdict
+from scanning.pipeline import scanner, services
 from scanning.s3 import ops as s3ops
 
 RETRIES = 3
@@ -75,17 +78,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from exc
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1", returncode=2)
-        s3 = s3ops.make_client(
+        s3 = aws.make_client(
             "s3",
             endpoint_url=options["endpoint_url"] or settings.AWS_ENDPOINT_URL,
             region=options["region"] or settings.AWS_REGION,
         )
-        clamd = engine.ClamdClient(
-            str(settings.CLAMD_ADDRESS),
-            timeout=30.0,
-            scan_timeout=settings.CLAMD_TIMEOUT,
-            stream_max_length=settings.MAX_OBJECT_SIZE,
-        )
+        clamd = services.clamd_client()
         try:
             identity = scanner.EngineIdentity(clamd, db_dir=str(settings.CLAMAV_DB_DIR))
             identity.get()
@@ -93,71 +91,25 @@ class Command(BaseCommand):
             raise CommandError(
                 f"clamd is not answering at {settings.CLAMD_ADDRESS}: {exc}", returncode=2
             ) from exc
+        run = _Run(self, lambda ref: _scan_one(s3, clamd, identity, ref, max_size), options["json"])
+        try:
+            run.scan_all(s3ops.iter_keys(s3, bucket, prefix, versions=options["all_versions"]), options)
+        except s3ops.S3Error as exc:
+            raise CommandError(f"listing s3://{bucket}/{prefix} failed: {exc.message}", returncode=2) from exc
+        self._summarise(run, options["json"])
 
-        counts: Counter[str] = Counter()
-        progress = Progress(sys.stderr)
-        out_lock = threading.Lock()
-        done = listed = 0
-        listing = True
-        pending: set[Future[tuple[s3ops.ObjectRef, scanner.Outcome]]] = set()
-
-        def scan_one(ref: s3ops.ObjectRef) -> tuple[s3ops.ObjectRef, scanner.Outcome]:
-            for attempt in range(RETRIES + 1):
-                try:
-                    return ref, scanner.scan_ref(s3, clamd, identity, ref, max_size)
-                except s3ops.PermanentS3Error as exc:  # replaced while the listing went on
-                    return ref, scanner.Outcome(verdict=scanner.ERROR, message=exc.message)
-                except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
-                    if attempt == RETRIES:
-                        return ref, scanner.Outcome(
-                            verdict=scanner.ERROR, message=f"gave up after retries: {exc}"
-                        )
-                    time.sleep(2**attempt)
-            raise AssertionError("unreachable")
-
-        def report(future: Future[tuple[s3ops.ObjectRef, scanner.Outcome]]) -> None:
-            nonlocal done
-            ref, outcome = future.result()
-            counts[outcome.verdict] += 1
-            done += 1
-            with out_lock:
-                self.stdout.write(self._line(ref, outcome, options["json"]))
-            progress.show(done, listed, listing, counts)
-
-        with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
-            try:
-                for page in s3ops.iter_keys(s3, bucket, prefix, versions=options["all_versions"]):
-                    for ref in page.refs:
-                        listed += 1
-                        pending.add(pool.submit(scan_one, ref))
-                        # Keep memory flat on huge buckets: never more than a few scans queued.
-                        while len(pending) >= options["concurrency"] * 4:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for future in finished:
-                                report(future)
-            except s3ops.S3Error as exc:
-                for future in pending:
-                    future.cancel()
-                progress.close()
-                raise CommandError(
-                    f"listing s3://{bucket}/{prefix} failed: {exc.message}", returncode=2
-                ) from exc
-            listing = False
-            for future in list(pending):
-                future.result()
-                report(future)
-        progress.close()
-
+    def _summarise(self, run: _Run, as_json: bool) -> None:
+        counts, done = run.counts, run.done
         summary = {"scanned": done, **{v.lower(): counts.get(v, 0) for v in scanner.VERDICTS}}
-        if options["json"]:
+        if as_json:
             sys.stderr.write(json.dumps({"summary": summary}) + "\n")
         else:
             self.stdout.write(
                 f"scanned {done}: " + ", ".join(f"{v.lower()} {counts.get(v, 0)}" for v in scanner.VERDICTS)
             )
-        if counts.get(scanner.INFECTED):
+        if counts.get(Verdict.INFECTED):
             sys.exit(1)
-        if counts.get(scanner.UNSCANNABLE) or counts.get(scanner.ERROR):
+        if counts.get(Verdict.UNSCANNABLE) or counts.get(Verdict.ERROR):
             sys.exit(2)
 
     @staticmethod
@@ -177,3 +129,67 @@ class Command(BaseCommand):
         version = f" (version {ref.version_id})" if ref.version_id else ""
         detail = ", ".join(outcome.signatures) or outcome.message
         return f"s3://{ref.bucket}/{ref.key}{version}: {outcome.verdict}" + (f" {detail}" if detail else "")
+
+
+Scanned = tuple[s3ops.ObjectRef, scanner.Outcome]
+
+
+def _scan_one(
+    s3: Any, clamd: engine.ClamdClient, identity: scanner.EngineIdentity, ref: s3ops.ObjectRef, max_size: int
+) -> Scanned:
+    for attempt in range(RETRIES + 1):
+        try:
+            return ref, scanner.scan_ref(s3, clamd, identity, ref, max_size)
+        except s3ops.PermanentS3Error as exc:  # replaced while the listing went on
+            return ref, scanner.Outcome(verdict=Verdict.ERROR, message=exc.message)
+        except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
+            if attempt == RETRIES:
+                return ref, scanner.Outcome(verdict=Verdict.ERROR, message=f"gave up after retries: {exc}")
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+class _Run:
+    """One run of the command: scans in a thread pool as the listing goes, lines printed as they end."""
+
+    def __init__(self, command: Command, scan: Callable[[s3ops.ObjectRef], Scanned], as_json: bool) -> None:
+        self.command = command
+        self.scan = scan
+        self.as_json = as_json
+        self.counts: Counter[str] = Counter()
+        self.progress = Progress(sys.stderr)
+        self.out_lock = threading.Lock()
+        self.done = self.listed = 0
+        self.listing = True
+
+    def scan_all(self, pages: Iterable[s3ops.ListingPage], options: dict[str, Any]) -> None:
+        pending: set[Future[Scanned]] = set()
+        with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
+            try:
+                for page in pages:
+                    for ref in page.refs:
+                        self.listed += 1
+                        pending.add(pool.submit(self.scan, ref))
+                        # Keep memory flat on huge buckets: never more than a few scans queued.
+                        while len(pending) >= options["concurrency"] * 4:
+                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                            for future in finished:
+                                self.report(future)
+            except s3ops.S3Error:
+                for future in pending:
+                    future.cancel()
+                self.progress.close()
+                raise
+            self.listing = False
+            for future in list(pending):
+                future.result()
+                self.report(future)
+        self.progress.close()
+
+    def report(self, future: Future[Scanned]) -> None:
+        ref, outcome = future.result()
+        self.counts[outcome.verdict] += 1
+        self.done += 1
+        with self.out_lock:
+            self.command.stdout.write(Command._line(ref, outcome, self.as_json))
+        self.progress.show(self.done, self.listed, self.listing, self.counts)
