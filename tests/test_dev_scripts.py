@@ -82,7 +82,7 @@ def _checkout_with_stub_tools(tmp_path: Path) -> Path:
         (checkout / "scripts" / name).write_text((ROOT / "scripts" / name).read_text())
     tools = checkout / ".venv" / "bin"
     tools.mkdir(parents=True)
-    for tool in ("ruff", "mypy", "pytest"):
+    for tool in ("ruff", "mypy", "lint-imports", "python", "pytest"):
         (tools / tool).write_text("#!/bin/sh\nexit 0\n")
         (tools / tool).chmod(0o755)
     return checkout

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
+from linked_accounts.api import AccountSerializer
 from linked_accounts.models import AwsAccount
 from s3av.api import TenantViewSet
 from scanning.buckets import discovery, protection, read_gate
@@ -173,6 +174,7 @@ class AccountDiscoveryViewSet(TenantViewSet):
     # /api/v1/accounts/{id}/discover: the account's buckets are scanning's (linked_accounts imports
     # nothing of scanning), so the route is registered here, under the accounts prefix.
     queryset = AwsAccount.objects.none()
+    serializer_class = AccountSerializer  # what OPTIONS describes, as for the accounts' other routes
     read_role = Role.VIEWER
     write_role = Role.ADMIN
     action_roles = {"discover": Role.OPERATOR}

@@ -19,7 +19,7 @@ from scanning.fleet.stats import STATS
 from scanning.models import Agent, ChannelKind, SignatureUpdate
 from scanning.notifications import services as channels
 from scanning.pipeline import services
-from tests.scanning.test_notifications import Receiver
+from tests.scanning.notifications.test_notifications import Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from scanning.notifications import services as channels
 from tests.linked_accounts import fixtures as aws_fixtures
 from tests.linked_accounts.factories import make_bucket_row
 from tests.scanning.jobkit import drain, empty_broker  # noqa: F401 - a fixture
-from tests.scanning.test_notifications import Receiver
+from tests.scanning.notifications.test_notifications import Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ import pytest
 from scanning.management.commands.scan import Progress
 from tests.fixtures.scanning import EICAR, TESTFILES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(*args, endpoint, clamd):

@@ -11,8 +11,8 @@ from django_scopes import scope
 
 from scanning.models import ScanResult, Verdict
 from scanning.pipeline import services
-from tests.engine.test_clamd_client import FakeClamd, instream_dropped_after
 from tests.fixtures.scanning import EICAR, TESTFILES, assert_gone_for_good, next_second
+from tests.scanning.engine.test_clamd_client import FakeClamd, instream_dropped_after
 
 pytestmark = pytest.mark.django_db
 

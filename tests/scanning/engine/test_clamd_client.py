@@ -1,8 +1,8 @@
 """ClamdClient against a real clamd started by scripts/clamav.sh (and against tiny fake servers for the
 failures a real clamd will not produce on demand).
 
-The fixtures live in this module, not a conftest, so `pytest -p no:django tests/engine` works while the
-project's Django settings are elsewhere in flux.
+The fixtures live in this module, not a conftest, so the engine's tests read on their own (the client
+needs no Django; the test session still loads the project's settings through tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from scanning.engine.clamd import (
     EngineUnavailable,
 )
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 SCRIPT = PROJECT_DIR / "scripts" / "clamav.sh"
 TESTFILES = Path("/usr/share/clamav-testfiles")
 MiB = 1024 * 1024
