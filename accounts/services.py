@@ -25,10 +25,11 @@ MAX_API_KEY_LIFETIME = timedelta(days=3650)
 class ServiceError(Exception):
     """A refused operation; the message is shown to the user."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, code: str = ""):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.code = code
 
 
 @dataclass(frozen=True)
