@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.TenantMiddleware",
+    "s3av.timezones.TimezoneMiddleware",
     "s3av.middleware.ApiQueryMiddleware",
 ]
 
