@@ -22,6 +22,8 @@ NAV: list[tuple[str, str, str]] = [
     ("Buckets", "buckets", Role.VIEWER),
     ("Scans", "jobs", Role.VIEWER),
     ("Accounts", "linked-accounts", Role.VIEWER),
+    ("Policies", "policies", Role.VIEWER),
+    ("Notifications", "channels", Role.VIEWER),
     ("Settings", "settings", Role.ADMIN),
     ("Single sign-on", "sso-settings", Role.ADMIN),
     ("Audit log", "audit-log", Role.ADMIN),

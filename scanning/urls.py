@@ -2,11 +2,36 @@
 
 from django.urls import path
 
-from scanning.views import buckets, findings, jobs
+from scanning.views import buckets, channels, findings, jobs, policies, schedules
 
 urlpatterns = [
     path("results/", findings.results, name="results"),
     path("results/<uuid:result_id>/<slug:what>", findings.triage, name="triage"),
+    # Buckets: protection, policy, read gate, scans of what they hold.
     path("buckets/", buckets.buckets, name="buckets"),
-    path("jobs/", jobs.jobs, name="jobs"),
+    path("buckets/<uuid:bucket_id>/", buckets.bucket_detail, name="bucket"),
+    path("buckets/<uuid:bucket_id>/protect", buckets.bucket_protect, name="bucket-protect"),
+    path("buckets/<uuid:bucket_id>/unprotect", buckets.bucket_unprotect, name="bucket-unprotect"),
+    path("buckets/<uuid:bucket_id>/policy", buckets.bucket_policy, name="bucket-policy"),
+    path("buckets/<uuid:bucket_id>/read-gate", buckets.bucket_read_gate, name="bucket-read-gate"),
+    path("buckets/<uuid:bucket_id>/scan", buckets.bucket_scan, name="bucket-scan"),
+    # Scans and their schedules.
+    path("jobs/", jobs.job_list, name="jobs"),
+    path("jobs/start", jobs.job_start, name="job-start"),
+    path("jobs/<uuid:job_id>/progress", jobs.job_progress, name="job-progress"),
+    path("jobs/<uuid:job_id>/cancel", jobs.job_cancel, name="job-cancel"),
+    path("jobs/schedules/", schedules.schedule_list, name="schedules"),
+    path("jobs/schedules/new", schedules.schedule_create, name="schedule-new"),
+    path("jobs/schedules/<uuid:schedule_id>/", schedules.schedule_edit, name="schedule"),
+    path("jobs/schedules/<uuid:schedule_id>/delete", schedules.schedule_delete, name="schedule-delete"),
+    # Settings: scan policies and notification channels.
+    path("settings/policies/", policies.policy_list, name="policies"),
+    path("settings/policies/new", policies.policy_new, name="policy-new"),
+    path("settings/policies/<uuid:policy_id>/", policies.policy_detail, name="policy"),
+    path("settings/policies/<uuid:policy_id>/delete", policies.policy_delete, name="policy-delete"),
+    path("settings/channels/", channels.channel_list, name="channels"),
+    path("settings/channels/new", channels.channel_new, name="channel-new"),
+    path("settings/channels/<uuid:channel_id>/", channels.channel_detail, name="channel"),
+    path("settings/channels/<uuid:channel_id>/delete", channels.channel_delete, name="channel-delete"),
+    path("settings/channels/<uuid:channel_id>/test", channels.channel_test, name="channel-test"),
 ]
