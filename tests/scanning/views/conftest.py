@@ -14,6 +14,7 @@ from django_scopes import scope
 
 from accounts.models import Tenant
 from tests.linked_accounts.factories import make_account, make_bucket_row
+from tests.linked_accounts.fixtures import aws_endpoint  # noqa: F401  (the local STS for the browser tests)
 
 
 @pytest.fixture

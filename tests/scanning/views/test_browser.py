@@ -221,7 +221,7 @@ def test_a_viewer_is_offered_no_action_on_the_setup_pages(portal_browser, portal
     for name, path in pages.items():
         portal.goto(path)
         main = portal.page.locator("main")
-        # Copy buttons (external id, read-gate statement) are reading aids, not actions.
-        actions = main.locator("form, button:not([data-copy]), a.btn")
+        # Copy buttons (external id, read-gate statement) and template downloads are reading, not acting.
+        actions = main.locator("form, button:not([data-copy]), a.btn:not([download])")
         assert actions.count() == 0, f"{path} offers a viewer: {actions.all_inner_texts()}"
         _both_widths(portal, name)
