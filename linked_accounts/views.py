@@ -81,9 +81,11 @@ class LinkForm(forms.Form):
     organization = forms.ChoiceField(
         label="Organisation",
         required=False,
-        help_text="Accounts deployed by the same StackSet share one organisation (and its external id).",
+        help_text="The organisation whose StackSet deployed the role in this account.",
     )
-    organization_name = forms.CharField(max_length=200, required=False, label="Name of the new organisation")
+    organization_name = forms.CharField(
+        max_length=200, required=False, label="Name of a new organisation", help_text="Optional."
+    )
 
     def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -177,7 +177,9 @@ def channel_new(request: HttpRequest) -> HttpResponse:
                 response["Cache-Control"] = "no-store"
                 return response
             return redirect("channels")
-    return render(request, "scanning/channel_form.html", {"form": form, "channel": None})
+    return render(
+        request, "scanning/channel_form.html", {"form": form, "channel": None, "verdicts": VERDICT_LABELS}
+    )
 
 
 @login_required
@@ -203,7 +205,8 @@ def channel_detail(request: HttpRequest, channel_id: Any) -> HttpResponse:
         else:
             messages.success(request, "Channel saved." if changes else "Nothing changed.")
             return redirect("channels")
-    return render(request, "scanning/channel_form.html", {"form": form, "channel": _decorate(channel, True)})
+    context = {"form": form, "channel": _decorate(channel, True), "verdicts": VERDICT_LABELS}
+    return render(request, "scanning/channel_form.html", context)
 
 
 @login_required

@@ -49,19 +49,21 @@ def summary(policy: ScanPolicy) -> list[str]:
         scope += ", except keys matching " + _list(policy.exclude_patterns)
     lines.append(f"{scope}; objects larger than {size} are not scanned and count as Unscannable.")
 
-    tag = f"tagged {policy.tag_result_key}=<verdict>" if policy.tag_objects else "not tagged"
+    def tag(verdict: str) -> str:
+        return f"tagged {policy.tag_result_key}={verdict}" if policy.tag_objects else "not tagged"
+
     where = f"bucket {policy.quarantine_bucket or '(none named)'}"
     if policy.quarantine_prefix:
         where += f" under {policy.quarantine_prefix}"
     if policy.on_infected == InfectedAction.QUARANTINE:
-        infected = f"Infected files are {tag} and moved to the quarantine {where}"
+        infected = f"Infected files are {tag('Infected')} and moved to the quarantine {where}"
     elif policy.on_infected == InfectedAction.DELETE:
-        infected = f"Infected files are {tag}, then the infected version is deleted"
+        infected = f"Infected files are {tag('Infected')}, then the infected version is deleted"
     else:
-        infected = f"Infected files are {tag} and left where they are"
+        infected = f"Infected files are {tag('Infected')} and left where they are"
     lines.append(infected + ".")
 
-    clean = f"Clean files are {tag}"
+    clean = f"Clean files are {tag('Clean')}"
     if policy.promote_to_bucket_id is not None:
         destination = policy.promote_to_bucket.name if policy.promote_to_bucket else "another bucket"
         clean += f" and copied to bucket {destination}"
@@ -77,7 +79,7 @@ def summary(policy: ScanPolicy) -> list[str]:
             if action == ProblemAction.QUARANTINE
             else "left where they are"
         )
-        lines.append(f"{label} files are {tag} and {fate}; they are always reported as findings.")
+        lines.append(f"{label} files are {tag(label)} and {fate}; they are always reported as findings.")
 
     if policy.rescan_days_on_signature_change:
         days = policy.rescan_days_on_signature_change

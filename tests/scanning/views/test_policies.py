@@ -67,13 +67,13 @@ def test_the_summary_says_what_the_policy_does(tenant, bucket_row):
     assert lines == [
         "Scans objects whose keys match uploads/*, except keys matching *.tmp; objects larger than "
         "100.0\xa0MB are not scanned and count as Unscannable.",
-        "Infected files are tagged scan-result=<verdict> and moved to the quarantine bucket "
+        "Infected files are tagged scan-result=Infected and moved to the quarantine bucket "
         "quarantine-bucket under quarantine/.",
-        "Clean files are tagged scan-result=<verdict> and copied to bucket production-bucket under clean/; "
+        "Clean files are tagged scan-result=Clean and copied to bucket production-bucket under clean/; "
         "the original is deleted once the copy is verified.",
-        "Unscannable files are tagged scan-result=<verdict> and moved to the quarantine bucket "
+        "Unscannable files are tagged scan-result=Unscannable and moved to the quarantine bucket "
         "quarantine-bucket under quarantine/; they are always reported as findings.",
-        "Error files are tagged scan-result=<verdict> and left where they are; they are always reported "
+        "Error files are tagged scan-result=Error and left where they are; they are always reported "
         "as findings.",
         "When the virus signatures change, objects of protected buckets modified in the last 7 days are "
         "scanned again.",
