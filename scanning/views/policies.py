@@ -129,7 +129,8 @@ class PolicyForm(forms.Form):
     max_object_size = forms.IntegerField(
         min_value=1,
         label="Largest object scanned (bytes)",
-        help_text=f"Larger objects are Unscannable. At most {settings.MAX_OBJECT_SIZE} on this deployment.",
+        help_text=f"Larger objects are Unscannable. At most {settings.MAX_OBJECT_SIZE} "
+        f"({filesizeformat(settings.MAX_OBJECT_SIZE)}) on this deployment.",
     )
     on_infected = forms.ChoiceField(choices=InfectedAction.choices, label="Infected files")
     on_unscannable = forms.ChoiceField(choices=ProblemAction.choices, label="Unscannable files")

@@ -162,12 +162,32 @@ def test_a_scans_progress_bar_reaches_the_end_without_reloading_the_page(
     _both_widths(portal, "schedules")
 
 
-def test_an_admin_adds_a_webhook_channel_and_sends_a_test(
+def test_an_admin_writes_a_policy_adds_a_webhook_channel_and_sends_a_test(
     portal_browser, portal_user, tenant, webhook_receiver
 ):
     portal = portal_browser
     portal.sign_in(portal_user(tenant, Role.ADMIN))
     page = portal.page
+
+    portal.goto("/settings/policies/")
+    _both_widths(portal, "policies-empty")
+    page.click("text=New policy")
+    page.fill("input[name=name]", "Quarantine infected")
+    page.select_option("select[name=on_infected]", "quarantine")
+    page.click("button:has-text('Create the policy')")
+    assert "Name the bucket that quarantined objects move to." in portal.text()
+    _both_widths(portal, "policy-error")
+    page.fill("input[name=quarantine_bucket]", "acme-quarantine")
+    page.click("button:has-text('Create the policy')")
+    page.wait_for_url("**/settings/policies/*/")
+    summary = portal.text("section")
+    assert (
+        "Infected files are tagged scan-result=Infected and moved to the quarantine bucket acme-quarantine"
+        in summary
+    )
+    _both_widths(portal, "policy")
+    portal.goto("/settings/policies/")
+    _both_widths(portal, "policies")
     portal.goto("/settings/channels/")
     _both_widths(portal, "channels-empty")
     page.click("text=New channel")
