@@ -94,7 +94,7 @@ def delete_organization(tenant: Tenant, actor: Actor, organization: AwsOrganizat
     if linked:
         raise ServiceError(
             f"{linked} linked account(s) use this organisation's external id; delete them first "
-            "(DELETE /api/v1/accounts/{id} tears each one down)."
+            "(removing an account tears down what s3av created in it)."
         )
     record(tenant, actor, "organization.delete", organization, {"name": organization.name})
     organization.delete()

@@ -17,4 +17,14 @@ urlpatterns = [
         views.account_template,
         name="linked-account-template",
     ),
+    path(
+        "organizations/<uuid:organization_id>/template/<slug:kind>.<slug:syntax>",
+        views.organization_template,
+        name="linked-organization-template",
+    ),
+    path(
+        "organizations/<uuid:organization_id>/delete",
+        views.organization_delete,
+        name="linked-organization-delete",
+    ),
 ]

@@ -52,7 +52,16 @@ def account_list(request: HttpRequest) -> HttpResponse:
         )
         .order_by("created_at")
     )
-    return render(request, "linked_accounts/list.html", {"accounts": accounts, **roles(request)})
+    organizations = (
+        AwsOrganization.objects.filter(tenant=tenant)
+        .annotate(account_count=Count("accounts"))
+        .order_by("created_at")
+    )
+    return render(
+        request,
+        "linked_accounts/list.html",
+        {"accounts": accounts, "organizations": organizations, **roles(request)},
+    )
 
 
 # --- step 1: the account id ----------------------------------------------------------------------------
@@ -301,6 +310,61 @@ def account_template(request: HttpRequest, account_id: Any, kind: str, syntax: s
     response = HttpResponse(body, content_type=_SYNTAXES[syntax])
     response["Content-Disposition"] = f'attachment; filename="s3av-{account.account_id}-{kind}.{syntax}"'
     return response
+
+
+def _organization(tenant: Tenant, organization_id: Any) -> AwsOrganization:
+    # Another tenant's organisation is "not found", exactly like a missing one.
+    organization = AwsOrganization.objects.filter(tenant=tenant, pk=organization_id).first()
+    if organization is None:
+        raise Http404("No such organisation.")
+    return organization
+
+
+@login_required
+@require_GET
+def organization_template(request: HttpRequest, organization_id: Any, kind: str, syntax: str) -> HttpResponse:
+    """The organisation's StackSet (for its management account), or the same role as a single stack."""
+    tenant = member_tenant(request)
+    organization = _organization(tenant, organization_id)
+    if kind not in _TEMPLATE_KINDS or syntax not in _SYNTAXES:
+        raise Http404
+    render_template = templates.stackset_template if kind == "stackset" else templates.role_template
+    body = templates.render(render_template(settings.AWS_SERVICE_PRINCIPAL, organization.external_id), syntax)
+    response = HttpResponse(body, content_type=_SYNTAXES[syntax])
+    response["Content-Disposition"] = f'attachment; filename="s3av-org-{organization.pk}-{kind}.{syntax}"'
+    return response
+
+
+@login_required
+def organization_delete(request: HttpRequest, organization_id: Any) -> HttpResponse:
+    tenant = member_tenant(request, Role.ADMIN)
+    organization = _organization(tenant, organization_id)
+    if request.method != "POST":
+        return render(
+            request,
+            "components/confirm.html",
+            {
+                "title": f"Delete organisation {organization}?",
+                "consequences": [
+                    "s3av forgets the organisation and its external id. Roles its StackSet deployed can no "
+                    "longer be linked under it.",
+                    "Only an organisation with no linked account can be deleted: remove its accounts first.",
+                ],
+                "action_url": request.path,
+                "confirm_label": "Delete the organisation",
+                "cancel_url": reverse("linked-accounts"),
+                "danger": True,
+            },
+        )
+    try:
+        services.delete_organization(tenant, Actor.from_request(request), organization)
+    except ServiceError as exc:
+        messages.error(
+            request, exc.message.replace(" (DELETE /api/v1/accounts/{id} tears each one down)", "")
+        )
+    else:
+        messages.success(request, f"Organisation {organization} deleted.")
+    return redirect("linked-accounts")
 
 
 # --- removal -----------------------------------------------------------------------------------------

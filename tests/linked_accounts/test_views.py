@@ -386,3 +386,61 @@ def test_the_pages_need_a_role_and_a_sign_in(tenant, client, session_client):
     assert session_client(tenant, Role.NONE).get("/linked-accounts/").status_code == 403
     response = client.get("/linked-accounts/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- organisations -----------------------------------------------------------------------------------
+
+
+def _organization(tenant, name="Acme org"):
+    from accounts.services import Actor
+    from linked_accounts import services
+
+    with scope(tenant=tenant):
+        return services.create_organization(tenant, Actor.system("test"), name)
+
+
+def test_the_list_offers_each_organisations_stackset_with_its_external_id(tenant, session_client):
+    organization = _organization(tenant)
+    client = session_client(tenant, Role.VIEWER)
+    page = _body(client.get("/linked-accounts/"))
+    assert "Acme org" in page and organization.external_id in page
+    stackset = client.get(f"/linked-accounts/organizations/{organization.pk}/template/stackset.yaml")
+    assert stackset.status_code == 200
+    body = yaml.safe_load(stackset.content)
+    member = json.loads(body["Resources"]["S3avRoleStackSet"]["Properties"]["TemplateBody"])
+    trust = member["Resources"]["S3avRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Condition"]["StringEquals"]["sts:ExternalId"] == organization.external_id
+    single = client.get(f"/linked-accounts/organizations/{organization.pk}/template/account.json")
+    assert organization.external_id in single.content.decode()
+
+
+def test_an_organisation_is_deleted_only_without_linked_accounts(tenant, session_client):
+    organization = _organization(tenant)
+    with scope(tenant=tenant):
+        account = make_account(tenant, organization=organization)
+    client = session_client(tenant, Role.ADMIN)
+    assert "Delete organisation Acme org?" in _body(
+        client.get(f"/linked-accounts/organizations/{organization.pk}/delete")
+    )
+    refused = client.post(f"/linked-accounts/organizations/{organization.pk}/delete", follow=True)
+    assert "1 linked account(s) use this organisation&#x27;s external id; delete them first" in _body(refused)
+    with scope(tenant=tenant):
+        account.delete()
+    client.post(f"/linked-accounts/organizations/{organization.pk}/delete")
+    with scope(tenant=tenant):
+        assert not AwsOrganization.objects.filter(pk=organization.pk).exists()
+
+
+def test_organisations_keep_to_their_tenant_and_to_admins(tenant, outsider_tenant, session_client):
+    theirs = _organization(outsider_tenant, "Their org")
+    mine = _organization(tenant)
+    admin = session_client(tenant, Role.ADMIN)
+    assert admin.get(f"/linked-accounts/organizations/{theirs.pk}/template/stackset.yaml").status_code == 404
+    assert admin.post(f"/linked-accounts/organizations/{theirs.pk}/delete").status_code == 404
+    assert "Their org" not in _body(admin.get("/linked-accounts/"))
+    operator = session_client(tenant, Role.OPERATOR)
+    assert operator.post(f"/linked-accounts/organizations/{mine.pk}/delete").status_code == 403
+    with scope(tenant=outsider_tenant):
+        assert AwsOrganization.objects.filter(pk=theirs.pk).exists()
+    with scope(tenant=tenant):
+        assert AwsOrganization.objects.filter(pk=mine.pk).exists()
