@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Role, Tenant
@@ -85,10 +87,15 @@ def job_start(request: HttpRequest) -> HttpResponse:
     return _page(request, tenant, form)
 
 
-@login_required
 @require_GET
 def job_progress(request: HttpRequest, job_id: Any) -> HttpResponse:
     """The progress fragment of one scan (htmx polls it while the scan runs)."""
+    if not request.user.is_authenticated:
+        # Signed out while the page polls: the login page must not be swapped into the card. htmx
+        # swaps nothing on a 401 and follows HX-Redirect with the whole page.
+        response = HttpResponse(status=401)
+        response["HX-Redirect"] = f"{resolve_url(settings.LOGIN_URL)}?next={reverse('jobs')}"
+        return response
     tenant = member_tenant(request)
     job = _job(tenant, job_id)
     return render(request, "scanning/job_progress.html", {"job": job, **roles(request)})

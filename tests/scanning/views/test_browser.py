@@ -16,7 +16,7 @@ import yaml
 from django_scopes import scope
 
 from accounts.models import Role
-from linked_accounts.models import AwsAccount
+from linked_accounts.models import AwsAccount, AwsOrganization
 from scanning.models import Bucket, JobStatus, NotificationChannel, ScanJob, ScanPolicy
 from tests.fixtures.browser import CHROMIUM, DESKTOP, PortalBrowser, _needs_browser
 from tests.fixtures.scanning import EICAR
@@ -225,6 +225,7 @@ def test_a_viewer_is_offered_no_action_on_the_setup_pages(portal_browser, portal
         make_bucket_row(tenant, account, name="the-quarantine")
         ScanJob.objects.create(tenant=tenant, bucket=bucket, status=JobStatus.SCANNING, listed=10, scanned=4)
         NotificationChannel.objects.create(tenant=tenant, name="Email", kind="email")
+        AwsOrganization.objects.create(tenant=tenant, name="Acme organisation")
     portal = portal_browser
     portal.sign_in(portal_user(tenant, Role.VIEWER))
     pages = {

@@ -181,6 +181,16 @@ def test_an_operator_starts_a_scan_of_a_prefix_with_a_window_and_all_versions(
     assert job.trigger == JobTrigger.MANUAL
 
 
+def test_the_time_window_is_read_in_the_members_time_zone(tenant, session_client, bucket_row):
+    bucket = bucket_row(tenant)
+    client = session_client(tenant, Role.OPERATOR)
+    client.cookies["s3av_tz"] = "Asia/Tokyo"
+    client.post(f"/buckets/{bucket.pk}/scan", {"modified_after": "2026-01-01T09:00"})
+    with scope(tenant=tenant):
+        job = ScanJob.objects.get(bucket=bucket)
+    assert job.modified_after.isoformat() == "2026-01-01T00:00:00+00:00"  # 09:00 in Tokyo
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [

@@ -159,3 +159,11 @@ def test_another_tenants_scan_is_not_found(tenant, outsider_tenant, session_clie
     assert "their-bucket" not in _body(response)
     theirs.refresh_from_db()
     assert theirs.status == JobStatus.LISTING
+
+
+def test_a_signed_out_poll_sends_the_whole_page_to_the_sign_in(tenant, client, bucket_row):
+    job = _job(tenant, bucket_row(tenant), status=JobStatus.LISTING)
+    response = client.get(f"/jobs/{job.pk}/progress", HTTP_HX_REQUEST="true")
+    assert response.status_code == 401
+    assert response["HX-Redirect"] == "/accounts/login/?next=/jobs/"
+    assert response.content == b""
