@@ -143,9 +143,14 @@ class VerifyForm(forms.Form):
     role_arn = forms.CharField(
         max_length=2048,
         label="Role ARN",
-        help_text="The stack's RoleArn output, e.g. arn:aws:iam::123456789012:role/s3av-scanner.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
+
+    def __init__(self, *args: Any, account: AwsAccount, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        example = role_arn_example(account)
+        self.fields["role_arn"].help_text = f"The stack's RoleArn output, e.g. {example}."
+        self.fields["role_arn"].widget.attrs["placeholder"] = example
 
 
 class RenameForm(forms.Form):
@@ -214,7 +219,7 @@ def _detail_context(request: HttpRequest, account: AwsAccount, **extra: Any) -> 
         "account": account,
         "buckets": buckets,
         "principal": settings.AWS_SERVICE_PRINCIPAL,
-        "verify_form": VerifyForm(initial={"role_arn": account.role_arn}),
+        "verify_form": VerifyForm(initial={"role_arn": account.role_arn}, account=account),
         "rename_form": RenameForm(initial={"name": account.name}),
         "connected": account.status == AwsAccount.Status.CONNECTED,
         **roles(request),
@@ -236,7 +241,7 @@ def account_detail(request: HttpRequest, account_id: Any) -> HttpResponse:
 def account_verify(request: HttpRequest, account_id: Any) -> HttpResponse:
     tenant = member_tenant(request, Role.ADMIN)
     account = _account(tenant, account_id)
-    form = VerifyForm(request.POST)
+    form = VerifyForm(request.POST, account=account)
     help_text = None
     if form.is_valid():
         try:
