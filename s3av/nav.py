@@ -21,7 +21,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Findings", "results", Role.VIEWER),
     ("Buckets", "buckets", Role.VIEWER),
     ("Scans", "jobs", Role.VIEWER),
-    ("Accounts", "linked-accounts", Role.VIEWER),
+    ("Linked accounts", "linked-accounts", Role.VIEWER),
     ("Policies", "policies", Role.VIEWER),
     ("Notifications", "channels", Role.VIEWER),
     ("Settings", "settings", Role.ADMIN),
