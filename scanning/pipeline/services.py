@@ -6,6 +6,7 @@ where a person or key acted. Slow S3 and clamd work happens outside database tra
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -453,7 +454,7 @@ def _scan_and_act(
         "scanned",
         extra={"tenant": str(tenant.pk), "bucket": bucket.name, "key": key, "verdict": result.verdict},
     )
-    _act(tenant, bucket, policy, result, final_attempt)
+    _act(tenant, bucket, policy, result, final_attempt, read=outcome.read)
     return result
 
 
@@ -499,14 +500,24 @@ def _newer_verdict_exists(result: ScanResult) -> bool:
 
 
 def _act(
-    tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult, final_attempt: bool = True
+    tenant: Tenant,
+    bucket: Bucket,
+    policy: ScanPolicy,
+    result: ScanResult,
+    final_attempt: bool = True,
+    read: s3ops.ObjectRef | None = None,
 ) -> None:
     """Tag, then quarantine or delete as the policy says. Re-runnable until it records done.
+
+    ``read`` is what the scan's GetObject said about these bytes (their tag count, when it was sent):
+    right after the read, tagging needs no second look at the object.
 
     A transient failure raises so the message is retried (the verdict is already recorded, and a
     retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
     """
     ref = _ref_of(result)
+    if read is not None and (read.version_id, read.etag) == (ref.version_id, ref.etag):
+        ref = dataclasses.replace(ref, tag_count=read.tag_count, read_at=read.read_at)
     actions: list[str] = []
     detail = ""
     object_gone = result.verdict == Verdict.ERROR and "no longer exists" in result.message

@@ -386,6 +386,33 @@ def test_an_event_with_etag_and_size_is_scanned_without_a_head_request(
     assert s3_calls["GetObject"] == 1
 
 
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_an_event_scan_of_an_untagged_object_is_one_read_and_one_tagging(
+    tenant, make_linked_bucket, s3_client, s3_calls, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    version, etag = _put(s3_client, bucket, "plain.txt", b"nothing to see\n" * 100)
+    result = _scan(tenant, bucket, "plain.txt", version_id=version, etag=etag, size=1500)
+    assert result.verdict == Verdict.CLEAN
+    assert result.action == "tagged"
+    assert dict(s3_calls) == {"GetObject": 1, "PutObjectTagging": 1}
+    assert _tags(s3_client, bucket, "plain.txt")["scan-result"] == "Clean"
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_an_event_scan_of_a_tagged_object_reads_its_tags_to_keep_them(
+    tenant, make_linked_bucket, s3_client, s3_calls, versioned
+):
+    bucket = make_linked_bucket(tenant, versioned=versioned)
+    version, etag = _put(s3_client, bucket, "owned.txt", b"nothing to see\n" * 100, tags={"owner": "me"})
+    result = _scan(tenant, bucket, "owned.txt", version_id=version, etag=etag, size=1500)
+    assert result.verdict == Verdict.CLEAN
+    assert dict(s3_calls) == {"GetObject": 1, "GetObjectTagging": 1, "PutObjectTagging": 1}
+    tags = _tags(s3_client, bucket, "owned.txt")
+    assert tags["owner"] == "me"
+    assert tags["scan-result"] == "Clean"
+
+
 def test_an_event_for_bytes_replaced_before_the_read_is_dropped_not_an_error(
     tenant, make_linked_bucket, s3_client
 ):
