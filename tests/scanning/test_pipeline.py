@@ -413,6 +413,31 @@ def test_an_event_scan_of_a_tagged_object_reads_its_tags_to_keep_them(
     assert tags["scan-result"] == "Clean"
 
 
+# As the worker runs it: autocommit, no test transaction around it (a savepoint would add two).
+@pytest.mark.django_db(transaction=True)
+def test_an_event_scan_costs_a_fixed_number_of_statements(
+    tenant, make_linked_bucket, s3_client, django_assert_num_queries
+):
+    from scanning.pipeline.actors import scan_object
+
+    bucket = make_linked_bucket(tenant)
+
+    def scan(key):
+        _, etag = _put(s3_client, bucket, key, key.encode() * 100)
+        with scope(tenant=tenant):
+            dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
+        scan_object.fn(str(tenant.pk), str(bucket.pk), key, etag=etag, size=len(key) * 100, dedupe_key=dedupe)
+
+    scan("warm-up.txt")  # the month's usage row, the engine identity, the S3 client: once per process
+    # The bucket with its tenant, account and policy; the claim; the released-as-allowed check; the
+    # verdict; usage; the newer-verdict check; the action; the notification channels. (Issue 10 aims
+    # at 4.)
+    with django_assert_num_queries(8):
+        scan("counted.txt")
+    with scope(tenant=tenant):
+        assert ScanResult.objects.get(key="counted.txt").action == "tagged"
+
+
 def test_an_event_for_bytes_replaced_before_the_read_is_dropped_not_an_error(
     tenant, make_linked_bucket, s3_client
 ):
