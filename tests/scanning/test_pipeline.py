@@ -438,6 +438,50 @@ def test_an_event_scan_costs_a_fixed_number_of_statements(
         assert ScanResult.objects.get(key="counted.txt").action == "tagged"
 
 
+def _on_the_default_policy(tenant, bucket):
+    from scanning.models import Bucket
+
+    with scope(tenant=tenant):
+        Bucket.objects.filter(pk=bucket.pk).update(policy=None)
+        bucket.refresh_from_db()
+    return bucket
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bucket_on_the_default_policy_costs_no_more_statements(
+    tenant, make_linked_bucket, s3_client, django_assert_num_queries
+):
+    from scanning.pipeline.actors import scan_object
+
+    bucket = _on_the_default_policy(tenant, make_linked_bucket(tenant))
+
+    def scan(key):
+        _, etag = _put(s3_client, bucket, key, key.encode() * 100)
+        with scope(tenant=tenant):
+            dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
+        scan_object.fn(str(tenant.pk), str(bucket.pk), key, etag=etag, size=len(key) * 100, dedupe_key=dedupe)
+
+    scan("warm-up.txt")
+    with django_assert_num_queries(8):  # the default policy is kept per process for a few seconds
+        scan("counted.txt")
+
+
+def test_a_change_to_the_default_policy_applies_to_the_next_scan(tenant, make_linked_bucket, s3_client):
+    from accounts.services import Actor
+    from scanning.models import ScanPolicy
+    from scanning.policies import services as policies
+
+    bucket = _on_the_default_policy(tenant, make_linked_bucket(tenant))
+    _, etag = _put(s3_client, bucket, "before.txt", b"before " * 50)
+    assert _scan(tenant, bucket, "before.txt", etag=etag).action == "tagged"
+    with scope(tenant=tenant):
+        default = ScanPolicy.default_for(tenant)
+        policies.update_policy(tenant, Actor.system("test"), default, tag_objects=False)
+    _, etag = _put(s3_client, bucket, "after.txt", b"after " * 50)
+    assert _scan(tenant, bucket, "after.txt", etag=etag).action == "none"
+    assert "scan-result" not in _tags(s3_client, bucket, "after.txt")
+
+
 def test_an_event_for_bytes_replaced_before_the_read_is_dropped_not_an_error(
     tenant, make_linked_bucket, s3_client
 ):
