@@ -648,6 +648,14 @@ def _default_channel_results() -> list[str]:
     return [Verdict.INFECTED.value]
 
 
+# The verdicts each tenant's enabled channels want, per process, for CHANNEL_VERDICTS_TTL seconds:
+# every scan result asks. Saving or deleting a channel forgets it here; another process's change is
+# seen within the TTL.
+CHANNEL_VERDICTS_TTL = 5.0
+_channel_verdicts: dict[Any, tuple[float, frozenset[str]]] = {}
+_channel_verdicts_lock = threading.Lock()
+
+
 class NotificationChannel(models.Model):
     """An SNS topic (in a linked account), a webhook URL, or email to the tenant's admins.
 
@@ -684,6 +692,34 @@ class NotificationChannel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        NotificationChannel.forget_wanted_verdicts(self.tenant_id)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        NotificationChannel.forget_wanted_verdicts(self.tenant_id)
+        return super().delete(*args, **kwargs)
+
+    @staticmethod
+    def forget_wanted_verdicts(tenant_id: Any) -> None:
+        with _channel_verdicts_lock:
+            _channel_verdicts.pop(tenant_id, None)
+
+    @classmethod
+    def wanted_verdicts(cls, tenant: Tenant) -> frozenset[str]:
+        """The verdicts any enabled channel of the tenant wants, as saved at most CHANNEL_VERDICTS_TTL
+        seconds ago."""
+        with _channel_verdicts_lock:
+            cached = _channel_verdicts.get(tenant.pk)
+        if cached is not None and time.monotonic() - cached[0] < CHANNEL_VERDICTS_TTL:
+            return cached[1]
+        # Filtered here rather than with a JSON lookup so SQLite installs work too.
+        filters = cls.objects.filter(tenant=tenant, enabled=True).values_list("results", flat=True)
+        wanted = frozenset(verdict for results in filters for verdict in (results or []))
+        with _channel_verdicts_lock:
+            _channel_verdicts[tenant.pk] = (time.monotonic(), wanted)
+        return wanted
 
     def wants(self, verdict: str) -> bool:
         return self.enabled and verdict in (self.results or [])

@@ -370,13 +370,13 @@ def test_a_bucket_scan_costs_a_fixed_number_of_statements_per_object(
     dramatiq_broker.flush("scans")
     scan_object.fn(*first.args, **first.kwargs)  # the month's usage row and per-process caches
     # The bucket; the job's wanted check; the claim; the verdict; usage; the newer-verdict check; the
-    # action; the notification channels; counting (one statement). (Issue 10 aims at 5.)
+    # action; counting (one statement). (Issue 10 aims at 5.)
     for message in counted:
-        with django_assert_num_queries(9):
+        with django_assert_num_queries(8):
             scan_object.fn(*message.args, **message.kwargs)
     # The last one also finishes the job and drops its items (a DELETE in its own transaction), because
     # the counters say so.
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(12):
         scan_object.fn(*last.args, **last.kwargs)
     job = _job(tenant, job)
     assert job.status == JobStatus.DONE
