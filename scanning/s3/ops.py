@@ -720,7 +720,7 @@ def delete_version(client: Client, ref: ObjectRef) -> None:
     check_deletable(client, ref)
     with _translated(target, "deleting"):
         response = client.delete_object(**_pinned_args(ref))
-    if response.get("DeleteMarker") or response.get("VersionId"):
+    if response.get("DeleteMarker"):
         forget_versioning(client, ref.bucket)
         marker = response.get("VersionId")
         if marker and marker != "null":
