@@ -40,16 +40,17 @@ def scan_object(
     job_id: str | None = None,
     sequencer: str | None = None,
 ) -> None:
+    # One query for the tenant, the bucket, its account and policy (a scan's hot path).
     with scopes_disabled():
-        tenant = Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.ACTIVE).first()
-    if tenant is None:
-        return
-    with scope(tenant=tenant):
         bucket = (
-            Bucket.objects.select_related("account", "policy").filter(tenant=tenant, pk=bucket_id).first()
+            Bucket.objects.select_related("tenant", "account", "policy")
+            .filter(pk=bucket_id, tenant_id=tenant_id, tenant__status=Tenant.Status.ACTIVE)
+            .first()
         )
-        if bucket is None:
-            return
+    if bucket is None:
+        return
+    tenant = bucket.tenant
+    with scope(tenant=tenant):
         services.run_scan(
             tenant,
             bucket,
