@@ -23,8 +23,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Scans", "jobs", Role.VIEWER),
     ("Accounts", "linked-accounts", Role.VIEWER),
     ("Settings", "settings", Role.ADMIN),
-    ("Single sign-on", "sso-settings", Role.ADMIN),
-    ("Audit log", "audit-log", Role.ADMIN),
+    ("Audit log", "audit-log", Role.VIEWER),
 ]
 
 
