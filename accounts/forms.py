@@ -136,7 +136,7 @@ class AuditFilterForm(forms.Form):
     actor = forms.CharField(
         required=False,
         max_length=254,
-        widget=forms.TextInput(attrs={"placeholder": "email or key, or part of it"}),
+        widget=forms.TextInput(attrs={"placeholder": "email or key"}),
     )
     action = forms.CharField(
         required=False,

@@ -152,6 +152,7 @@ def member_remove(request: HttpRequest, membership_id: str) -> HttpResponse:
     tenant = admin_tenant(request)
     membership = _membership(tenant, membership_id)
     email = membership.user.email
+    yourself = membership.user_id == request.user.pk
     if request.method == "POST" and request.POST.get("confirmed") == "yes":
         try:
             services.remove_member(tenant, Actor.from_request(request), membership)
@@ -159,8 +160,9 @@ def member_remove(request: HttpRequest, membership_id: str) -> HttpResponse:
             messages.error(request, exc.message)
         else:
             messages.success(request, f"Removed {email} from {tenant.name}.")
+            if yourself:
+                return redirect("home")  # the settings are no longer theirs to see
         return redirect("settings-members")
-    yourself = membership.user_id == request.user.pk
     consequences = [
         f"{email} loses access to {tenant.name} at once: the portal, and any session they have open.",
         "Their account and their memberships of other tenants stay; API keys of the tenant are not "

@@ -161,3 +161,38 @@ def test_resending_an_invitation_sends_it_again_and_audits(
     assert [m.to for m in mailoutbox] == [["slow@example.com"]]
     with scopes_disabled():
         assert AuditEvent.objects.filter(tenant=tenant, action="member.invite").count() == 1
+
+
+def test_a_tenant_with_sso_invites_through_its_sign_in(tenant, make_user, mailoutbox):
+    from accounts import services
+
+    member = _member(tenant, make_user, email="sso.person@example.com")
+    # As if SSO were configured and required (Tenant.clean's rule is the SSO tests' business; a
+    # password session could not reach such a tenant's settings page at all).
+    member.tenant.sso_required = True
+    assert services.send_invitation(member, services.Actor.system("test"))
+    [mail] = mailoutbox
+    assert "single sign-on" in mail.body and "Continue with SSO" in mail.body
+    assert "/accounts/password/reset/key/" not in mail.body
+
+
+def test_a_failing_mail_server_does_not_undo_the_member(
+    tenant, session_client, settings, django_capture_on_commit_callbacks, caplog
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens on discard
+    admin = session_client(tenant, Role.ADMIN)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post("/settings/members", {"email": "later@example.com", "role": "viewer"})
+    assert response.status_code == 302
+    with scopes_disabled():
+        assert Membership.objects.filter(tenant=tenant, user__email="later@example.com").exists()
+    assert "invitation email" in caplog.text
+
+
+def test_an_admin_who_removes_themselves_lands_on_the_start_page(tenant, make_user, session_client):
+    admin = session_client(tenant, Role.ADMIN)
+    with scopes_disabled():
+        mine = Membership.objects.get(tenant=tenant, user=admin.user)
+    response = admin.post(f"/settings/members/{mine.pk}/remove", {"confirmed": "yes"})
+    assert response.status_code == 302 and response["Location"] == "/"
