@@ -25,8 +25,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Policies", "policies", Role.VIEWER),
     ("Notifications", "channels", Role.VIEWER),
     ("Settings", "settings", Role.ADMIN),
-    ("Single sign-on", "sso-settings", Role.ADMIN),
-    ("Audit log", "audit-log", Role.ADMIN),
+    ("Audit log", "audit-log", Role.VIEWER),
 ]
 
 

@@ -72,6 +72,7 @@ urlpatterns = [
     path("metrics", health.metrics, name="metrics"),
     path("", include("scanning.urls")),
     path("linked-accounts/", include("linked_accounts.urls")),
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("sso/", include("sso.urls")),
