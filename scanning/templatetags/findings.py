@@ -46,7 +46,8 @@ def when(value: datetime | None) -> str:
     local = timezone.localtime(value)
     zone = local.tzname() or ""
     return format_html(
-        '<time datetime="{}">{} {}</time>',
+        # The time and its zone stay together when a narrow column wraps after the date.
+        '<time datetime="{}">{}\u00a0{}</time>',
         value.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         local.strftime("%Y-%m-%d %H:%M:%S"),
         zone,

@@ -23,7 +23,7 @@ from django.utils.formats import number_format
 from accounts.models import Role, role_at_least
 from accounts.views import home as no_tenant_home
 from scanning import fleet
-from scanning.models import ScanJob, ScanResult, SignatureUpdate, TriageState, UsageMonth, Verdict
+from scanning.models import Bucket, ScanJob, ScanResult, SignatureUpdate, TriageState, UsageMonth, Verdict
 from scanning.views.keyset import capped_count
 
 # Stacked from the bottom in this order; colours pass 3:1 against white (WCAG AA for graphics).
@@ -36,7 +36,8 @@ SERIES = [
 ]
 BYTES_COLOUR = "#1d4ed8"
 CHART_WIDTH = 480  # SVG units; the SVG scales to its box, keeping this aspect
-CHART_HEIGHT = 110
+CHART_HEIGHT = 80
+TICK_ROOM = 18  # below the bars, for the time labels
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Slot:
     counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     x: float = 0
+    centre: float = 0
     segments: list[Segment] = field(default_factory=list)
     bytes_y: float = CHART_HEIGHT
     bytes_height: float = 0
@@ -67,9 +69,9 @@ class Slot:
     @property
     def summary(self) -> str:
         parts = [f"{number_format(n)} {v}" for v, n in self.counts.items() if n]
-        return f"{self.label}: {number_format(self.objects)} objects" + (
-            f" ({', '.join(parts)})" if parts else ""
-        )
+        noun = "object" if self.objects == 1 else "objects"
+        detail = f" ({', '.join(parts)})" if parts else ""
+        return f"{self.label}: {number_format(self.objects)} {noun}{detail}"
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Chart:
     slots: list[Slot]
     width: int = CHART_WIDTH
     height: int = CHART_HEIGHT
+    box_height: int = CHART_HEIGHT + TICK_ROOM
     bar: float = 0
     max_objects: int = 0
     max_bytes: int = 0
@@ -98,7 +101,7 @@ def _slots(kind: str, now: datetime) -> list[Slot]:
     days = [local.date() - timedelta(days=n) for n in range(29, -1, -1)]
     starts = [timezone.make_aware(datetime.combine(d, time.min), zone) for d in days]
     return [
-        Slot(s, s.strftime("%d %b"), tick=s.strftime("%d %b") if n % 7 == 0 else "")
+        Slot(s, s.strftime("%d %b"), tick=s.strftime("%d %b") if (29 - n) % 7 == 0 else "")
         for n, s in enumerate(starts)
     ]
 
@@ -129,6 +132,7 @@ def chart(tenant: Any, kind: str, now: datetime) -> Chart:
     result.max_bytes = max((s.bytes for s in slots), default=0)
     for n, slot in enumerate(slots):
         slot.x = round(n * CHART_WIDTH / len(slots) + 1, 2)
+        slot.centre = round(slot.x + result.bar / 2, 2)
         y = float(CHART_HEIGHT)
         for verdict, colour in SERIES:
             count = slot.counts.get(verdict, 0)
@@ -176,11 +180,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     open_findings, more_open = capped_count(
         ScanResult.objects.filter(tenant=tenant, triage_state=TriageState.OPEN)
     )
-    buckets = tenant.buckets.aggregate(
-        protected=Count("pk", filter=Q(protected=True, missing_since__isnull=True)),
-        unprotected=Count("pk", filter=Q(protected=False, missing_since__isnull=True)),
-        missing=Count("pk", filter=Q(missing_since__isnull=False)),
+    counted = Bucket.objects.filter(tenant=tenant).aggregate(
+        on=Count("pk", filter=Q(protected=True, missing_since__isnull=True)),
+        off=Count("pk", filter=Q(protected=False, missing_since__isnull=True)),
+        gone=Count("pk", filter=Q(missing_since__isnull=False)),
     )
+    buckets = {"protected": counted["on"], "unprotected": counted["off"], "missing": counted["gone"]}
     jobs = ScanJob.objects.filter(tenant=tenant).running()
     running = list(jobs.select_related("bucket").order_by("created_at")[:5])
     month = timezone.now().astimezone(UTC).date().replace(day=1)

@@ -55,7 +55,7 @@ class FindingFilter(forms.Form):
     state = forms.ChoiceField(
         required=False,
         label="Triage state",
-        choices=[("", "Open or resolved"), (TriageState.OPEN, "Open"), (TriageState.RESOLVED, "Resolved")],
+        choices=[("", "Any state"), (TriageState.OPEN, "Open"), (TriageState.RESOLVED, "Resolved")],
     )
     bucket = forms.ChoiceField(required=False, choices=[])
     account = forms.ChoiceField(required=False, choices=[])
@@ -109,12 +109,14 @@ def filtered(tenant: Tenant, values: dict[str, Any]) -> QuerySet[ScanResult]:
     return queryset
 
 
-def _filters(request: HttpRequest, tenant: Tenant) -> tuple[FindingFilter, dict[str, Any]]:
+def _filters(
+    request: HttpRequest, tenant: Tenant, report: bool = True
+) -> tuple[FindingFilter, dict[str, Any]]:
     buckets = list(Bucket.objects.filter(tenant=tenant).only("id", "name").order_by("name"))
     accounts = list(AwsAccount.objects.filter(tenant=tenant).only("id", "name", "account_id"))
     form = FindingFilter(request.GET, buckets, accounts)
     values = form.valid_values()
-    for name, errors in form.errors.items():
+    for name, errors in form.errors.items() if report else ():
         label = FindingFilter.LABELS.get(name, name)
         messages.error(request, f"{label}: {' '.join(errors)} This filter is not applied.")
     return form, values
@@ -242,8 +244,8 @@ def _csv_rows(tenant: Tenant, queryset: QuerySet[ScanResult]) -> Iterator[str]:
 @login_required
 def export(request: HttpRequest) -> HttpResponse:
     tenant = viewer_tenant(request)
-    _, values = _filters(request, tenant)
-    # A bad filter is dropped, as on the page; the messages wait for the next page view.
+    # A bad filter is dropped, as on the page (which said so before the reader pressed Export).
+    _, values = _filters(request, tenant, report=False)
     response = StreamingHttpResponse(_csv_rows(tenant, filtered(tenant, values)), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="s3av-findings-{stamp}.csv"'

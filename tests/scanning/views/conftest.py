@@ -95,3 +95,68 @@ def many_results(db: Any) -> Callable[..., list[ScanResult]]:
             return ScanResult.objects.bulk_create(rows)
 
     return make
+
+
+# --- browser sessions (until tests/fixtures/browser.py lands) ------------------------------------------
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "var" / "screenshots"
+
+
+@pytest.fixture
+def browser(live_server: Any) -> Iterator[Any]:
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is missing (make test installs it)"
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright.sync_playwright() as p:
+            launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            yield launched
+            launched.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def browser_session(browser: Any, live_server: Any, make_user: Any) -> Callable[..., Any]:
+    """A browser context signed in as a new member of the tenant with the role (a session cookie)."""
+    from django.test import Client
+
+    def make(tenant: Tenant, role: str, **options: Any) -> Any:
+        user = make_user(tenant=tenant, role=role)
+        client = Client()
+        client.force_login(user)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True, **options)
+        context.add_cookies(
+            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+        )
+        return context
+
+    return make
+
+
+@pytest.fixture
+def screenshot() -> Callable[[Any, str], None]:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page: Any, name: str) -> None:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        # At phone width nothing may make the page scroll sideways (a table scrolls inside its wrap).
+        wide = page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+                .filter(e => !e.closest('.table-wrap'))
+                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+        )
+        assert not wide, f"{name} is wider than a phone: {wide[:8]}"
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+    return take
