@@ -68,13 +68,15 @@ class FindingFilter(forms.Form):
 
     def __init__(self, data: Any, buckets: list[Bucket], accounts: list[AwsAccount]) -> None:
         super().__init__(data)
-        self.fields["bucket"].choices = [("", "Any bucket")] + [(str(b.pk), b.name) for b in buckets]
-        self.fields["account"].choices = [("", "Any account")] + [
+        bucket_field, account_field = self.fields["bucket"], self.fields["account"]
+        assert isinstance(bucket_field, forms.ChoiceField) and isinstance(account_field, forms.ChoiceField)
+        bucket_field.choices = [("", "Any bucket")] + [(str(b.pk), b.name) for b in buckets]
+        account_field.choices = [("", "Any account")] + [
             (str(a.pk), f"{a.name} ({a.account_id})" if a.name else a.account_id) for a in accounts
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "The end date is before the start date.")
@@ -118,7 +120,7 @@ def _filters(
     values = form.valid_values()
     for name, errors in form.errors.items() if report else ():
         label = FindingFilter.LABELS.get(name, name)
-        messages.error(request, f"{label}: {' '.join(errors)} This filter is not applied.")
+        messages.error(request, f"{label}: {' '.join(str(e) for e in errors)} This filter is not applied.")
     return form, values
 
 
@@ -242,7 +244,7 @@ def _csv_rows(tenant: Tenant, queryset: QuerySet[ScanResult]) -> Iterator[str]:
 
 
 @login_required
-def export(request: HttpRequest) -> HttpResponse:
+def export(request: HttpRequest) -> StreamingHttpResponse:
     tenant = viewer_tenant(request)
     # A bad filter is dropped, as on the page (which said so before the reader pressed Export).
     _, values = _filters(request, tenant, report=False)

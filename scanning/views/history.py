@@ -37,7 +37,7 @@ def history(request: HttpRequest) -> HttpResponse:
         problem = "Name a bucket (its id) and a key: open the history from a finding's page."
     elif not key or "\x00" in key:
         problem = "Name the object's key (without NUL characters)."
-    if problem:
+    if problem or bucket_id is None:
         messages.error(request, problem)
         return render(request, "scanning/history.html", {"bucket": None, "key": key}, status=400)
     bucket = Bucket.objects.filter(tenant=tenant, pk=bucket_id).select_related("account").first()

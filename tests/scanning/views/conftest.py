@@ -29,7 +29,10 @@ def make_db_bucket(db: Any) -> Callable[..., Bucket]:
                 defaults={"name": "prod", "role_arn": "arn:aws:iam::210987654321:role/s3av"},
             )
             return Bucket.objects.create(
-                tenant=tenant, account=account, name=name or f"bucket-{next(counter)}-{uuid.uuid4().hex[:6]}", **fields
+                tenant=tenant,
+                account=account,
+                name=name or f"bucket-{next(counter)}-{uuid.uuid4().hex[:6]}",
+                **fields,
             )
 
     return make
@@ -75,7 +78,9 @@ def make_result(db: Any) -> Callable[..., ScanResult]:
 def many_results(db: Any) -> Callable[..., list[ScanResult]]:
     """``n`` results in one bulk insert, a second apart, newest last."""
 
-    def make(tenant: Tenant, bucket: Bucket, n: int, verdict: str = "Infected", **fields: Any) -> list[ScanResult]:
+    def make(
+        tenant: Tenant, bucket: Bucket, n: int, verdict: str = "Infected", **fields: Any
+    ) -> list[ScanResult]:
         start = timezone.now() - timedelta(hours=2)
         rows = [
             ScanResult(
@@ -131,7 +136,9 @@ def browser_session(browser: Any, live_server: Any, make_user: Any) -> Callable[
         user = make_user(tenant=tenant, role=role)
         client = Client()
         client.force_login(user)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True, **options)
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True, **options
+        )
         context.add_cookies(
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
         )
@@ -153,7 +160,7 @@ def screenshot() -> Callable[[Any, str], None]:
             """() => [...document.querySelectorAll('body *')]
                 .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
                 .filter(e => !e.closest('.table-wrap'))
-                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+                .map(e => e.tagName + '.' + e.className)"""
         )
         assert not wide, f"{name} is wider than a phone: {wide[:8]}"
         page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)

@@ -29,8 +29,13 @@ def _finding(tenant, bucket, s3_client, rabbitmq_broker, key, worker):
         dedupe = services.dedupe_key_for(bucket, key, put.get("VersionId"), put["ETag"], False)
     rabbitmq_broker.enqueue(
         scan_object.message(
-            str(tenant.pk), str(bucket.pk), key, version_id=put.get("VersionId"), etag=put["ETag"],
-            trigger="event", dedupe_key=dedupe,
+            str(tenant.pk),
+            str(bucket.pk),
+            key,
+            version_id=put.get("VersionId"),
+            etag=put["ETag"],
+            trigger="event",
+            dedupe_key=dedupe,
         )  # fmt: skip
     )
     deadline = time.monotonic() + 60
@@ -84,7 +89,10 @@ def test_an_operator_triages_findings_and_exports_them_and_a_viewer_sees_no_butt
     screenshot(page, "confirm-release")
     page.click("button:has-text('Release')")
     assert "Released: s3://" in page.locator(".messages").inner_text()
-    assert s3_client.get_object(Bucket=world["inbox"].name, Key="inbox/false-positive.exe")["Body"].read() == EICAR
+    assert (
+        s3_client.get_object(Bucket=world["inbox"].name, Key="inbox/false-positive.exe")["Body"].read()
+        == EICAR
+    )
     screenshot(page, "finding-released")
 
     # Delete the kept one from its detail page: permanent, the version itself.

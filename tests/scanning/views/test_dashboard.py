@@ -46,7 +46,9 @@ def test_it_charts_the_last_day_and_month_from_the_tenants_results_only(
     assert 'style="' not in body  # the CSP refuses inline style
 
 
-def test_the_hours_and_days_follow_the_readers_zone(tenant, session_client, make_db_bucket, make_result, settings):
+def test_the_hours_and_days_follow_the_readers_zone(
+    tenant, session_client, make_db_bucket, make_result, settings
+):
     bucket = make_db_bucket(tenant)
     make_result(tenant, bucket, "late.exe", scanned_at=timezone.now() - timedelta(minutes=1))
     client = session_client(tenant, Role.VIEWER)
@@ -70,12 +72,16 @@ def test_it_counts_open_findings_buckets_running_scans_and_links_them(
     done = make_result(tenant, protected, "c.exe")
     with scope(tenant=tenant):
         done.resolve(Resolution.DELETED, "x")
-        ScanJob.objects.create(tenant=tenant, bucket=protected, prefix="big/", status="scanning", listed=10, scanned=4)
+        ScanJob.objects.create(
+            tenant=tenant, bucket=protected, prefix="big/", status="scanning", listed=10, scanned=4
+        )
         ScanJob.objects.create(tenant=tenant, bucket=protected, prefix="old/", status="done")
     body = _page(session_client(tenant, Role.VIEWER))
     assert re.search(r'href="/findings/\?state=open">\s*<span class="stat__value">2</span>', body)
-    assert "1 <small class=\"muted\">of 2</small>" in body and "1 missing from the account" in body
-    assert re.search(r'<span class="stat__value">1</span>\s*<span class="stat__label">bucket scan running', body)
+    assert '1 <small class="muted">of 2</small>' in body and "1 missing from the account" in body
+    assert re.search(
+        r'<span class="stat__value">1</span>\s*<span class="stat__label">bucket scan running', body
+    )
     assert f"s3://{protected.name}/big/" in body and "4 of 10 listed scanned" in body
 
 

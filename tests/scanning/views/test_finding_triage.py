@@ -52,8 +52,14 @@ def test_an_operator_deletes_a_kept_finding_after_reading_what_will_happen(
     assert page.status_code == 200
     text = _text(page)
     if versioned:
-        assert f"s3://{bucket.name}/inbox/kept.exe (version {infected.version_id}) is deleted permanently" in text
-        assert "The bucket is versioned: that version itself is removed, not hidden behind a delete marker" in text
+        assert (
+            f"s3://{bucket.name}/inbox/kept.exe (version {infected.version_id}) is deleted permanently"
+            in text
+        )
+        assert (
+            "The bucket is versioned: that version itself is removed, not hidden behind a delete marker"
+            in text
+        )
     else:
         assert f"s3://{bucket.name}/inbox/kept.exe is deleted permanently" in text
         assert "The bucket is not versioned" in text
@@ -101,7 +107,9 @@ def test_an_operator_releases_a_quarantined_false_positive(
     tenant, session_client, make_linked_bucket, make_bucket, s3_client, versioned
 ):
     quarantine = make_bucket(versioned=versioned)
-    bucket = make_linked_bucket(tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine)
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine
+    )
     infected = _scan(tenant, bucket, s3_client, "inbox/report.exe")
     assert infected.quarantine_key
     operator = session_client(tenant, Role.OPERATOR)
@@ -109,7 +117,10 @@ def test_an_operator_releases_a_quarantined_false_positive(
     assert f"/findings/{infected.pk}/release" in detail
     text = _text(operator.get(f"/findings/{infected.pk}/release"))
     assert f"The quarantined copy s3://{quarantine}/{infected.quarantine_key}" in text
-    assert f"is copied back to s3://{bucket.name}/inbox/report.exe and tagged scan-result=InfectedAllowed" in text
+    assert (
+        f"is copied back to s3://{bucket.name}/inbox/report.exe and tagged scan-result=InfectedAllowed"
+        in text
+    )
     assert ("becomes the key's current version" in text) == versioned
 
     done = operator.post(f"/findings/{infected.pk}/release", follow=True)
@@ -128,7 +139,9 @@ def test_a_release_onto_a_newer_upload_asks_before_replacing_it(
     tenant, session_client, make_linked_bucket, make_bucket, s3_client, versioned
 ):
     quarantine = make_bucket(versioned=versioned)
-    bucket = make_linked_bucket(tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine)
+    bucket = make_linked_bucket(
+        tenant, versioned=versioned, on_infected="quarantine", quarantine_bucket=quarantine
+    )
     infected = _scan(tenant, bucket, s3_client, "inbox/report.exe")
     s3_client.put_object(Bucket=bucket.name, Key="inbox/report.exe", Body=b"the newer upload")
     operator = session_client(tenant, Role.OPERATOR)

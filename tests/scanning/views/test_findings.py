@@ -134,7 +134,9 @@ def test_another_tenants_bucket_is_not_a_filter_choice(
     assert "secret.exe" not in body and "their-private-bucket" not in body
 
 
-def test_pages_follow_each_other_without_gaps_or_repeats(tenant, session_client, make_db_bucket, many_results):
+def test_pages_follow_each_other_without_gaps_or_repeats(
+    tenant, session_client, make_db_bucket, many_results
+):
     bucket = make_db_bucket(tenant)
     many_results(tenant, bucket, keyset.PAGE_SIZE * 2 + 7)
     client = session_client(tenant, Role.VIEWER)
@@ -176,7 +178,7 @@ def test_the_page_costs_the_same_queries_for_one_finding_and_for_many(
     with CaptureQueriesContext(connection) as one:
         _page(client)
     many_results(tenant, bucket, 120)
-    for n in range(5):
+    for _ in range(5):
         make_db_bucket(tenant)
     with CaptureQueriesContext(connection) as many:
         _page(client, "?verdict=Infected")
@@ -202,13 +204,17 @@ def test_the_page_needs_a_role_and_a_sign_in(tenant, session_client, client):
     assert client.get("/findings/").status_code == 302
 
 
-def test_the_old_results_address_redirects_with_its_filters(tenant, session_client, make_db_bucket, make_result):
+def test_the_old_results_address_redirects_with_its_filters(
+    tenant, session_client, make_db_bucket, make_result
+):
     response = session_client(tenant, Role.VIEWER).get("/results/?state=open")
     assert response.status_code == 301
     assert response["Location"] == "/findings/?state=open"
 
 
-def test_the_detail_page_shows_what_the_api_shows(tenant, outsider_tenant, session_client, make_db_bucket, make_result):
+def test_the_detail_page_shows_what_the_api_shows(
+    tenant, outsider_tenant, session_client, make_db_bucket, make_result
+):
     bucket = make_db_bucket(tenant, versioning="Enabled")
     result = make_result(
         tenant,
@@ -220,7 +226,12 @@ def test_the_detail_page_shows_what_the_api_shows(tenant, outsider_tenant, sessi
         quarantine_bucket="quarantine-bucket",
         quarantine_key=f"quarantine/{bucket.name}/x/docs/invoice.pdf",
     )
-    body = session_client(tenant, Role.VIEWER).get(f"/findings/{result.pk}/").content.decode().replace("\xa0", " ")
+    body = (
+        session_client(tenant, Role.VIEWER)
+        .get(f"/findings/{result.pk}/")
+        .content.decode()
+        .replace("\xa0", " ")
+    )
     for shown in (
         "68 bytes",
         result.etag,

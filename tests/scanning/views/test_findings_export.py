@@ -51,10 +51,12 @@ def test_the_list_page_links_the_export_with_its_filters(tenant, session_client,
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
-def test_a_cell_that_starts_like_a_formula_is_prefixed(tenant, session_client, make_db_bucket, make_result, start):
-    make_result(tenant, make_db_bucket(tenant), f"{start}HYPERLINK(\"http://evil\")", message=f"{start}1+1")
+def test_a_cell_that_starts_like_a_formula_is_prefixed(
+    tenant, session_client, make_db_bucket, make_result, start
+):
+    make_result(tenant, make_db_bucket(tenant), f'{start}HYPERLINK("http://evil")', message=f"{start}1+1")
     rows = _rows(session_client(tenant, Role.VIEWER).get("/findings/export.csv"))
-    assert rows[0]["key"] == f"'{start}HYPERLINK(\"http://evil\")"
+    assert rows[0]["key"] == f'\'{start}HYPERLINK("http://evil")'
     assert rows[0]["message"] == f"'{start}1+1"
 
 
@@ -79,7 +81,9 @@ def test_the_export_is_streamed_in_chunks_with_queries_that_do_not_grow_with_row
     assert big_queries == small_queries
 
 
-def test_the_export_fetches_rows_as_it_writes_them(tenant, session_client, make_db_bucket, many_results, monkeypatch):
+def test_the_export_fetches_rows_as_it_writes_them(
+    tenant, session_client, make_db_bucket, many_results, monkeypatch
+):
     """The first lines are out before the cursor has read the rest: nothing holds all rows."""
     bucket = make_db_bucket(tenant)
     many_results(tenant, bucket, 100)

@@ -39,7 +39,9 @@ def test_it_shows_every_verdict_of_the_key_and_its_versions_with_engine_and_acti
     )  # fmt: skip
     make_result(tenant, bucket, "inbox/other.exe", "Infected", version_id="v-other")
     make_result(tenant, make_db_bucket(tenant), "inbox/a b+c.exe", "Infected", version_id="v-elsewhere")
-    body = html.unescape(session_client(tenant, Role.VIEWER).get(_url(bucket, "inbox/a b+c.exe")).content.decode())
+    body = html.unescape(
+        session_client(tenant, Role.VIEWER).get(_url(bucket, "inbox/a b+c.exe")).content.decode()
+    )
     assert "<h1>Object history</h1>" in body
     assert "v-one" in body and "v-two" in body
     assert "v-other" not in body and "v-elsewhere" not in body
@@ -49,7 +51,9 @@ def test_it_shows_every_verdict_of_the_key_and_its_versions_with_engine_and_acti
     assert f"/findings/{first.pk}/" in body and f"/findings/{second.pk}/" in body
 
 
-def test_it_shows_the_audit_events_that_touched_the_key(tenant, session_client, make_db_bucket, make_result, make_user):
+def test_it_shows_the_audit_events_that_touched_the_key(
+    tenant, session_client, make_db_bucket, make_result, make_user
+):
     bucket = make_db_bucket(tenant)
     finding = make_result(tenant, bucket, "x.exe")
     unrelated = make_result(tenant, bucket, "y.exe")
@@ -91,7 +95,7 @@ def test_a_viewer_sees_the_history_and_a_member_without_role_does_not(
     assert session_client(tenant, Role.VIEWER).get(_url(bucket, "x.exe")).status_code == 200
     assert session_client(tenant, Role.NONE).get(_url(bucket, "x.exe")).status_code == 403
     page = session_client(tenant, Role.VIEWER).get(_url(bucket, "x.exe")).content.decode()
-    assert "/delete" not in page and "<form method=\"post\" action=\"/findings" not in page
+    assert "/delete" not in page and '<form method="post" action="/findings' not in page
 
 
 def test_the_history_costs_the_same_queries_for_one_verdict_and_for_many(
@@ -103,7 +107,9 @@ def test_the_history_costs_the_same_queries_for_one_verdict_and_for_many(
     with CaptureQueriesContext(connection) as one:
         client.get(_url(bucket, "hot.exe"))
     for n in range(1, 80):
-        make_result(tenant, bucket, "hot.exe", version_id=f"v{n}", scanned_at=timezone.now() - timedelta(minutes=n))
+        make_result(
+            tenant, bucket, "hot.exe", version_id=f"v{n}", scanned_at=timezone.now() - timedelta(minutes=n)
+        )
     with CaptureQueriesContext(connection) as many:
         body = client.get(_url(bucket, "hot.exe")).content.decode()
     assert len(many) == len(one) <= 10
