@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Trunc
 from django.http import HttpRequest, HttpResponse
@@ -38,6 +39,7 @@ BYTES_COLOUR = "#1d4ed8"
 CHART_WIDTH = 480  # SVG units; the SVG scales to its box, keeping this aspect
 CHART_HEIGHT = 80
 TICK_ROOM = 18  # below the bars, for the time labels
+SETTLED = timedelta(minutes=10)
 
 
 @dataclass
@@ -106,12 +108,30 @@ def _slots(kind: str, now: datetime) -> list[Slot]:
     ]
 
 
-def chart(tenant: Any, kind: str, now: datetime) -> Chart:
-    """Objects (by verdict) and bytes scanned per hour of the last 24 hours, or per day of the last 30."""
-    slots = _slots(kind, now)
-    by_start = {s.start.timestamp(): s for s in slots}
+def _cache_key(tenant: Any, kind: str, slot: Slot) -> str:
+    zone = timezone.get_current_timezone_name()
+    return f"s3av:dashboard:{tenant.pk}:{kind}:{zone}:{int(slot.start.timestamp())}"
+
+
+def _fill(tenant: Any, kind: str, slots: list[Slot], now: datetime) -> None:
+    """Count each slot's verdicts and bytes: the settled slots from the cache, the rest in one query.
+
+    A slot that ended more than ``SETTLED`` ago gets no new results (``scanned_at`` is the time a
+    verdict is recorded), so its figures are kept; a month of a big tenant's results is then read once
+    a day instead of on every view of the dashboard.
+    """
+    ends = [s.start for s in slots[1:]] + [now]
+    settled = [s for s, end in zip(slots, ends, strict=True) if end <= now - SETTLED]
+    keys = {_cache_key(tenant, kind, s): s for s in settled}
+    known = cache.get_many(list(keys))
+    for key, figures in known.items():
+        keys[key].counts, keys[key].bytes = dict(figures["counts"]), figures["bytes"]
+    missing = [s for s in slots if _cache_key(tenant, kind, s) not in known]
+    if not missing:
+        return
+    by_start = {s.start.timestamp(): s for s in missing}
     rows = (
-        ScanResult.objects.filter(tenant=tenant, scanned_at__gte=slots[0].start)
+        ScanResult.objects.filter(tenant=tenant, scanned_at__gte=missing[0].start)
         .exclude(verdict="")
         .annotate(slot=Trunc("scanned_at", kind, tzinfo=timezone.get_current_timezone()))
         .values("slot", "verdict")
@@ -123,6 +143,16 @@ def chart(tenant: Any, kind: str, now: datetime) -> Chart:
         if slot is not None:
             slot.counts[row["verdict"]] = row["n"]
             slot.bytes += row["size"] or 0
+    cache.set_many(
+        {key: {"counts": s.counts, "bytes": s.bytes} for key, s in keys.items() if key not in known},
+        timeout=int(timedelta(days=2).total_seconds()),
+    )
+
+
+def chart(tenant: Any, kind: str, now: datetime) -> Chart:
+    """Objects (by verdict) and bytes scanned per hour of the last 24 hours, or per day of the last 30."""
+    slots = _slots(kind, now)
+    _fill(tenant, kind, slots, now)
     result = Chart(
         "Last 24 hours, by hour" if kind == "hour" else "Last 30 days, by day",
         slots,

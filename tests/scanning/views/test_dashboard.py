@@ -154,3 +154,19 @@ def test_the_charts_put_each_result_in_the_hour_it_was_scanned(tenant, make_db_b
     assert [s.objects for s in day.slots[-2:]] == [1, 1]
     assert day.slots[0].start == datetime(2026, 5, 9, 13, 0, tzinfo=UTC)
     assert day.objects == 2
+
+
+def test_a_settled_day_is_counted_once_and_today_on_every_view(
+    tenant, session_client, make_db_bucket, make_result
+):
+    bucket = make_db_bucket(tenant)
+    now = timezone.now()
+    make_result(tenant, bucket, "a.exe", scanned_at=now - timedelta(days=3))
+    client = session_client(tenant, Role.VIEWER)
+    assert "1 object (68 bytes) scanned, 1 Infected." in _page(client).split('id="chart-month-title"')[1]
+    # Results are recorded as they are scanned, never into a past day: a row written there now (as no
+    # scan does) shows that the day's figures come from the cache, while today's are counted afresh.
+    make_result(tenant, bucket, "b.exe", scanned_at=now - timedelta(days=3))
+    make_result(tenant, bucket, "c.exe", scanned_at=timezone.now())
+    month = _page(client).split('id="chart-month-title"')[1]
+    assert "2 objects (136 bytes) scanned, 2 Infected." in month
