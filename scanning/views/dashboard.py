@@ -23,7 +23,7 @@ from django.utils.formats import number_format
 
 from accounts.models import Role, role_at_least
 from accounts.views import home as no_tenant_home
-from scanning import fleet
+from scanning.fleet import agents as fleet
 from scanning.models import Bucket, ScanJob, ScanResult, SignatureUpdate, TriageState, UsageMonth, Verdict
 from scanning.views.keyset import capped_count
 

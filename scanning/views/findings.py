@@ -26,18 +26,17 @@ from django_scopes import scope
 from accounts.models import Role, Tenant, role_at_least
 from accounts.services import Actor, ServiceError
 from linked_accounts.models import AwsAccount
-from scanning.pipeline import services
 from scanning.models import FINDING_VERDICTS, Bucket, ScanPolicy, ScanResult, TriageState
+from scanning.pipeline import services
 from scanning.templatetags.findings import action_taken
+from scanning.views.common import tenant_for_viewer
 from scanning.views.keyset import BadCursor, capped_count, page_of
 
 EXPORT_CHUNK = 2000
 
 
 def viewer_tenant(request: HttpRequest) -> Tenant:
-    tenant = getattr(request, "tenant", None)
-    if tenant is None or not role_at_least(getattr(request, "role", None), Role.VIEWER):
-        raise PermissionDenied("An admin of your tenant must grant you a role first.")
+    tenant: Tenant = tenant_for_viewer(request)
     return tenant
 
 

@@ -10,8 +10,8 @@ import pytest
 from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
-from scanning import services
 from scanning.models import ScanResult
+from scanning.pipeline import services
 from tests.fixtures.scanning import EICAR
 
 pytestmark = pytest.mark.django_db
@@ -160,7 +160,7 @@ def test_a_release_onto_a_newer_upload_asks_before_replacing_it(
 def test_an_operator_queues_a_rescan_and_is_told_what_follows(
     tenant, session_client, make_linked_bucket, s3_client, django_capture_on_commit_callbacks
 ):
-    from scanning.actors import scan_object
+    from scanning.pipeline.actors import scan_object
 
     bucket = make_linked_bucket(tenant, versioned=True)
     infected = _scan(tenant, bucket, s3_client, "kept.exe")
