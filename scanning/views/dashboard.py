@@ -38,7 +38,7 @@ SERIES = [
 BYTES_COLOUR = "#1d4ed8"
 CHART_WIDTH = 480  # SVG units; the SVG scales to its box, keeping this aspect
 CHART_HEIGHT = 80
-TICK_ROOM = 18  # below the bars, for the time labels
+TICK_ROOM = 20  # below the bars, for the time labels
 SETTLED = timedelta(minutes=10)
 
 
