@@ -3,7 +3,9 @@
 ``static/js/timezone.js`` stores the browser's IANA zone name in the ``s3av_tz`` cookie; this middleware
 activates it for the request, so Django's date rendering (and ``timezone.localtime``) uses it. Without
 the cookie (the very first page, or a browser without script) times are in UTC, and the pages always
-name the zone they show. A cookie naming no known zone is ignored.
+name the zone they show. A cookie naming no known zone is ignored. The API is left in UTC: DRF renders
+times in the active zone, and a script calling the API with a browser's session must get what an API
+key gets.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class TimezoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        zone = zone_named(request.COOKIES.get(COOKIE, ""))
+        zone = None if request.path.startswith("/api/") else zone_named(request.COOKIES.get(COOKIE, ""))
         if zone is None:
             timezone.deactivate()
         else:

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.formats import number_format
+from django.views.decorators.http import require_safe
 
 from accounts.models import Role, role_at_least
 from accounts.views import home as no_tenant_home
@@ -201,6 +202,7 @@ def fleet_health(now: datetime) -> dict[str, Any]:
 
 
 @login_required
+@require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     tenant = getattr(request, "tenant", None)
     if tenant is None or not role_at_least(getattr(request, "role", None), Role.VIEWER):

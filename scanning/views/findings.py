@@ -21,6 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 from django_scopes import scope
 
 from accounts.models import Role, Tenant, role_at_least
@@ -149,6 +150,7 @@ def _active(form: FindingFilter, values: dict[str, Any]) -> list[dict[str, str]]
 
 
 @login_required
+@require_safe
 def findings(request: HttpRequest) -> HttpResponse:
     tenant = viewer_tenant(request)
     form, values = _filters(request, tenant)
@@ -243,6 +245,7 @@ def _csv_rows(tenant: Tenant, queryset: QuerySet[ScanResult]) -> Iterator[str]:
 
 
 @login_required
+@require_safe
 def export(request: HttpRequest) -> StreamingHttpResponse:
     tenant = viewer_tenant(request)
     # A bad filter is dropped, as on the page (which said so before the reader pressed Export).
@@ -293,6 +296,7 @@ def offered(result: ScanResult) -> list[str]:
 
 
 @login_required
+@require_safe
 def detail(request: HttpRequest, result_id: Any) -> HttpResponse:
     tenant = viewer_tenant(request)
     result = result_of(tenant, result_id)

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from accounts.models import AuditEvent
 from scanning.models import Bucket, ScanResult
@@ -25,6 +26,7 @@ EVENTS_SHOWN = 200
 
 
 @login_required
+@require_safe
 def history(request: HttpRequest) -> HttpResponse:
     tenant = viewer_tenant(request)
     key = request.GET.get("key", "")

@@ -266,3 +266,20 @@ def test_recent_findings_come_first(tenant, session_client, make_db_bucket, make
     make_result(tenant, bucket, "newer.exe", scanned_at=now - timedelta(minutes=1))
     body = _page(session_client(tenant, Role.VIEWER))
     assert body.index("newer.exe") < body.index("older.exe")
+
+
+def test_the_api_answers_in_utc_whatever_the_browsers_zone(
+    tenant, session_client, make_db_bucket, make_result
+):
+    make_result(tenant, make_db_bucket(tenant), scanned_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    client = session_client(tenant, Role.VIEWER)
+    client.cookies["s3av_tz"] = "America/New_York"
+    row = client.get("/api/v1/results/").json()["results"][0]
+    assert row["scanned_at"] == "2026-03-01T12:00:00Z"
+
+
+def test_the_reading_pages_refuse_a_post(tenant, session_client, make_db_bucket, make_result):
+    finding = make_result(tenant, make_db_bucket(tenant))
+    operator = session_client(tenant, Role.OPERATOR)
+    for path in ("/", "/findings/", "/findings/export.csv", f"/findings/{finding.pk}/", "/objects/history"):
+        assert operator.post(path).status_code == 405, path
