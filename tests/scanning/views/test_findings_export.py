@@ -110,3 +110,30 @@ def test_the_export_needs_a_role_and_drops_a_bad_filter(tenant, session_client, 
     assert session_client(tenant, Role.NONE).get("/findings/export.csv").status_code == 403
     rows = _rows(session_client(tenant, Role.VIEWER).get("/findings/export.csv?verdict=Bogus&since=never"))
     assert [r["key"] for r in rows] == ["x.exe"]
+
+
+def test_the_exports_memory_does_not_grow_with_its_rows(
+    tenant, session_client, make_db_bucket, many_results, monkeypatch
+):
+    import tracemalloc
+
+    bucket = make_db_bucket(tenant)
+    monkeypatch.setattr(findings_views, "EXPORT_CHUNK", 100)
+    client = session_client(tenant, Role.VIEWER)
+
+    def peak() -> int:
+        response = client.get("/findings/export.csv")
+        tracemalloc.start()
+        try:
+            lines = sum(1 for _ in response.streaming_content)
+            return tracemalloc.get_traced_memory()[1], lines
+        finally:
+            tracemalloc.stop()
+
+    many_results(tenant, bucket, 300, message="x" * 500)
+    small, small_lines = peak()
+    many_results(tenant, bucket, 2700, message="x" * 500)
+    big, big_lines = peak()
+    assert (small_lines, big_lines) == (301, 3001)
+    # Ten times the rows (each over 500 bytes) in about the same memory: only a chunk is held at once.
+    assert big < small * 2, (small, big)
