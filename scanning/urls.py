@@ -6,6 +6,7 @@ from scanning.views import buckets, dashboard, findings, history, jobs
 
 urlpatterns = [
     path("", dashboard.dashboard, name="home"),
+    path("dashboard/running", dashboard.running_scans, name="dashboard-running"),
     path("findings/", findings.findings, name="findings"),
     path("findings/export.csv", findings.export, name="findings-export"),
     path("findings/<uuid:result_id>/", findings.detail, name="finding"),

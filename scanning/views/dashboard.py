@@ -26,6 +26,7 @@ from accounts.models import Role, role_at_least
 from accounts.views import home as no_tenant_home
 from scanning.fleet import agents as fleet
 from scanning.models import Bucket, ScanJob, ScanResult, SignatureUpdate, TriageState, UsageMonth, Verdict
+from scanning.views.common import tenant_for_viewer
 from scanning.views.keyset import capped_count
 
 # Stacked from the bottom in this order; colours pass 3:1 against white (WCAG AA for graphics).
@@ -201,6 +202,21 @@ def fleet_health(now: datetime) -> dict[str, Any]:
     }
 
 
+def _running(tenant: Any) -> tuple[list[ScanJob], int]:
+    jobs = ScanJob.objects.filter(tenant=tenant).running()
+    shown = list(jobs.select_related("bucket").order_by("created_at")[:5])
+    return shown, jobs.count() if len(shown) == 5 else len(shown)
+
+
+@login_required
+@require_safe
+def running_scans(request: HttpRequest) -> HttpResponse:
+    """The dashboard's "Scans running" card alone: htmx swaps it in every few seconds while scans run."""
+    tenant = tenant_for_viewer(request)
+    running, running_count = _running(tenant)
+    return render(request, "scanning/_running.html", {"running": running, "running_count": running_count})
+
+
 @login_required
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -218,8 +234,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         gone=Count("pk", filter=Q(missing_since__isnull=False)),
     )
     buckets = {"protected": counted["on"], "unprotected": counted["off"], "missing": counted["gone"]}
-    jobs = ScanJob.objects.filter(tenant=tenant).running()
-    running = list(jobs.select_related("bucket").order_by("created_at")[:5])
+    running, running_count = _running(tenant)
     month = timezone.now().astimezone(UTC).date().replace(day=1)
     usage = UsageMonth.objects.filter(tenant=tenant, month=month).first()
     limit = tenant.monthly_scan_bytes_limit
@@ -236,7 +251,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "more_open": more_open,
             "buckets": buckets,
             "running": running,
-            "running_count": jobs.count() if len(running) == 5 else len(running),
+            "running_count": running_count,
             "fleet": fleet_health(now),
             "usage": usage,
             "used": used,

@@ -170,3 +170,35 @@ def test_a_settled_day_is_counted_once_and_today_on_every_view(
     make_result(tenant, bucket, "c.exe", scanned_at=timezone.now())
     month = _page(client).split('id="chart-month-title"')[1]
     assert "2 objects (136 bytes) scanned, 2 Infected." in month
+
+
+def test_the_running_scans_card_refreshes_itself_while_scans_run(
+    tenant, outsider_tenant, session_client, make_db_bucket, django_assert_max_num_queries
+):
+    bucket = make_db_bucket(tenant)
+    client = session_client(tenant, Role.VIEWER)
+    assert "hx-trigger" not in _page(client)  # nothing running: nothing to poll
+    with scope(tenant=tenant):
+        job = ScanJob.objects.create(
+            tenant=tenant, bucket=bucket, prefix="big/", status="scanning", listed=10
+        )
+    with scope(tenant=outsider_tenant):
+        ScanJob.objects.create(
+            tenant=outsider_tenant,
+            bucket=make_db_bucket(outsider_tenant),
+            prefix="theirs/",
+            status="scanning",
+        )
+    assert 'hx-get="/dashboard/running" hx-trigger="every 10s"' in _page(client)
+    with scope(tenant=tenant):
+        ScanJob.objects.filter(pk=job.pk).update(scanned=6, skipped=1)
+    with django_assert_max_num_queries(6):
+        card = client.get("/dashboard/running")
+    body = card.content.decode()
+    assert card.status_code == 200
+    assert "6 of 10 listed scanned" in body and 'value="7"' in body and "theirs/" not in body
+    assert "<html" not in body
+    with scope(tenant=tenant):
+        ScanJob.objects.filter(pk=job.pk).update(status="done")
+    assert "hx-trigger" not in client.get("/dashboard/running").content.decode()
+    assert session_client(tenant, Role.NONE).get("/dashboard/running").status_code == 403
