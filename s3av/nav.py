@@ -18,7 +18,7 @@ from accounts.models import Role, role_at_least
 
 NAV: list[tuple[str, str, str]] = [
     ("Dashboard", "home", Role.VIEWER),
-    ("Findings", "results", Role.VIEWER),
+    ("Findings", "findings", Role.VIEWER),
     ("Buckets", "buckets", Role.VIEWER),
     ("Scans", "jobs", Role.VIEWER),
     ("Linked accounts", "linked-accounts", Role.VIEWER),

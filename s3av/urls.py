@@ -64,7 +64,7 @@ api_v1 = [
 admin.site.site_header = "s3av support"
 
 urlpatterns = [
-    path("", accounts_views.home, name="home"),
+    # The home page is the dashboard (scanning/urls.py).
     path("tenant/switch", accounts_views.switch_tenant, name="switch-tenant"),
     # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),

@@ -382,7 +382,25 @@ class ScanResult(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant", "bucket_name", "key"], name="result_object_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "bucket_name", "key"], name="result_object_idx"),
+            # The portal's findings list pages on (scanned_at, id) from these (scanning/views/keyset.py),
+            # and the dashboard counts open findings from the second.
+            models.Index(
+                fields=["tenant", "-scanned_at", "-id"],
+                name="result_finding_keyset_idx",
+                condition=models.Q(verdict__in=[v.value for v in FINDING_VERDICTS]),
+            ),
+            models.Index(
+                fields=["tenant", "-scanned_at", "-id"],
+                name="result_open_finding_idx",
+                condition=models.Q(triage_state=TriageState.OPEN.value),
+            ),
+            # The dashboard's charts aggregate verdicts and sizes by time from the index alone.
+            models.Index(
+                fields=["tenant", "scanned_at"], name="result_tenant_scanned_idx", include=["verdict", "size"]
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"s3://{self.bucket_name}/{self.key} {self.verdict or 'pending'}"

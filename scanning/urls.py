@@ -2,11 +2,19 @@
 
 from django.urls import path
 
-from scanning.views import buckets, channels, findings, jobs, policies, schedules
+from scanning.views import buckets, channels, dashboard, findings, history, jobs, policies, schedules
 
 urlpatterns = [
-    path("results/", findings.results, name="results"),
-    path("results/<uuid:result_id>/<slug:what>", findings.triage, name="triage"),
+    path("", dashboard.dashboard, name="home"),
+    path("dashboard/running", dashboard.running_scans, name="dashboard-running"),
+    path("findings/", findings.findings, name="findings"),
+    path("findings/export.csv", findings.export, name="findings-export"),
+    path("findings/<uuid:result_id>/", findings.detail, name="finding"),
+    path("findings/<uuid:result_id>/<slug:what>", findings.triage, name="finding-triage"),
+    path("objects/history", history.history, name="object-history"),
+    # The findings list was /results/ before: its links (and their filters) keep working.
+    path("results/", findings.old_results, name="results"),
+    path("results/<uuid:result_id>/<slug:what>", findings.old_triage),
     # Buckets: protection, policy, read gate, scans of what they hold.
     path("buckets/", buckets.buckets, name="buckets"),
     path("buckets/<uuid:bucket_id>/", buckets.bucket_detail, name="bucket"),

@@ -33,13 +33,4 @@
     var meta = document.querySelector('meta[name="csrf-token"]');
     if (meta) event.detail.headers["X-CSRFToken"] = meta.getAttribute("content");
   });
-
-  // The browser's time zone, for the server to show times in it (s3av/timezones.py reads the cookie).
-  try {
-    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone && document.cookie.indexOf("s3av_tz=" + zone) === -1) {
-      document.cookie = "s3av_tz=" + zone + "; path=/; max-age=31536000; samesite=lax" +
-        (location.protocol === "https:" ? "; secure" : "");
-    }
-  } catch (e) { /* no Intl: times stay in UTC, labelled so */ }
 })();
