@@ -187,3 +187,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
 # Staff sign in through allauth's form like everyone else, so the sign-in rules and the audit
 # (auth.break_glass into SSO-only tenants) apply; Django's own admin form would skip both.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
+
+
+# Sections support staff do not need: allauth's email addresses (sign-in uses User.email; a row edited
+# here would disagree with it) and django_dramatiq's task list, which stays empty because the broker
+# keeps no results in the database (no AdminMiddleware).
+def _hide_third_party_sections() -> None:
+    from allauth.account.models import EmailAddress
+    from django_dramatiq.models import Task
+
+    for model in (EmailAddress, Task):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
+
+
+_hide_third_party_sections()

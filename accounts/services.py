@@ -6,6 +6,7 @@ Portal views, the API, admin actions and management commands all call these.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from django_scopes import scopes_disabled
 
 from accounts.models import ApiKey, AuditEvent, Membership, Role, Tenant, User
 
+logger = logging.getLogger(__name__)
+
 # An API key expires at most this far ahead (or never, without an expiry).
 MAX_API_KEY_LIFETIME = timedelta(days=3650)
 
@@ -26,10 +29,11 @@ MAX_API_KEY_LIFETIME = timedelta(days=3650)
 class ServiceError(Exception):
     """A refused operation; the message is shown to the user."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, code: str = ""):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.code = code
 
 
 M = TypeVar("M", bound=models.Model)
@@ -154,24 +158,39 @@ _TENANT_FIELDS = {"name", "allowed_cidrs", "sso_required", "max_scan_bytes", "mo
 
 
 @transaction.atomic
-def update_tenant_settings(tenant: Tenant, actor: Actor, **changes: Any) -> Tenant:
+def update_tenant_settings(
+    tenant: Tenant, actor: Actor, *, lock_out_actor: bool = False, **changes: Any
+) -> Tenant:
+    """Change the tenant's settings.
+
+    Allowed ranges that leave out the actor's own address are refused unless ``lock_out_actor``
+    says the actor saw that and wants it anyway (the portal asks; the API never does).
+    """
     unknown = set(changes) - _TENANT_FIELDS
     if unknown:
         raise ServiceError(f"Unknown settings: {', '.join(sorted(unknown))}.")
     before = {field: getattr(tenant, field) for field in changes}
+    details: dict[str, Any] = {"before": before, "after": changes}
     if "allowed_cidrs" in changes:
         changes["allowed_cidrs"] = [str(c) for c in changes["allowed_cidrs"]]
-        if changes["allowed_cidrs"] and actor.ip and not _cidrs_allow(changes["allowed_cidrs"], actor.ip):
-            raise ServiceError(
-                f"These ranges would lock out your own address {actor.ip}; include it first.",
-                field="allowed_cidrs",
-            )
+        if locks_out(changes["allowed_cidrs"], actor.ip):
+            if not lock_out_actor:
+                raise ServiceError(
+                    f"These ranges would lock out your own address {actor.ip}; include it first.",
+                    field="allowed_cidrs",
+                )
+            details["locked_out_actor_ip"] = actor.ip
     for field, value in changes.items():
         setattr(tenant, field, value)
     tenant.full_clean()
     tenant.save(update_fields=list(changes))
-    record(tenant, actor, "tenant.update", tenant, {"before": before, "after": changes})
+    record(tenant, actor, "tenant.update", tenant, details)
     return tenant
+
+
+def locks_out(cidrs: list[str], ip: str | None) -> bool:
+    """Whether an allow-list of these ranges would refuse this address (an empty list allows any)."""
+    return bool(cidrs) and bool(ip) and not _cidrs_allow(cidrs, ip or "")
 
 
 def _cidrs_allow(cidrs: list[str], ip: str) -> bool:
@@ -189,6 +208,7 @@ def _admin_count(tenant: Tenant) -> int:
 
 @transaction.atomic
 def add_member(tenant: Tenant, actor: Actor, email: str, role: str) -> Membership:
+    """Add a member and email them an invitation (after commit): how to sign in, or set a password."""
     user, _ = _get_or_create_user(email)
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise ServiceError(f"{user.email} is already a member.", field="email")
@@ -196,7 +216,59 @@ def add_member(tenant: Tenant, actor: Actor, email: str, role: str) -> Membershi
     # Whether the address already had an account (in another tenant) is not this tenant's business:
     # the event is the same either way.
     record(tenant, actor, "member.add", membership, {"email": user.email, "role": role})
+    transaction.on_commit(lambda: send_invitation(membership, actor))
     return membership
+
+
+@transaction.atomic
+def resend_invitation(tenant: Tenant, actor: Actor, membership: Membership) -> None:
+    """Email the member their invitation again (a set-password link lasts PASSWORD_RESET_TIMEOUT)."""
+    membership = Membership.objects.select_related("user", "tenant").get(pk=membership.pk, tenant=tenant)
+    record(tenant, actor, "member.invite", membership, {"email": membership.user.email})
+    transaction.on_commit(lambda: send_invitation(membership, actor))
+
+
+def send_invitation(membership: Membership, actor: Actor) -> bool:
+    """Send the invitation email; False (logged) when the mail server refused it.
+
+    A person without a password (and a tenant without SSO) gets a link to set one, allauth's
+    password-reset key; others are told where to sign in. Runs after the membership is committed: a
+    mail server that is down does not undo adding the member.
+    """
+    from allauth.account.forms import default_token_generator
+    from allauth.account.utils import user_pk_to_url_str
+    from django.conf import settings
+    from django.core.mail import send_mail
+    from django.template.loader import render_to_string
+    from django.urls import reverse
+
+    user, tenant = membership.user, membership.tenant
+    sso = tenant.sso_required or tenant.sso_configured
+    set_password_url = ""
+    if not sso and not user.has_usable_password():
+        path = reverse(
+            "account_reset_password_from_key",
+            kwargs={"uidb36": user_pk_to_url_str(user), "key": default_token_generator.make_token(user)},
+        )
+        set_password_url = f"{settings.PUBLIC_URL}{path}"
+    context = {
+        "tenant_name": tenant.name,
+        "tenant_slug": tenant.slug,
+        "role": Role(membership.role).label,
+        "invited_by": actor.label,
+        "sso": sso,
+        "set_password_url": set_password_url,
+        "valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
+        "sign_in_url": f"{settings.PUBLIC_URL}{reverse('account_login')}",
+    }
+    subject = render_to_string("account/email/invitation_subject.txt", context).strip()
+    body = render_to_string("account/email/invitation_message.txt", context)
+    try:
+        send_mail(subject, body, None, [user.email])
+    except Exception:  # the mail server's errors are many (SMTP, socket, TLS); none may undo the add
+        logger.exception("invitation email to a new member of %s failed", tenant.slug)
+        return False
+    return True
 
 
 @transaction.atomic

@@ -96,7 +96,7 @@ def delete_organization(tenant: Tenant, actor: Actor, organization: AwsOrganizat
     if linked:
         raise ServiceError(
             f"{linked} linked account(s) use this organisation's external id; delete them first "
-            "(DELETE /api/v1/accounts/{id} tears each one down)."
+            "(removing an account tears down what s3av created in it)."
         )
     record(tenant, actor, "organization.delete", organization, {"name": organization.name})
     organization.delete()
@@ -125,34 +125,56 @@ def verify_account(tenant: Tenant, actor: Actor, account: AwsAccount, role_arn: 
     parsed = aws.parse_role_arn(role_arn)
     if parsed is None:
         raise ServiceError(
-            "That is not an IAM role ARN (arn:aws:iam::<account id>:role/<name>).", field="role_arn"
+            "That is not an IAM role ARN (arn:aws:iam::<account id>:role/<name>).",
+            field="role_arn",
+            code="not_a_role_arn",
         )
     if parsed[1] != account.account_id:
         raise ServiceError(
             f"That role belongs to account {parsed[1]}, not to the linked account {account.account_id}.",
             field="role_arn",
+            code="wrong_account",
         )
 
     problem = _check_role(account, role_arn)
     account.role_arn = role_arn
     account.last_checked_at = timezone.now()
     account.status = AwsAccount.Status.ERROR if problem else AwsAccount.Status.CONNECTED
-    account.last_error = problem or ""
+    account.last_error = problem.message if problem else ""
     aws.forget_credentials(account)
     with transaction.atomic():
         account.save(update_fields=["role_arn", "last_checked_at", "status", "last_error"])
         record(tenant, actor, "account.verify", account, {"role_arn": role_arn, "status": account.status})
     if problem:
-        raise ServiceError(problem, field="role_arn")
+        raise ServiceError(problem.message, field="role_arn", code=problem.code)
     return account
 
 
-def _check_role(account: AwsAccount, role_arn: str) -> str | None:
-    """None when the role is usable, else what is wrong with it, in words."""
+@dataclass(frozen=True)
+class RoleProblem:
+    """Why a role is refused: ``message`` for the tenant, ``code`` for a page to explain it further."""
+
+    code: str
+    message: str
+
+
+# AWS's error code of a failed AssumeRole -> what it means for the tenant's role.
+_ASSUME_ROLE_CODES = {
+    "AccessDenied": "role_refused",
+    "RegionDisabledException": "region_disabled",
+    "ExpiredToken": "service_credentials",
+    "InvalidClientTokenId": "service_credentials",
+    "SignatureDoesNotMatch": "service_credentials",
+    "": "unreachable",
+}
+
+
+def _check_role(account: AwsAccount, role_arn: str) -> RoleProblem | None:
+    """None when the role is usable, else what is wrong with it, in words (and as a code)."""
     try:
         aws.assume_role(role_arn, account.role_external_id, f"s3av-verify-{str(account.tenant_id)[:8]}")
     except aws.AssumeRoleFailed as exc:
-        return exc.message
+        return RoleProblem(_ASSUME_ROLE_CODES.get(exc.code, "assume_failed"), exc.message)
     if not settings.AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID:
         return None
     try:
@@ -160,11 +182,15 @@ def _check_role(account: AwsAccount, role_arn: str) -> str | None:
     except aws.AssumeRoleFailed as exc:
         if exc.code == "AccessDenied":
             return None  # what we want: the external id is required
-        return f"s3av could not confirm that the role requires the external id: {exc.message}"
-    return (
+        return RoleProblem(
+            "external_id_unconfirmed",
+            f"s3av could not confirm that the role requires the external id: {exc.message}",
+        )
+    return RoleProblem(
+        "external_id_not_required",
         f"The role {role_arn} can be assumed without the external id. Anyone who learns its ARN could "
         "then have s3av act on your account. Add the sts:ExternalId condition from the template s3av "
-        "generated for this account to the role's trust policy, then verify again."
+        "generated for this account to the role's trust policy, then verify again.",
     )
 
 

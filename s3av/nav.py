@@ -18,13 +18,14 @@ from accounts.models import Role, role_at_least
 
 NAV: list[tuple[str, str, str]] = [
     ("Dashboard", "home", Role.VIEWER),
-    ("Findings", "results", Role.VIEWER),
+    ("Findings", "findings", Role.VIEWER),
     ("Buckets", "buckets", Role.VIEWER),
     ("Scans", "jobs", Role.VIEWER),
-    ("Accounts", "linked-accounts", Role.VIEWER),
+    ("Linked accounts", "linked-accounts", Role.VIEWER),
+    ("Policies", "policies", Role.VIEWER),
+    ("Notifications", "channels", Role.VIEWER),
     ("Settings", "settings", Role.ADMIN),
-    ("Single sign-on", "sso-settings", Role.ADMIN),
-    ("Audit log", "audit-log", Role.ADMIN),
+    ("Audit log", "audit-log", Role.VIEWER),
 ]
 
 

@@ -65,13 +65,14 @@ api_v1 = [
 admin.site.site_header = "s3av support"
 
 urlpatterns = [
-    path("", accounts_views.home, name="home"),
+    # The home page is the dashboard (scanning/urls.py).
     path("tenant/switch", accounts_views.switch_tenant, name="switch-tenant"),
     # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
     path("", include("scanning.urls")),
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("sso/", include("sso.urls")),

@@ -5,6 +5,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 class ScanningConfig(AppConfig):
     name = "scanning"
+    # The Django admin's section heading for support staff.
+    verbose_name = "Scanning"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import copy
 import fnmatch
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,6 +83,14 @@ def validate_patterns(value: Any) -> None:
         raise ValidationError(f"A pattern has at most {MAX_PATTERN_LENGTH} characters and no NUL.")
 
 
+# Each tenant's default policy, per process, for DEFAULT_POLICY_TTL seconds: a scan of a bucket
+# without a policy of its own asks for it every time. Saving or deleting a policy forgets it here; a
+# change made by another process is seen within the TTL.
+DEFAULT_POLICY_TTL = 5.0
+_default_policies: dict[Any, tuple[float, ScanPolicy]] = {}
+_default_policies_lock = threading.Lock()
+
+
 class ScanPolicy(models.Model):
     """What to scan and what to do with each verdict."""
 
@@ -147,6 +158,14 @@ class ScanPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        ScanPolicy.forget_default(self.tenant_id)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        ScanPolicy.forget_default(self.tenant_id)
+        return super().delete(*args, **kwargs)
+
     @property
     def managed_tag_keys(self) -> tuple[str, ...]:
         return (self.tag_result_key, self.tag_date_key, self.tag_virus_key, self.tag_message_key)
@@ -175,8 +194,26 @@ class ScanPolicy(models.Model):
     def needs_quarantine_bucket(self) -> bool:
         return InfectedAction.QUARANTINE in {self.on_infected, self.on_unscannable, self.on_error}
 
+    @staticmethod
+    def forget_default(tenant_id: Any) -> None:
+        with _default_policies_lock:
+            _default_policies.pop(tenant_id, None)
+
     @classmethod
     def default_for(cls, tenant: Tenant) -> ScanPolicy:
+        """The tenant's default policy (created on first use), as saved at most DEFAULT_POLICY_TTL
+        seconds ago; a copy, so a caller's changes stay its own."""
+        with _default_policies_lock:
+            cached = _default_policies.get(tenant.pk)
+        if cached is not None and time.monotonic() - cached[0] < DEFAULT_POLICY_TTL:
+            return copy.copy(cached[1])
+        policy = cls._load_default(tenant)
+        with _default_policies_lock:
+            _default_policies[tenant.pk] = (time.monotonic(), copy.copy(policy))
+        return policy
+
+    @classmethod
+    def _load_default(cls, tenant: Tenant) -> ScanPolicy:
         policy = cls.objects.filter(tenant=tenant, is_default=True).first()
         if policy is not None:
             return policy
@@ -220,6 +257,11 @@ class Bucket(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def versioned(self) -> bool:
+        """Versioning on or suspended at the last discovery (the portal says what a delete does)."""
+        return self.versioning in {"Enabled", "Suspended"}
 
     def clean(self) -> None:
         super().clean()
@@ -423,7 +465,25 @@ class ScanResult(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant", "bucket_name", "key"], name="result_object_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "bucket_name", "key"], name="result_object_idx"),
+            # The portal's findings list pages on (scanned_at, id) from these (scanning/views/keyset.py),
+            # and the dashboard counts open findings from the second.
+            models.Index(
+                fields=["tenant", "-scanned_at", "-id"],
+                name="result_finding_keyset_idx",
+                condition=models.Q(verdict__in=[v.value for v in FINDING_VERDICTS]),
+            ),
+            models.Index(
+                fields=["tenant", "-scanned_at", "-id"],
+                name="result_open_finding_idx",
+                condition=models.Q(triage_state=TriageState.OPEN.value),
+            ),
+            # The dashboard's charts aggregate verdicts and sizes by time from the index alone.
+            models.Index(
+                fields=["tenant", "scanned_at"], name="result_tenant_scanned_idx", include=["verdict", "size"]
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"s3://{self.bucket_name}/{self.key} {self.verdict or 'pending'}"
@@ -703,6 +763,14 @@ def _default_channel_results() -> list[str]:
     return [Verdict.INFECTED.value]
 
 
+# The verdicts each tenant's enabled channels want, per process, for CHANNEL_VERDICTS_TTL seconds:
+# every scan result asks. Saving or deleting a channel forgets it here; another process's change is
+# seen within the TTL.
+CHANNEL_VERDICTS_TTL = 5.0
+_channel_verdicts: dict[Any, tuple[float, frozenset[str]]] = {}
+_channel_verdicts_lock = threading.Lock()
+
+
 class NotificationChannel(models.Model):
     """An SNS topic (in a linked account), a webhook URL, or email to the tenant's admins.
 
@@ -739,6 +807,34 @@ class NotificationChannel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        NotificationChannel.forget_wanted_verdicts(self.tenant_id)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        NotificationChannel.forget_wanted_verdicts(self.tenant_id)
+        return super().delete(*args, **kwargs)
+
+    @staticmethod
+    def forget_wanted_verdicts(tenant_id: Any) -> None:
+        with _channel_verdicts_lock:
+            _channel_verdicts.pop(tenant_id, None)
+
+    @classmethod
+    def wanted_verdicts(cls, tenant: Tenant) -> frozenset[str]:
+        """The verdicts any enabled channel of the tenant wants, as saved at most CHANNEL_VERDICTS_TTL
+        seconds ago."""
+        with _channel_verdicts_lock:
+            cached = _channel_verdicts.get(tenant.pk)
+        if cached is not None and time.monotonic() - cached[0] < CHANNEL_VERDICTS_TTL:
+            return cached[1]
+        # Filtered here rather than with a JSON lookup so SQLite installs work too.
+        filters = cls.objects.filter(tenant=tenant, enabled=True).values_list("results", flat=True)
+        wanted = frozenset(verdict for results in filters for verdict in (results or []))
+        with _channel_verdicts_lock:
+            _channel_verdicts[tenant.pk] = (time.monotonic(), wanted)
+        return wanted
 
     def wants(self, verdict: str) -> bool:
         return self.enabled and verdict in (self.results or [])

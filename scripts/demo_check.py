@@ -65,7 +65,7 @@ def results() -> dict[str, dict[str, Any]]:
 
 
 def portal_lists_results() -> bool:
-    """Sign in through the portal's form as a person would, then open the results page."""
+    """Sign in through the portal's form as a person would, then open the Findings page."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(BASE + "/accounts/login/", timeout=10).read()
@@ -75,9 +75,9 @@ def portal_lists_results() -> bool:
         BASE + "/accounts/login/", data=urllib.parse.urlencode(form).encode(), headers={"Referer": BASE + "/"}
     )
     opener.open(request, timeout=10).read()
-    with opener.open(BASE + "/results/", timeout=10) as page:
+    with opener.open(BASE + "/findings/", timeout=10) as page:
         body = page.read().decode()
-        return page.url.rstrip("/").endswith("/results") and "eicar.com" in body
+        return page.url.rstrip("/").endswith("/findings") and "eicar.com" in body
 
 
 def first_scan_done() -> dict[str, Any] | None:

@@ -40,6 +40,16 @@ def test_staff_see_every_admin_page(staff_client, tenant, outsider_tenant, url):
     assert response.status_code == 200
 
 
+def test_the_admin_sections_are_named_for_support_staff(staff_client):
+    body = staff_client.get("/admin/").content.decode()
+    for section in ("Tenants and people", "Linked AWS accounts", "Scanning", "Single sign-on"):
+        assert f">{section}</a>" in body
+    # One section per app of ours; allauth's email addresses and dramatiq's empty task list are gone.
+    assert "Email addresses" not in body and ">Tasks<" not in body
+    assert staff_client.get("/admin/django_dramatiq/task/").status_code == 404
+    assert staff_client.get("/admin/account/emailaddress/").status_code == 404
+
+
 def test_staff_see_tenants_across_the_deployment(staff_client, tenant, outsider_tenant):
     body = staff_client.get("/admin/accounts/tenant/").content.decode()
     assert tenant.name in body and outsider_tenant.name in body

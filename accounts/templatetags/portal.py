@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from django import template
 from django.core.paginator import Page
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.html import format_html
 from django_scopes import scopes_disabled
 
@@ -43,6 +46,16 @@ def role_badge(role: str | None) -> str:
 
 
 @register.simple_tag
+def timestamp(value: datetime | None, seconds: bool = False) -> str:
+    """``{% timestamp result.scanned_at %}``: UTC, said so, with a machine-readable datetime."""
+    if value is None:
+        return "—"
+    utc = value.astimezone(UTC)
+    shown = utc.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return format_html('<time datetime="{}">{} UTC</time>', utc.isoformat(), shown)
+
+
+@register.simple_tag
 def tenant_admins(tenant: Tenant | None) -> list[str]:
     """The email addresses of the tenant's admins: the people who can grant a role."""
     if tenant is None:
@@ -59,6 +72,12 @@ def tenant_admins(tenant: Tenant | None) -> list[str]:
 def page_numbers(page: Page[Any]) -> list[int | str]:
     """The page numbers around the current one, with the paginator's ellipsis for the gaps."""
     return list(page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """An audit event's details, indented (escaped by the template like any other text)."""
+    return json.dumps(value, indent=2, sort_keys=True, cls=DjangoJSONEncoder, ensure_ascii=False)
 
 
 @register.filter

@@ -17,8 +17,7 @@ from rest_framework.response import Response
 from accounts.models import Role, role_at_least
 from linked_accounts.models import AwsAccount
 from s3av.api import TenantCrudViewSet, request_tenant
-from scanning.models import ChannelKind, NotificationChannel, Verdict
-from scanning.notifications import delivery as notifications
+from scanning.models import NotificationChannel, Verdict
 from scanning.notifications import services as channels
 from scanning.notifications.events import EVENT_KINDS
 
@@ -62,30 +61,13 @@ class ChannelSerializer(serializers.ModelSerializer):
             attrs["account_id"] = account.pk if account is not None else None
         else:
             account = instance.account
-        errors: dict[str, list[str]] = {}
-        if len(set(results)) != len(results):
-            errors["results"] = ["List each verdict once."]
-        if kind == ChannelKind.SNS:
-            match = notifications.parse_topic_arn(target)
-            if match is None:
-                errors["target"] = ["Give an SNS topic ARN, e.g. arn:aws:sns:us-east-1:123456789012:scans."]
-            if account is None:
-                errors["account"] = ["Name the linked account that owns the topic."]
-            elif match is not None and match["account"] != account.account_id:
-                errors["target"] = [f"The topic is not in the linked account {account.account_id}."]
-        elif kind == ChannelKind.WEBHOOK:
-            if "target" in attrs or instance is None:
-                try:
-                    notifications.check_webhook_url(target)
-                except notifications.UnsafeWebhookUrl as exc:
-                    errors["target"] = [str(exc)]
-        elif kind == ChannelKind.EMAIL:
-            if target:
-                errors["target"] = ["Email goes to the tenant's admins; leave the target empty."]
-            if set(results) - set(notifications.EMAIL_VERDICTS):
-                errors["results"] = [f"Email is sent for {', '.join(notifications.EMAIL_VERDICTS)} only."]
-        if kind != ChannelKind.SNS and account is not None:
-            errors["account"] = ["Only SNS channels name an account."]
+        errors = channels.channel_problems(
+            kind=kind,
+            target=target,
+            account=account,
+            results=results,
+            check_target="target" in attrs or instance is None,
+        )
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

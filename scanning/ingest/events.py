@@ -4,13 +4,13 @@
 ``manage.py ingest_events``. Receiving (slow, long-polled) happens in a thread per queue; parsing,
 ``request_scan`` and deleting happen on the calling thread, which owns the database connection.
 
-A message is deleted only after every record in it was handed to ``request_scan``; this code never
-runs inside a transaction, so ``request_scan`` has sent the scan message to the broker by the time it
-returns. S3 events are at-least-once and unordered; the scan pipeline collapses duplicates (same
-bucket, key, version id, ETag), so a redelivered message costs nothing, while the same bytes uploaded
-again (a later sequencer) are a new object with its own tags and notifications. A message that cannot be
-parsed is logged and left in the queue: after ``protection.MAX_RECEIVES`` receives SQS moves
-it to the queue's dead-letter queue.
+A message is deleted only after every record in it was handed to ``request_scan`` (one
+``DeleteMessageBatch`` per receive); this code never runs inside a transaction, so ``request_scan`` has
+sent the scan message to the broker by the time it returns. S3 events are at-least-once and unordered;
+the scan pipeline collapses duplicates (same bucket, key, version id, ETag), so a redelivered message
+costs nothing, while the same bytes uploaded again (a later sequencer) are a new object with its own
+tags and notifications. A message that cannot be parsed is logged and left in the queue: after
+``protection.MAX_RECEIVES`` receives SQS moves it to the queue's dead-letter queue.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def receive(bucket: Bucket, wait_seconds: int) -> list[dict[str, Any]]:
 
 
 def handle_messages(bucket: Bucket, messages: list[dict[str, Any]], stats: Stats) -> None:
-    sqs = None
+    handled: list[dict[str, Any]] = []
     for message in messages:
         stats.received += 1
         try:
@@ -179,16 +179,35 @@ def handle_messages(bucket: Bucket, messages: list[dict[str, Any]], stats: Stats
             stats.errors.append(f"{bucket.name}: {exc!r}")
             log.exception("could not enqueue scans; the message stays in the queue")
             continue
+        handled.append(message)
+    if handled:
+        delete_handled(bucket, handled, stats)
+
+
+def delete_handled(bucket: Bucket, messages: list[dict[str, Any]], stats: Stats) -> None:
+    """Delete the messages whose scans were all requested, ten per DeleteMessageBatch (SQS's limit).
+
+    A message whose delete failed (the whole call, or its entry in the answer's ``Failed``) comes back
+    after its visibility timeout; its scans then collapse onto the ones just requested (same dedupe
+    key, same sequencer), so it is neither lost nor scanned twice.
+    """
+    url = bucket.protection["queue_url"]
+    for start in range(0, len(messages), 10):
+        entries = [
+            {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+            for n, message in enumerate(messages[start : start + 10])
+        ]
         try:
-            if sqs is None:
-                sqs = aws.client_for(bucket.account, "sqs", bucket.protection.get("region") or bucket.region)
-            sqs.delete_message(
-                QueueUrl=bucket.protection["queue_url"], ReceiptHandle=message["ReceiptHandle"]
-            )
-            stats.deleted += 1
+            sqs = aws.client_for(bucket.account, "sqs", bucket.protection.get("region") or bucket.region)
+            response = sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         except (aws.AssumeRoleFailed, ClientError, BotoCoreError) as exc:
-            # Harmless: the message comes back and its scans collapse onto the ones just requested.
             stats.errors.append(f"{bucket.name}: delete failed: {exc!r}")
+            continue
+        stats.deleted += len(response.get("Successful", []))
+        for failed in response.get("Failed", []):
+            stats.errors.append(
+                f"{bucket.name}: delete failed: {failed.get('Code')} {failed.get('Message', '')}".rstrip()
+            )
 
 
 def _poll_failed(bucket: Bucket, exc: BaseException, stats: Stats) -> None:

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
@@ -368,23 +368,69 @@ def scan_wanted(job_id: str, dedupe_key: str) -> bool:
 
 
 def count_scan(job_id: str, dedupe_key: str, result: ScanResult | None) -> bool:
-    """Count one finished scan toward its job, once. Returns whether it counted."""
-    with transaction.atomic():
-        marked = ScanJobItem.objects.filter(
-            job_id=uuid.UUID(str(job_id)), dedupe_key=dedupe_key, done=False
-        ).update(done=True)
-        if not marked:
-            return False
-        changes: dict[str, Any]
-        if result is None or not result.verdict:
-            changes = {"skipped": F("skipped") + 1}
-        else:
-            counter = _VERDICT_COUNTER.get(Verdict(result.verdict), "errors")
-            changes = {"scanned": F("scanned") + 1, counter: F(counter) + 1}
-            changes["result"] = result
-        ScanJob.objects.filter(pk=job_id).update(**changes)
-    try_finish(job_id)
+    """Count one finished scan toward its job, once. Returns whether it counted.
+
+    The job is finished here only when the counters say every listed object is accounted for (the
+    listing's own end finishes a job whose scans all came back before it)."""
+    counter = "skipped"
+    if result is not None and result.verdict:
+        counter = _VERDICT_COUNTER.get(Verdict(result.verdict), "errors")
+    job_uuid = uuid.UUID(str(job_id))
+    if connection.vendor == "postgresql":
+        counts = _count_in_one_statement(job_uuid, dedupe_key, counter, result)
+    else:
+        counts = _count_in_a_transaction(job_uuid, dedupe_key, counter, result)
+    if counts is None:
+        return False
+    status, listed, accounted = counts
+    if status == JobStatus.SCANNING and accounted >= listed:
+        try_finish(job_id)
     return True
+
+
+_COUNTED = {"skipped", *_VERDICT_COUNTER.values()}
+
+
+def _count_in_one_statement(
+    job_id: uuid.UUID, dedupe_key: str, counter: str, result: ScanResult | None
+) -> tuple[str, int, int] | None:
+    """Mark the item done and bump the job's counters in one statement (all threads of all workers
+    update the one job row: one short row lock per scan). None if the item was counted already."""
+    assert counter in _COUNTED  # noqa: S101 - names a column in the SQL below; never from input
+    job_table, item_table = ScanJob._meta.db_table, ScanJobItem._meta.db_table
+    bump = f"{counter} = {counter} + 1"
+    params: list[Any] = [job_id, dedupe_key]
+    if counter != "skipped":
+        bump = f"scanned = scanned + 1, {bump}, result_id = %s"
+        params.append(result.pk if result is not None else None)
+    params.append(job_id)
+    sql = (
+        f"WITH marked AS (UPDATE {item_table} SET done = true"  # noqa: S608 - names only, values bound
+        f" WHERE job_id = %s AND dedupe_key = %s AND NOT done RETURNING 1)"
+        f" UPDATE {job_table} SET {bump} WHERE id = %s AND EXISTS (SELECT 1 FROM marked)"
+        f" RETURNING status, listed, scanned + skipped"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return (str(row[0]), int(row[1]), int(row[2])) if row else None
+
+
+def _count_in_a_transaction(
+    job_id: uuid.UUID, dedupe_key: str, counter: str, result: ScanResult | None
+) -> tuple[str, int, int] | None:
+    with transaction.atomic():
+        item = ScanJobItem.objects.filter(job_id=job_id, dedupe_key=dedupe_key, done=False)
+        if not item.update(done=True):
+            return None
+        changes: dict[str, Any] = {counter: F(counter) + 1}
+        if counter != "skipped":
+            changes.update(scanned=F("scanned") + 1, result=result)
+        ScanJob.objects.filter(pk=job_id).update(**changes)
+        row = ScanJob.objects.filter(pk=job_id).values_list("status", "listed", "scanned", "skipped").first()
+    if row is None:
+        return None
+    return (row[0], row[1], row[2] + row[3])
 
 
 def try_finish(job_id: str) -> bool:

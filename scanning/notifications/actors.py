@@ -16,11 +16,7 @@ def result_recorded(tenant: Tenant, result: ScanResult) -> None:
     """Called when a result's actions are settled: publish it after commit if any channel wants it."""
     if result.action_status not in {ScanResult.ActionStatus.DONE, ScanResult.ActionStatus.FAILED}:
         return
-    # One cheap query; filtered here rather than with a JSON lookup so SQLite installs work too.
-    filters = NotificationChannel.objects.filter(tenant=tenant, enabled=True).values_list(
-        "results", flat=True
-    )
-    if not any(result.verdict in (wanted or []) for wanted in filters):
+    if result.verdict not in NotificationChannel.wanted_verdicts(tenant):
         return
     send_on_commit(notify_result, str(tenant.pk), str(result.pk))
 

@@ -50,6 +50,47 @@ def _check(tenant: Tenant, changes: dict[str, Any]) -> None:
         raise ServiceError("No such account.", field="account")
 
 
+def channel_problems(
+    *,
+    kind: str | None,
+    target: str,
+    account: AwsAccount | None,
+    results: list[str],
+    check_target: bool = True,
+) -> dict[str, list[str]]:
+    """What is wrong with a channel as it would be (the API's and the portal's one rule set), by field.
+
+    ``account`` is already the tenant's own (or None); ``check_target`` False skips resolving a webhook
+    URL that did not change.
+    """
+
+    errors: dict[str, list[str]] = {}
+    if len(set(results)) != len(results):
+        errors["results"] = ["List each verdict once."]
+    if kind == ChannelKind.SNS:
+        match = notifications.parse_topic_arn(target)
+        if match is None:
+            errors["target"] = ["Give an SNS topic ARN, e.g. arn:aws:sns:us-east-1:123456789012:scans."]
+        if account is None:
+            errors["account"] = ["Name the linked account that owns the topic."]
+        elif match is not None and match["account"] != account.account_id:
+            errors["target"] = [f"The topic is not in the linked account {account.account_id}."]
+    elif kind == ChannelKind.WEBHOOK:
+        if check_target:
+            try:
+                notifications.check_webhook_url(target)
+            except notifications.UnsafeWebhookUrl as exc:
+                errors["target"] = [str(exc)]
+    elif kind == ChannelKind.EMAIL:
+        if target:
+            errors["target"] = ["Email goes to the tenant's admins; leave the target empty."]
+        if set(results) - set(notifications.EMAIL_VERDICTS):
+            errors["results"] = [f"Email is sent for {', '.join(notifications.EMAIL_VERDICTS)} only."]
+    if kind != ChannelKind.SNS and account is not None:
+        errors["account"] = ["Only SNS channels name an account."]
+    return errors
+
+
 @transaction.atomic
 def create_channel(tenant: Tenant, actor: Actor, **fields: Any) -> NotificationChannel:
     """Create a channel; a webhook gets a new signing secret (the caller shows it once)."""

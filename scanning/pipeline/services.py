@@ -6,6 +6,8 @@ where a person or key acted. Slow S3 and clamd work happens outside database tra
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from dramatiq.middleware import CurrentMessage
@@ -136,18 +138,22 @@ def _claim(
 ) -> ScanResult:
     """Create or take over the claim row for this scan. Raises ScanInProgress if another worker has it."""
     lease = ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+    claim = ScanResult(
+        tenant=tenant,
+        bucket=bucket,
+        bucket_name=bucket.name,
+        key=key,
+        dedupe_key=dedupe_key,
+        trigger=trigger,
+        claimed_until=lease,
+        attempts=1,
+    )
     try:
-        with transaction.atomic():
-            return ScanResult.objects.create(
-                tenant=tenant,
-                bucket=bucket,
-                bucket_name=bucket.name,
-                key=key,
-                dedupe_key=dedupe_key,
-                trigger=trigger,
-                claimed_until=lease,
-                attempts=1,
-            )
+        # A savepoint only inside a transaction: in autocommit (the actor) a failed INSERT breaks
+        # nothing, and the savepoint would cost two more statements per scan.
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+            claim.save(force_insert=True)
+        return claim
     except IntegrityError:
         pass
     existing = ScanResult.objects.get(tenant=tenant, dedupe_key=dedupe_key)
@@ -568,7 +574,7 @@ def _record_verdict(
             "verdict": result.verdict,
         },
     )
-    _act(tenant, bucket, policy, result, request.final_attempt)
+    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read)
     return result
 
 
@@ -662,9 +668,17 @@ def _newer_verdict_exists(result: ScanResult) -> bool:
 
 
 def _act(
-    tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult, final_attempt: bool = True
+    tenant: Tenant,
+    bucket: Bucket,
+    policy: ScanPolicy,
+    result: ScanResult,
+    final_attempt: bool = True,
+    read: s3ops.ObjectRef | None = None,
 ) -> None:
     """Tag, then quarantine or delete as the policy says. Re-runnable until it records done.
+
+    ``read`` is what the scan's GetObject said about these bytes (their tag count, when it was sent):
+    right after the read, tagging needs no second look at the object.
 
     A transient failure raises so the message is retried (the verdict is already recorded, and a
     retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
@@ -673,7 +687,7 @@ def _act(
         setattr(result, name, False)
     status, detail = ScanResult.ActionStatus.DONE, ""
     try:
-        _apply_policy(tenant, bucket, policy, result)
+        _apply_policy(tenant, bucket, policy, result, read)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # The key holds other bytes now (unversioned bucket): this verdict is not about them.
@@ -700,9 +714,13 @@ def _act(
     notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
 
 
-def _apply_policy(tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult) -> None:
+def _apply_policy(
+    tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult, read: s3ops.ObjectRef | None
+) -> None:
     """Do what the policy says with the verdict, setting the result's flags as each step is done."""
     ref = _ref_of(result)
+    if read is not None and (read.version_id, read.etag) == (ref.version_id, ref.etag):
+        ref = dataclasses.replace(ref, tag_count=read.tag_count, read_at=read.read_at)
     s3 = client_for(bucket.account, "s3", bucket.region)
     if _newer_verdict_exists(result):
         result.superseded = True  # an older verdict never overwrites a newer one on the object

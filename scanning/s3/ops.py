@@ -17,10 +17,12 @@ import http.client
 import json
 import math
 import re
+import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -264,6 +266,10 @@ class ObjectRef:
     size: int
     last_modified: datetime | None = None
     content_type: str | None = None
+    # What an IfMatch GetObject of these bytes said, and when it was sent (time.monotonic()); None when
+    # the pin did not come from such a read. Not part of the pin itself.
+    tag_count: int | None = field(default=None, compare=False)
+    read_at: float | None = field(default=None, compare=False)
 
     @property
     def url(self) -> str:
@@ -334,6 +340,7 @@ def open_object(client: Client, ref: ObjectRef, chunk_size: int = MiB) -> tuple[
     in events even for versioned buckets): the version id and LastModified of the response say which
     version these bytes are, so whatever is done with the verdict targets exactly that version.
     """
+    sent = time.monotonic()
     with _translated(str(ref), "reading"):
         response = client.get_object(**_pinned_args(ref))
     read = ObjectRef(
@@ -344,6 +351,9 @@ def open_object(client: Client, ref: ObjectRef, chunk_size: int = MiB) -> tuple[
         size=ref.size,
         last_modified=response.get("LastModified") or ref.last_modified,
         content_type=response.get("ContentType") or ref.content_type,
+        # S3 sends x-amz-tagging-count only when the object has tags.
+        tag_count=int(response.get("TagCount") or 0),
+        read_at=sent,
     )
     return read, _iter_body(response["Body"], chunk_size, str(ref))
 
@@ -452,6 +462,17 @@ def get_tags(client: Client, ref: ObjectRef) -> list[dict[str, str]]:
     return [{"Key": t["Key"], "Value": t["Value"]} for t in response.get("TagSet", [])]
 
 
+# How long what an IfMatch GetObject said (the ETag matched, how many tags the object had) stands in
+# for asking again right before tagging. S3 has no conditional tagging, so either way a write between
+# the last look and PutObjectTagging is not seen; this bounds that window for a small object's scan
+# (tens of milliseconds) and asks again after a long one.
+READ_FRESH_SECONDS = 1.0
+
+
+def _fresh_read(ref: ObjectRef) -> bool:
+    return ref.read_at is not None and time.monotonic() - ref.read_at <= READ_FRESH_SECONDS
+
+
 def put_scan_tags(
     client: Client,
     ref: ObjectRef,
@@ -461,15 +482,19 @@ def put_scan_tags(
     """Write our tags on the pinned version, keeping the customer's; return the keys that didn't fit.
 
     PutObjectTagging replaces the whole set and S3 has no conditional form of it: a customer tag
-    written between our read and our write is lost.  The window is one round trip.
+    written between our read and our write is lost.  The window is one round trip, or, right after
+    the IfMatch GetObject that read the bytes (``ref.read_at`` within ``READ_FRESH_SECONDS``), the
+    time since that read: then the object's tags are read only when GetObject counted some.
 
     Without a real version id (an unversioned or suspended bucket) the key may hold other bytes by now:
     a conditional HEAD right before the write refuses to tag them (``PermanentS3Error`` with code
-    ``PreconditionFailed``), so a verdict never lands on bytes it was not about.  One round trip of race
-    remains, as S3 has no conditional tagging.
+    ``PreconditionFailed``), so a verdict never lands on bytes it was not about; a fresh IfMatch read
+    stands in for that HEAD.  S3 has no conditional tagging, so the window since the last check remains.
     """
-    tagset, dropped = merge_tags(get_tags(client, ref), ours, managed_keys=managed_keys)
-    if not ref.version_id or ref.version_id == "null":
+    fresh = _fresh_read(ref)
+    existing = [] if fresh and ref.tag_count == 0 else get_tags(client, ref)
+    tagset, dropped = merge_tags(existing, ours, managed_keys=managed_keys)
+    if (not ref.version_id or ref.version_id == "null") and not fresh:
         with _translated(str(ref), "checking before tagging"):
             client.head_object(**_pinned_args(ref))
     with _translated(str(ref), "tagging"):
@@ -650,11 +675,38 @@ def _tag_dict(tags: Iterable[dict[str, str]]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags}
 
 
+# GetBucketVersioning's answers, per endpoint and bucket, for VERSIONING_TTL seconds: asked once per
+# bucket rather than per move or delete. A bucket versioned since it was asked is caught at the delete
+# itself (``delete_version`` sees the delete marker, removes it and refuses), so a stale answer never
+# leaves an unpinned version behind a marker.
+VERSIONING_TTL = 60.0
+_versioning: dict[tuple[str, str], tuple[float, bool]] = {}
+_versioning_lock = threading.Lock()
+
+
+def _versioning_key(client: Client, bucket: str) -> tuple[str, str]:
+    return (str(getattr(client.meta, "endpoint_url", "")), bucket)
+
+
+def forget_versioning(client: Client, bucket: str) -> None:
+    with _versioning_lock:
+        _versioning.pop(_versioning_key(client, bucket), None)
+
+
 def keeps_versions(client: Client, bucket: str) -> bool:
-    """Whether versioning is (or was, and is now suspended) on for ``bucket``, asked of S3 now."""
+    """Whether versioning is (or was, and is now suspended) on for ``bucket``, as S3 said at most
+    ``VERSIONING_TTL`` seconds ago."""
+    cache_key = _versioning_key(client, bucket)
+    with _versioning_lock:
+        cached = _versioning.get(cache_key)
+    if cached is not None and time.monotonic() - cached[0] < VERSIONING_TTL:
+        return cached[1]
     with _translated(f"s3://{bucket}", "reading the versioning of"):
         status = client.get_bucket_versioning(Bucket=bucket).get("Status", "")
-    return status in ("Enabled", "Suspended")
+    keeps = status in ("Enabled", "Suspended")
+    with _versioning_lock:
+        _versioning[cache_key] = (time.monotonic(), keeps)
+    return keeps
 
 
 def check_deletable(client: Client, ref: ObjectRef) -> None:
@@ -663,7 +715,11 @@ def check_deletable(client: Client, ref: ObjectRef) -> None:
     it was meant to remove stays readable by its id."""
     if ref.version_id or not keeps_versions(client, ref.bucket):
         return
-    raise PermanentS3Error(
+    raise _version_required(ref)
+
+
+def _version_required(ref: ObjectRef) -> PermanentS3Error:
+    return PermanentS3Error(
         f"refusing to delete {ref} without its version id: the bucket keeps versions, so a delete would "
         "only hide the object behind a delete marker; scan the version again to pin it",
         code="VersionRequired",
@@ -677,7 +733,9 @@ def delete_version(client: Client, ref: ObjectRef) -> None:
     twice succeeds, so a retried actor is safe).  Without one the delete is refused unless the bucket is
     unversioned (``check_deletable``); there a delete cannot be undone: the key is deleted only if its
     ETag still matches the pin.  The HEAD leaves a one-round-trip window, so the DELETE carries If-Match
-    as well, which S3 honours where it supports conditional deletes.
+    as well, which S3 honours where it supports conditional deletes.  A delete that made a delete marker
+    after all (the bucket was versioned after its versioning was last asked) takes the marker away again
+    and is refused.
     """
     target = str(ref)
     with _translated(target, "deleting"):
@@ -687,7 +745,14 @@ def delete_version(client: Client, ref: ObjectRef) -> None:
         client.head_object(**_pinned_args(ref))
     check_deletable(client, ref)
     with _translated(target, "deleting"):
-        client.delete_object(**_pinned_args(ref))
+        response = client.delete_object(**_pinned_args(ref))
+    if response.get("DeleteMarker"):
+        forget_versioning(client, ref.bucket)
+        marker = response.get("VersionId")
+        if marker and marker != "null":
+            with _translated(target, "removing the delete marker just added to"):
+                client.delete_object(Bucket=ref.bucket, Key=ref.key, VersionId=marker)
+        raise _version_required(ref)
 
 
 def move_object_verified(

@@ -23,6 +23,12 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // On a phone the nav is a strip that scrolls sideways: keep the current page's link in view.
+  document.addEventListener("DOMContentLoaded", function () {
+    var current = document.querySelector(".mainnav [aria-current='page']");
+    if (current && current.scrollIntoView) current.scrollIntoView({ block: "nearest", inline: "nearest" });
+  });
+
   document.addEventListener("htmx:configRequest", function (event) {
     var meta = document.querySelector('meta[name="csrf-token"]');
     if (meta) event.detail.headers["X-CSRFToken"] = meta.getAttribute("content");

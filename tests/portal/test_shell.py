@@ -33,9 +33,9 @@ def test_every_page_carries_a_strict_csp_and_refuses_frames(client):
 
 
 def test_a_viewer_sees_the_pages_of_the_nav_they_may_open(tenant, session_client):
-    body = session_client(tenant, Role.VIEWER).get("/results/").content.decode()
+    body = session_client(tenant, Role.VIEWER).get("/findings/").content.decode()
     assert '<nav class="mainnav" aria-label="Main">' in body
-    assert 'href="/results/" aria-current="page">Findings</a>' in body
+    assert 'href="/findings/" aria-current="page">Findings</a>' in body
     assert 'href="/buckets/">Buckets</a>' in body
     assert ">Settings</a>" not in body
 
@@ -47,7 +47,7 @@ def test_a_nav_line_whose_page_is_not_routed_is_left_out(tenant, session_client,
 
 
 def test_a_member_without_a_role_is_told_who_can_grant_one(tenant, session_client):
-    response = session_client(tenant, Role.NONE).get("/results/")
+    response = session_client(tenant, Role.NONE).get("/findings/")
     assert response.status_code == 403
     body = response.content.decode()
     assert "An admin must grant you a role" in body
@@ -67,7 +67,7 @@ def test_the_signed_in_message_shows_on_the_very_next_page(client, tenant):
         "/accounts/login/", {"login": "pat@example.com", "password": "a-long-enough-password"}, follow=True
     )
     assert "Successfully signed in as pat@example.com" in response.content.decode()
-    assert "Successfully signed in" not in client.get("/results/").content.decode()
+    assert "Successfully signed in" not in client.get("/findings/").content.decode()
 
 
 def test_the_sign_in_page_offers_no_sign_up(client):
@@ -82,16 +82,16 @@ def test_the_header_offers_a_tenant_switch_to_people_in_several_tenants(
     client = session_client(tenant, Role.VIEWER)
     with scopes_disabled():
         Membership.objects.create(tenant=outsider_tenant, user=client.user, role=Role.ADMIN)
-    body = client.get("/results/").content.decode()
+    body = client.get("/findings/").content.decode()
     assert 'action="/tenant/switch"' in body and "Outsider Org</option>" in body
     client.post("/tenant/switch", {"tenant": str(outsider_tenant.pk)})
-    body = client.get("/results/").content.decode()
+    body = client.get("/findings/").content.decode()
     assert '<span class="tenant-name">Outsider Org</span>' in body
     assert "badge--role-admin" in body
 
 
 def test_a_single_tenant_member_gets_no_switch(tenant, session_client):
-    assert "tenant-switch" not in session_client(tenant, Role.VIEWER).get("/results/").content.decode()
+    assert "tenant-switch" not in session_client(tenant, Role.VIEWER).get("/findings/").content.decode()
 
 
 def test_an_unknown_page_is_the_portals_own_404(tenant, session_client):
@@ -104,7 +104,7 @@ def test_an_unknown_page_is_the_portals_own_404(tenant, session_client):
 def test_the_500_page_renders_without_a_request_context():
     from s3av.middleware import server_error
 
-    response = server_error(RequestFactory().get("/results/"))
+    response = server_error(RequestFactory().get("/findings/"))
     assert response.status_code == 500
     assert b"Something went wrong on our side" in response.content
     assert b"portal.css" in response.content
@@ -123,7 +123,7 @@ def test_a_form_without_its_csrf_token_gets_the_portals_page(tenant, make_user):
 def test_an_address_outside_the_tenants_ranges_gets_a_page_without_the_tenants_nav(tenant, session_client):
     tenant.allowed_cidrs = ["10.9.8.0/24"]
     tenant.save()
-    response = session_client(tenant, Role.ADMIN).get("/results/")
+    response = session_client(tenant, Role.ADMIN).get("/findings/")
     assert response.status_code == 403
     body = response.content.decode()
     assert "Your address is not allowed here" in body and "mainnav" not in body

@@ -28,7 +28,8 @@ def test_the_sign_in_page_offers_sso_by_email_or_tenant(db) -> None:
 
 def test_an_admin_sets_up_sso_from_the_settings_page(tenant, make_user, keys) -> None:
     client = _portal(make_user, tenant, Role.ADMIN)
-    assert client.get("/").content.count(b'href="/sso/settings"') == 1
+    assert b'href="/settings/"' in client.get("/").content
+    assert client.get("/settings/").content.count(b'href="/sso/settings"') == 2  # sub-nav and card
     page = client.get("/sso/settings")
     assert page.status_code == 200
     assert f"/accounts/saml/{tenant.slug}/acs/".encode() in page.content

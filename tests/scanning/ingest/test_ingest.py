@@ -145,6 +145,75 @@ def test_an_upload_becomes_a_scan_request_and_the_message_is_deleted(
     assert _counts(sqs, protected.protection["queue_url"]) == (0, 0)  # test event and upload both deleted
 
 
+# linked_accounts.aws caches clients across tests: the hook is registered once per client and counts
+# into the running test's counter.
+_sqs_counters: list = []
+
+
+def _count_sqs_call(model, **kwargs):
+    if _sqs_counters:
+        _sqs_counters[-1][model.name] += 1
+
+
+@pytest.fixture
+def sqs_calls(monkeypatch):
+    """The SQS operations ingest sends, counted on the clients it gets from linked_accounts.aws."""
+    from collections import Counter
+
+    from linked_accounts import aws
+
+    calls = Counter()
+    original = aws.client_for
+
+    def counting(account, service, region=None):
+        client = original(account, service, region)
+        client.meta.events.register("before-call.sqs.*", _count_sqs_call, unique_id="ingest-test-calls")
+        return client
+
+    monkeypatch.setattr(aws, "client_for", counting)
+    _sqs_counters.append(calls)
+    yield calls
+    _sqs_counters.remove(calls)
+
+
+def test_the_messages_of_one_receive_are_deleted_in_one_call(protected, sqs, requested, sqs_calls):
+    url = protected.protection["queue_url"]
+    _drain_until(lambda: _counts(sqs, url) == (0, 0))  # the test event
+    for n in range(7):
+        sqs.send_message(QueueUrl=url, MessageBody=_body(_event(f"k{n}", bucket=protected.name)))
+    sqs_calls.clear()
+
+    stats = _drain_until(lambda: len(requested) == 7)
+
+    receives_with_messages = sum(1 for s in stats if s.received)
+    assert sorted(c["key"] for c in requested) == [f"k{n}" for n in range(7)]
+    assert sum(s.deleted for s in stats) == 7
+    assert sqs_calls["DeleteMessage"] == 0
+    assert sqs_calls["DeleteMessageBatch"] == receives_with_messages
+    assert _counts(sqs, url) == (0, 0)
+
+
+def test_a_message_whose_delete_failed_stays_in_the_queue(protected, sqs, requested):
+    url = protected.protection["queue_url"]
+    _drain_until(lambda: _counts(sqs, url) == (0, 0))  # the test event
+    for key in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=url, MessageBody=_body(_event(key, bucket=protected.name)))
+    messages = []
+    while len(messages) < 3:
+        messages += ingest.receive(protected, wait_seconds=1)
+    # SQS refuses one entry of the batch (here: a receipt handle it does not know).
+    messages[1] = {**messages[1], "ReceiptHandle": "not-a-receipt-handle"}
+    stats = ingest.Stats()
+
+    ingest.handle_messages(protected, messages, stats)
+
+    assert sorted(c["key"] for c in requested) == ["a", "b", "c"]  # every scan was requested
+    assert stats.deleted == 2
+    assert len(stats.errors) == 1 and "delete failed" in stats.errors[0]
+    visible, in_flight = _counts(sqs, url)
+    assert visible + in_flight == 1  # it comes back; its scan collapses onto the one just requested
+
+
 def test_a_poison_message_does_not_stop_the_loop(protected, s3_client, sqs, requested):
     url = protected.protection["queue_url"]
     sqs.send_message(QueueUrl=url, MessageBody="this is not an S3 event")

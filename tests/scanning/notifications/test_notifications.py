@@ -408,6 +408,25 @@ def test_only_matching_enabled_channels_get_the_result(
     assert wanted.last_delivered_at is not None
 
 
+def test_a_channel_added_or_disabled_applies_to_the_next_result(
+    tenant, receiver, django_capture_on_commit_callbacks
+):
+    # The verdicts channels want are kept per process; a change made here must not wait for them.
+    with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
+        notifications.result_recorded(tenant, _result(tenant))
+    assert callbacks == []
+    channel = _channel(tenant, kind="webhook", target=receiver.url, secret="s")
+    with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
+        notifications.result_recorded(tenant, _result(tenant))
+    assert len(callbacks) == 1
+    with scope(tenant=tenant):
+        channel.enabled = False
+        channel.save(update_fields=["enabled"])
+    with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
+        notifications.result_recorded(tenant, _result(tenant))
+    assert callbacks == []
+
+
 def test_a_result_with_pending_actions_is_not_sent_yet(tenant, receiver, django_capture_on_commit_callbacks):
     _channel(tenant, kind="webhook", target=receiver.url, secret="s")
     result = _result(tenant, action_status=ScanResult.ActionStatus.PENDING)

@@ -611,3 +611,115 @@ def test_open_object_tells_the_version_it_read(s3_client, make_bucket, versioned
     assert b"".join(chunks) == b"bytes"
     assert read.version_id == version
     assert read.last_modified is not None
+
+
+# --- calls per object --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def calls_to(s3_client: Any) -> Any:
+    """The S3 operations ``s3_client`` sends from now on, in order."""
+    sent: list[str] = []
+
+    def count(model: Any, **kwargs: Any) -> None:
+        sent.append(model.name)
+
+    s3_client.meta.events.register("before-call.s3.*", count, unique_id="s3ops-test-calls")
+    yield sent
+    s3_client.meta.events.unregister("before-call.s3.*", unique_id="s3ops-test-calls")
+
+
+def _read(client: Any, bucket: str, key: str) -> ObjectRef:
+    listed = s3ops.head_object(client, bucket, key)
+    read, chunks = s3ops.open_object(client, listed)
+    b"".join(chunks)
+    return read
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_tagging_right_after_the_read_of_an_untagged_object_is_one_call(
+    s3_client, make_bucket, calls_to, versioned
+):
+    bucket = make_bucket(versioned=versioned)
+    put(s3_client, bucket, "a.bin", b"bytes")
+    read = _read(s3_client, bucket, "a.bin")
+    assert read.tag_count == 0
+    calls_to.clear()
+
+    assert s3ops.put_scan_tags(s3_client, read, [("scan-result", "Clean")]) == []
+
+    assert calls_to == ["PutObjectTagging"]
+    assert tags_of(s3_client, bucket, "a.bin", read.version_id) == {"scan-result": "Clean"}
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "unversioned"])
+def test_tagging_right_after_the_read_keeps_the_tags_the_object_had(
+    s3_client, make_bucket, calls_to, versioned
+):
+    bucket = make_bucket(versioned=versioned)
+    put(s3_client, bucket, "a.bin", b"bytes", Tagging="owner=me")
+    read = _read(s3_client, bucket, "a.bin")
+    assert read.tag_count == 1
+    calls_to.clear()
+
+    s3ops.put_scan_tags(s3_client, read, [("scan-result", "Clean")])
+
+    assert calls_to == ["GetObjectTagging", "PutObjectTagging"]
+    assert tags_of(s3_client, bucket, "a.bin") == {"owner": "me", "scan-result": "Clean"}
+
+
+def test_a_read_that_is_not_fresh_is_checked_again_before_tagging(s3_client, make_bucket, calls_to):
+    # A long scan: by the time of tagging the key holds other bytes; they must not get our verdict.
+    import dataclasses
+    import time
+
+    bucket = make_bucket()
+    put(s3_client, bucket, "a.bin", b"scanned bytes")
+    read = _read(s3_client, bucket, "a.bin")
+    put(s3_client, bucket, "a.bin", b"other bytes, uploaded during the scan", Tagging="owner=me")
+    stale = dataclasses.replace(read, read_at=time.monotonic() - s3ops.READ_FRESH_SECONDS - 1)
+    calls_to.clear()
+
+    with pytest.raises(PermanentS3Error) as refused:
+        s3ops.put_scan_tags(s3_client, stale, [("scan-result", "Clean")])
+
+    assert refused.value.code in s3ops.CHANGED_CODES
+    assert calls_to == ["GetObjectTagging", "HeadObject"]
+    assert tags_of(s3_client, bucket, "a.bin") == {"owner": "me"}
+
+
+def test_versioning_is_asked_once_per_bucket_for_many_deletes(s3_client, make_bucket, calls_to):
+    bucket = make_bucket()
+    refs = []
+    for key in ("a.bin", "b.bin", "c.bin"):
+        put(s3_client, bucket, key, b"infected")
+        refs.append(s3ops.head_object(s3_client, bucket, key))
+    calls_to.clear()
+
+    for ref in refs:
+        s3ops.delete_version(s3_client, ref)
+
+    assert calls_to.count("GetBucketVersioning") == 1
+    assert calls_to.count("DeleteObject") == 3
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_a_bucket_versioned_since_it_was_asked_loses_no_version_behind_a_marker(s3_client, make_bucket):
+    # The cached answer says "unversioned", but versioning was enabled since: the delete's own answer
+    # (a delete marker) says so; the marker is taken away again and the delete refused.
+    bucket = make_bucket()
+    assert s3ops.keeps_versions(s3_client, bucket) is False
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = put(s3_client, bucket, "a.bin", b"infected")
+    unpinned = s3ops.ObjectRef(bucket, "a.bin", None, s3ops.head_object(s3_client, bucket, "a.bin").etag, 8)
+
+    with pytest.raises(PermanentS3Error, match="without its version id") as refused:
+        s3ops.delete_version(s3_client, unpinned)
+    assert refused.value.code == "VersionRequired"
+    with pytest.raises(PermanentS3Error, match="without its version id"):
+        s3ops.move_object_verified(s3_client, unpinned, bucket, "moved/a.bin")
+
+    listing = s3_client.list_object_versions(Bucket=bucket)
+    assert [v["VersionId"] for v in listing["Versions"]] == [version]
+    assert listing.get("DeleteMarkers", []) == []
+    assert s3_client.get_object(Bucket=bucket, Key="a.bin")["Body"].read() == b"infected"
