@@ -371,7 +371,7 @@ def main() -> int:
         common.setup_django(env)
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        from scanning.s3.ops import make_client
+        from linked_accounts.aws import make_client
 
         s3 = make_client("s3", endpoint_url=endpoint, region="us-east-1", credentials=None)
         baseline_bucket = f"s3av-bench-baseline-{uuid.uuid4().hex[:10]}"

@@ -13,10 +13,10 @@ from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
 from linked_accounts import aws
+from linked_accounts.aws import make_client
 from linked_accounts.models import AwsAccount, AwsOrganization
 from scanning.buckets import protection
 from scanning.models import Bucket
-from scanning.s3.ops import make_client
 from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
 
 pytestmark = pytest.mark.django_db
