@@ -40,18 +40,23 @@ def links_for(request: HttpRequest) -> list[NavLink]:
     role = getattr(request, "role", None)
     if getattr(request, "tenant", None) is None:
         return []
-    links: list[NavLink] = []
+    offered: list[tuple[str, str]] = []
     for label, url_name, least in NAV:
         if not role_at_least(role, least):
             continue
         try:
-            url = reverse(url_name)
+            offered.append((label, reverse(url_name)))
         except NoReverseMatch:
             continue
-        # A section's sub-pages (/settings/members under /settings/) keep its link marked current.
-        current = request.path == url if url == "/" else request.path.startswith(url)
-        links.append(NavLink(label, url, current))
-    return links
+    # A section's sub-pages (/settings/members under /settings/) keep its link marked current; when
+    # two links hold the page (/settings/policies/ under /settings/), only the closer one is.
+    holding = [url for _, url in offered if _holds(url, request.path)]
+    closest = max(holding, key=len, default=None)
+    return [NavLink(label, url, url == closest) for label, url in offered]
+
+
+def _holds(url: str, path: str) -> bool:
+    return path == url if url == "/" else path.startswith(url)
 
 
 def portal_nav(request: HttpRequest) -> dict[str, Any]:

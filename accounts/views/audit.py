@@ -27,8 +27,11 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     events = AuditEvent.objects.filter(tenant=tenant)
     active: list[tuple[str, str]] = []
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
+    if form.is_bound:
+        # A bad value is an error next to its field and that filter is left out; the others apply
+        # (cleaned_data holds only the fields that validated), as the findings page does.
+        form.is_valid()
+        data = {name: None for name in form.fields} | form.cleaned_data
         if data["actor"]:
             events = events.filter(actor_label__icontains=data["actor"])
             active.append(("Actor", data["actor"]))
@@ -45,8 +48,6 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             end = datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=UTC)
             events = events.filter(created_at__lt=end)
             active.append(("To", f"{data['until']:%Y-%m-%d}"))
-    elif form.is_bound:
-        events = events.none()
     columns = ["id", "created_at", "actor_label", "action", "target_type", "target_repr", "details", "ip"]
     page = Paginator(events.only(*columns).order_by("-created_at", "-id"), PAGE).get_page(
         request.GET.get("page")

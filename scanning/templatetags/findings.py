@@ -21,7 +21,7 @@ ACTION_WORDS = {
     "deleted": "deleted",
     "promoted": "promoted",
     "superseded": "superseded by a newer verdict",
-    "failed": "failed",
+    "failed": "an action failed",
     "releasing": "release under way",
     "released": "released",
     "deleting": "deletion under way",

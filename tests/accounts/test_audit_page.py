@@ -100,3 +100,12 @@ def test_recent_events_show_up(tenant, session_client):
     admin.post("/settings/api-keys", {"name": "audited", "role": "viewer"})
     body = admin.get(f"/audit/?since={timezone.now().date():%Y-%m-%d}").content.decode()
     assert "<code>api_key.create</code>" in body and "audited" in body
+
+
+def test_a_bad_filter_is_left_out_and_the_others_still_apply(tenant, session_client):
+    _events(tenant, 3)
+    viewer = session_client(tenant, Role.VIEWER)
+    body = viewer.get("/audit/?since=2026-13-45&action=bucket.").content.decode()
+    assert "Enter a valid date." in body
+    assert "Showing 1–3 of 3 events" in body  # the bad date is not applied; the action filter is
+    assert "Action: bucket." in body and "From:" not in body

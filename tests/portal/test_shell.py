@@ -40,6 +40,14 @@ def test_a_viewer_sees_the_pages_of_the_nav_they_may_open(tenant, session_client
     assert ">Settings</a>" not in body
 
 
+def test_only_the_closest_section_of_a_page_is_marked_current(tenant, session_client):
+    # /settings/policies/ lies under both "Policies" and "Settings": one current link, the closer.
+    body = session_client(tenant, Role.ADMIN).get("/settings/policies/").content.decode()
+    assert body.count('aria-current="page"') == 1
+    assert 'href="/settings/policies/" aria-current="page">Policies</a>' in body
+    assert 'href="/settings/">Settings</a>' in body
+
+
 def test_a_nav_line_whose_page_is_not_routed_is_left_out(tenant, session_client, monkeypatch):
     monkeypatch.setattr(nav, "NAV", [*nav.NAV, ("Coming soon", "no-such-url-name", Role.VIEWER)])
     body = session_client(tenant, Role.ADMIN).get("/").content.decode()

@@ -68,10 +68,11 @@ def findings_world(tenant, make_linked_bucket, make_bucket, s3_client, start_wor
     }  # fmt: skip
 
 
-# Elements wider than the phone's screen, outside a table's own sideways-scrolling wrap.
+# Elements wider than the phone's screen, outside the strips that scroll sideways on their own (a
+# table's wrap, the nav's row of links on a phone).
 _TOO_WIDE = """() => [...document.querySelectorAll('body *')]
     .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
-    .filter(e => !e.closest('.table-wrap'))
+    .filter(e => !e.closest('.table-wrap, .mainnav'))
     .map(e => e.tagName + '.' + e.className)"""
 
 
