@@ -62,6 +62,9 @@ fi
 export S3AV_BROKER_URL="${S3AV_BROKER_URL:-redis://127.0.0.1:6379/1}"
 
 mkdir -p var
+# The demo's settings for a second shell: `source var/demo.env` before a manage.py command against the
+# running demo (create_tenant, scan, update_signatures, shell, ...).
+export -p | grep -E '^declare -x (S3AV_|DATABASE_URL=|AWS_|no_proxy=|NO_PROXY=)' >var/demo.env
 echo "starting the local S3 endpoint on ${S3AV_AWS_ENDPOINT_URL}"
 .venv/bin/python -m moto.server -H 127.0.0.1 -p "${S3AV_DEMO_S3_PORT}" >var/demo-s3.log 2>&1 &
 STOP+=("kill $! 2>/dev/null")
@@ -89,9 +92,11 @@ cat <<EOT
   Portal:       ${S3AV_PUBLIC_URL}/            sign in as admin@demo.local / ${S3AV_DEMO_PASSWORD}
   Django admin: ${S3AV_PUBLIC_URL}/admin/      sign in as staff@demo.local / ${S3AV_DEMO_PASSWORD}
   API docs:     ${S3AV_PUBLIC_URL}/api/v1/docs/
-  Results:      ${S3AV_PUBLIC_URL}/results/ in the portal, or the API with the header
+  Findings:     ${S3AV_PUBLIC_URL}/findings/ in the portal, or the API with the header
                   Authorization: Bearer ${API_KEY}   (e.g. curl -H ... ${S3AV_PUBLIC_URL}/api/v1/results/)
   Upload more:  S3AV_AWS_ENDPOINT_URL=${S3AV_AWS_ENDPOINT_URL} .venv/bin/python scripts/demo_upload.py FILE
+  manage.py:    in another shell, source var/demo.env first, e.g.
+                  source var/demo.env && .venv/bin/python manage.py create_tenant --name Acme --admin-email a@acme.example
   Stop with Ctrl-C.
 
 EOT
