@@ -46,14 +46,29 @@ def active_tenant(tenant_id: str) -> Tenant | None:
         return Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.ACTIVE).first()
 
 
-def tenant_actor(**options: Any) -> Callable[[Callable[..., R]], dramatiq.Actor[..., R | None]]:
-    """Declare ``fn(tenant, ...)`` as an actor taking ``(tenant_id, ...)``; ``options`` go to dramatiq."""
+# Loads the tenant and, in the same query, rows the actor's first ids name: ``(tenant, args)`` with the
+# rows in place of their ids, or None when the tenant is not active or a row is gone.
+Loader = Callable[..., "tuple[Tenant, tuple[Any, ...]] | None"]
+
+
+def tenant_actor(
+    *, load: Loader | None = None, **options: Any
+) -> Callable[[Callable[..., R]], dramatiq.Actor[..., R | None]]:
+    """Declare ``fn(tenant, ...)`` as an actor taking ``(tenant_id, ...)``; ``options`` go to dramatiq.
+
+    ``load(tenant_id, *args)`` replaces the tenant's reload on a hot path (a scan loads its bucket and
+    tenant in one query); it must refuse a tenant that is not active, as ``active_tenant`` does.
+    """
     max_retries = int(options.get("max_retries", DEFAULT_MAX_RETRIES))
 
     def declare(fn: Callable[..., R]) -> dramatiq.Actor[..., R | None]:
         @functools.wraps(fn)
         def run(tenant_id: str, *args: Any, **kwargs: Any) -> R | None:
-            tenant = active_tenant(tenant_id)
+            if load is None:
+                tenant = active_tenant(tenant_id)
+            else:
+                loaded = load(tenant_id, *args)
+                tenant, args = loaded if loaded is not None else (None, args)
             if tenant is None:
                 return None
             token = _max_retries.set(max_retries)

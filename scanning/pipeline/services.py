@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_scopes import scopes_disabled
 from dramatiq.middleware import CurrentMessage
 
 from accounts.models import Tenant
@@ -590,7 +591,19 @@ def _count_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:
 SCAN_MAX_RETRIES = 8
 
 
+def _bucket_and_tenant(tenant_id: str, bucket_id: str, *args: Any) -> tuple[Tenant, tuple[Any, ...]] | None:
+    """The scan's bucket with its tenant, account and policy: one query on the scan's hot path."""
+    with scopes_disabled():
+        bucket = (
+            Bucket.objects.select_related("tenant", "account", "policy")
+            .filter(pk=bucket_id, tenant_id=tenant_id, tenant__status=Tenant.Status.ACTIVE)
+            .first()
+        )
+    return None if bucket is None else (bucket.tenant, (bucket, *args))
+
+
 @tenant_actor(
+    load=_bucket_and_tenant,
     queue_name="scans",
     max_retries=SCAN_MAX_RETRIES,
     min_backoff=2_000,
@@ -599,7 +612,7 @@ SCAN_MAX_RETRIES = 8
 )
 def scan_object(
     tenant: Tenant,
-    bucket_id: str,
+    bucket: Bucket,
     key: str,
     *,
     version_id: str | None = None,
@@ -610,10 +623,7 @@ def scan_object(
     job_id: str | None = None,
     sequencer: str | None = None,
 ) -> None:
-    """The scan of one object version (``request_scan`` and bucket scans send it)."""
-    bucket = Bucket.objects.select_related("account", "policy").filter(tenant=tenant, pk=bucket_id).first()
-    if bucket is None:
-        return
+    """The scan of one object version (``request_scan`` and bucket scans send it with the bucket's id)."""
     run_scan(
         tenant,
         bucket,

@@ -26,7 +26,7 @@ from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, get_owned, record
 from scanning.buckets.discovery import discover_all_accounts
 from scanning.fleet import agents as fleet
-from scanning.fleet.signatures import update_signatures
+from scanning.fleet import signatures as signature_updates
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanPolicy, ScanResult, Schedule
 
@@ -266,7 +266,7 @@ class Scheduler:
     def _update_signatures(self) -> str:
         try:
             with _heartbeat_file_kept_fresh():
-                record = update_signatures()
+                record = signature_updates.update_signatures()
         except Exception:  # the database or the disk: the next interval tries again
             log.exception("signature update failed")
             return "failed"

@@ -413,17 +413,17 @@ def test_a_channel_added_or_disabled_applies_to_the_next_result(
 ):
     # The verdicts channels want are kept per process; a change made here must not wait for them.
     with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
-        notifications.result_recorded(tenant, _result(tenant))
+        notify_actors.result_recorded(tenant, _result(tenant))
     assert callbacks == []
     channel = _channel(tenant, kind="webhook", target=receiver.url, secret="s")
     with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
-        notifications.result_recorded(tenant, _result(tenant))
+        notify_actors.result_recorded(tenant, _result(tenant))
     assert len(callbacks) == 1
     with scope(tenant=tenant):
         channel.enabled = False
         channel.save(update_fields=["enabled"])
     with scope(tenant=tenant), django_capture_on_commit_callbacks() as callbacks:
-        notifications.result_recorded(tenant, _result(tenant))
+        notify_actors.result_recorded(tenant, _result(tenant))
     assert callbacks == []
 
 
