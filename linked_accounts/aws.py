@@ -195,14 +195,14 @@ def make_client(
     # A session per client (a boto3 session is not safe to share between threads, and each keeps its
     # own credentials), but one loader of the service models for all: a session loading its own
     # costs ~12 MiB and ~120 ms of CPU per client, the shared one ~1 MiB and ~15 ms.
-    with _session_lock:
-        core = botocore.session.Session()
-        core.register_component("data_loader", _models)
-        session = boto3.session.Session(botocore_session=core)
-        return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
-            service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
-        )
+    # The loader's cache is a dict filled under the GIL (at worst a model is loaded twice), so no lock:
+    # building a client may resolve s3av's own credentials over the network (instance metadata).
+    core = botocore.session.Session()
+    core.register_component("data_loader", _models)
+    session = boto3.session.Session(botocore_session=core)
+    return session.client(  # type: ignore[call-overload]  # service is a plain str, not a Literal
+        service, endpoint_url=endpoint_url, region_name=region, config=config, **keys
+    )
 
 
-_session_lock = threading.Lock()
 _models = botocore.session.Session().get_component("data_loader")

@@ -37,7 +37,7 @@ class TimezoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        zone = None if request.path.startswith("/api/") else zone_named(request.COOKIES.get(COOKIE, ""))
+        zone = None if request.path_info.startswith("/api/") else zone_named(request.COOKIES.get(COOKIE, ""))
         if zone is None:
             timezone.deactivate()
         else:

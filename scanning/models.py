@@ -810,11 +810,20 @@ class NotificationChannel(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         super().save(*args, **kwargs)
-        NotificationChannel.forget_wanted_verdicts(self.tenant_id)
+        fields = kwargs.get("update_fields")
+        if fields is None or {"enabled", "results"} & set(fields):  # not a delivery's bookkeeping
+            self._forget_wanted_verdicts()
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
-        NotificationChannel.forget_wanted_verdicts(self.tenant_id)
+        self._forget_wanted_verdicts()
         return super().delete(*args, **kwargs)
+
+    def _forget_wanted_verdicts(self) -> None:
+        # Now, and again once the change commits: a thread of this process that read the old rows
+        # in between must not keep them for the cache's TTL.
+        tenant_id = self.tenant_id
+        NotificationChannel.forget_wanted_verdicts(tenant_id)
+        transaction.on_commit(lambda: NotificationChannel.forget_wanted_verdicts(tenant_id))
 
     @staticmethod
     def forget_wanted_verdicts(tenant_id: Any) -> None:

@@ -64,7 +64,7 @@ export S3AV_BROKER_URL="${S3AV_BROKER_URL:-redis://127.0.0.1:6379/1}"
 mkdir -p var
 # The demo's settings for a second shell: `source var/demo.env` before a manage.py command against the
 # running demo (create_tenant, scan, update_signatures, shell, ...).
-export -p | grep -E '^declare -x (S3AV_|DATABASE_URL=|AWS_|no_proxy=|NO_PROXY=)' >var/demo.env
+(umask 077; export -p | grep -E '^declare -x (S3AV_|DATABASE_URL=|AWS_|no_proxy=|NO_PROXY=)' >var/demo.env)
 echo "starting the local S3 endpoint on ${S3AV_AWS_ENDPOINT_URL}"
 .venv/bin/python -m moto.server -H 127.0.0.1 -p "${S3AV_DEMO_S3_PORT}" >var/demo-s3.log 2>&1 &
 STOP+=("kill $! 2>/dev/null")
