@@ -24,9 +24,8 @@ from accounts.models import Role, Tenant
 from accounts.portal import add_errors, member_tenant, roles
 from accounts.services import Actor, ServiceError
 from scanning.buckets import protection, read_gate
-from scanning.jobs import services as jobs
-from scanning.models import Bucket, JobTrigger, ScanJob, ScanPolicy
-from scanning.views.forms import ScanForm
+from scanning.models import Bucket, ScanJob, ScanPolicy
+from scanning.views.forms import ScanForm, start_scan
 
 PAGE_SIZE = 50
 DEFAULT_POLICY = "default"
@@ -229,22 +228,6 @@ def bucket_scan(request: HttpRequest, bucket_id: Any) -> HttpResponse:
     tenant = member_tenant(request, Role.OPERATOR)
     bucket = _bucket(tenant, bucket_id)
     form = ScanForm(request.POST, tenant=tenant, bucket=bucket)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            job = jobs.start_bucket_scan(
-                tenant,
-                Actor.from_request(request),
-                bucket,
-                data["prefix"],
-                JobTrigger.MANUAL,
-                modified_after=data["modified_after"],
-                modified_before=data["modified_before"],
-                all_versions=data["all_versions"],
-            )
-        except ServiceError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(request, f"Scan of s3://{bucket.name}/{job.prefix} started.")
-            return redirect("jobs")
+    if form.is_valid() and (started := start_scan(request, tenant, form, bucket)) is not None:
+        return started
     return _detail(request, bucket, scan_form=form)

@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
 from accounts.models import Tenant
-from scanning.models import Bucket
+from accounts.portal import add_errors
+from accounts.services import Actor, ServiceError
+from scanning.jobs import services as jobs
+from scanning.models import Bucket, JobTrigger
 
 
 class DateTimeLocalInput(forms.DateTimeInput):
@@ -72,3 +78,25 @@ class ScanForm(forms.Form):
         if after and before and after >= before:
             self.add_error("modified_before", "Give a time after “Modified after”.")
         return data
+
+
+def start_scan(request: HttpRequest, tenant: Tenant, form: ScanForm, bucket: Bucket) -> HttpResponse | None:
+    """Start the scan a valid ``ScanForm`` asks for (the Scans page and a bucket's page): the redirect to
+    Scans, or None with the service's refusal added to the form."""
+    data = form.cleaned_data
+    try:
+        job = jobs.start_bucket_scan(
+            tenant,
+            Actor.from_request(request),
+            bucket,
+            data["prefix"],
+            JobTrigger.MANUAL,
+            modified_after=data["modified_after"],
+            modified_before=data["modified_before"],
+            all_versions=data["all_versions"],
+        )
+    except ServiceError as exc:
+        add_errors(form, exc)
+        return None
+    messages.success(request, f"Scan of s3://{bucket.name}/{job.prefix} started.")
+    return redirect("jobs")

@@ -19,11 +19,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Role, Tenant
-from accounts.portal import add_errors, member_tenant, roles
+from accounts.portal import member_tenant, roles
 from accounts.services import Actor, ServiceError
 from scanning.jobs import services as jobs
-from scanning.models import ACTIVE_JOB_STATUSES, JobTrigger, ScanJob
-from scanning.views.forms import ScanForm
+from scanning.models import ACTIVE_JOB_STATUSES, ScanJob
+from scanning.views.forms import ScanForm, start_scan
 
 PAGE_SIZE = 50
 # Running scans shown with a progress bar each; more are rare (one per target) and listed below.
@@ -66,24 +66,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_start(request: HttpRequest) -> HttpResponse:
     tenant = member_tenant(request, Role.OPERATOR)
     form = ScanForm(request.POST, tenant=tenant)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            job = jobs.start_bucket_scan(
-                tenant,
-                Actor.from_request(request),
-                data["bucket"],
-                data["prefix"],
-                JobTrigger.MANUAL,
-                modified_after=data["modified_after"],
-                modified_before=data["modified_before"],
-                all_versions=data["all_versions"],
-            )
-        except ServiceError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(request, f"Scan of s3://{job.bucket.name}/{job.prefix} started.")
-            return redirect("jobs")
+    if (
+        form.is_valid()
+        and (started := start_scan(request, tenant, form, form.cleaned_data["bucket"])) is not None
+    ):
+        return started
     return _page(request, tenant, form)
 
 
