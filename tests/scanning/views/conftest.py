@@ -20,7 +20,7 @@ from accounts.models import Tenant
 from linked_accounts.models import AwsAccount
 from scanning.models import Bucket, ScanResult
 from tests.linked_accounts.factories import make_account, make_bucket_row
-from tests.linked_accounts.fixtures import aws_endpoint  # noqa: F401  (the local STS for the browser tests)
+from tests.linked_accounts.fixtures import aws_endpoint, moto_account  # noqa: F401  (the local STS)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ that the fuzzer cannot revoke: an ``{id}`` in a path is mapped to a fresh object
 caller's tenant (the isolation sweep's factories), so every route's own logic runs, not just its 404.
 
 ``S3AV_FUZZ_EXAMPLES`` sets the examples per operation (default small, so the suite stays quick); a
-larger local run: ``S3AV_FUZZ_EXAMPLES=100 bash scripts/test.sh tests/api/test_schema_fuzz.py`` (add
+larger local run: ``S3AV_FUZZ_EXAMPLES=100 bash scripts/test.sh tests/sweeps/test_schema_fuzz.py`` (add
 ``S3AV_FUZZ_LOG=FILE`` to count the cases, ``S3AV_FUZZ_STRICT=1`` to compare the schema's constraints with
 what the API accepts).
 """
@@ -28,7 +28,7 @@ from schemathesis import checks
 
 from accounts import services
 from accounts.models import Role
-from tests.api.test_isolation_sweep import OBJECT_FACTORIES
+from tests.sweeps.test_isolation_sweep import OBJECT_FACTORIES
 
 pytestmark = pytest.mark.django_db
 

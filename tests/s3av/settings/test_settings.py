@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from s3av import env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:

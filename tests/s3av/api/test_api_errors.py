@@ -89,7 +89,7 @@ def test_a_since_with_an_extreme_offset_is_a_filter_or_a_field_error(tenant, key
 def test_a_patch_without_fields_changes_nothing_as_the_schema_says(tenant, key_client, kind):
     from django_scopes import scope
 
-    from tests.api.test_isolation_sweep import OBJECT_FACTORIES
+    from tests.sweeps.test_isolation_sweep import OBJECT_FACTORIES
 
     with scope(tenant=tenant):
         object_id = OBJECT_FACTORIES[kind](tenant)
