@@ -72,7 +72,7 @@ def _policy(tenant: Tenant) -> str:
 
 
 def _aws_account(tenant: Tenant) -> str:
-    from tests.linked_accounts.factories import make_account
+    from tests.factories import make_account
 
     return str(make_account(tenant).pk)
 

@@ -98,7 +98,7 @@ if os.environ.get("S3AV_FUZZ_STRICT"):
 
 
 def _account(tenant: Any) -> str:
-    from tests.linked_accounts.factories import make_account
+    from tests.factories import make_account
 
     # Hypothesis seeds `random` the same for every example: take the account id from uuid4 instead.
     return str(make_account(tenant, account_id=f"{uuid.uuid4().int % 10**12:012d}").pk)

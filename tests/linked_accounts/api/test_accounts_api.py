@@ -7,7 +7,7 @@ from linked_accounts import aws
 from linked_accounts.models import AwsAccount, AwsOrganization
 from scanning.buckets import protection
 from scanning.models import Bucket
-from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
+from tests.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from linked_accounts import aws
 from linked_accounts.models import AwsAccount, AwsOrganization
-from tests.linked_accounts.factories import make_account
+from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
 

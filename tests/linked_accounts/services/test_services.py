@@ -1,17 +1,17 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from django_scopes import scope
 
 from accounts.models import AuditEvent
 from accounts.services import Actor, ServiceError
 from linked_accounts import aws, services
-from linked_accounts.aws import make_client
 from linked_accounts.models import AwsAccount
 from scanning.buckets import discovery
 from scanning.models import Bucket
-from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account
+from tests.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account
+from tests.fixtures.linked_accounts import sts_credentials
 
 pytestmark = pytest.mark.django_db
 
@@ -19,33 +19,11 @@ ACTOR = Actor.system("test")
 ROLE = "arn:aws:iam::111122223333:role/s3av-scanner"
 
 
-def _credentials():
-    return {
-        "AccessKeyId": "ASIAEXAMPLEEXAMPLE01",
-        "SecretAccessKey": "secret",
-        "SessionToken": "token",
-        "Expiration": datetime.now(UTC) + timedelta(hours=1),
-    }
-
-
-@pytest.fixture
-def stubbed_sts(monkeypatch, settings):
-    """An STS client whose answers the test scripts (moto accepts any AssumeRole)."""
-    settings.AWS_ENDPOINT_URL = None
-    settings.AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID = True
-    client = make_client("sts", region="us-east-1", credentials={"AccessKeyId": "x", "SecretAccessKey": "y"})
-    stubber = Stubber(client)
-    monkeypatch.setattr(aws, "service_client", lambda service, region=None: client)
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
-
-
 def _ok(stubber, external_id):
     expected = {"RoleArn": ROLE, "RoleSessionName": ANY, "DurationSeconds": 3600}
     if external_id:
         expected["ExternalId"] = external_id
-    stubber.add_response("assume_role", {"Credentials": _credentials()}, expected)
+    stubber.add_response("assume_role", {"Credentials": sts_credentials()}, expected)
 
 
 def _denied(stubber):
@@ -138,7 +116,7 @@ def test_it_caches_credentials_until_shortly_before_they_expire(tenant, monkeypa
 
     def fake_assume(role_arn, external_id, session_name="s3av"):
         calls.append(external_id)
-        creds = _credentials()
+        creds = sts_credentials()
         creds["Expiration"] = datetime.now(UTC) + timedelta(seconds=aws.REFRESH_MARGIN_SECONDS + 60)
         return creds
 
@@ -206,7 +184,7 @@ def test_it_reuses_a_client_until_the_credentials_change(tenant, monkeypatch):
     keys = iter(["AKIAFIRST", "AKIASECOND"])
 
     def fake_assume(role_arn, external_id, session_name="s3av"):
-        creds = _credentials()
+        creds = sts_credentials()
         creds["AccessKeyId"] = next(keys)
         creds["Expiration"] = datetime.now(UTC) + timedelta(hours=1)
         return creds

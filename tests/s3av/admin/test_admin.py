@@ -154,7 +154,7 @@ def test_the_admin_refuses_tenant_settings_the_api_refuses(staff_client, tenant,
 
 
 def test_staff_cannot_type_an_accounts_role_arn_or_status(staff_client, tenant):
-    from tests.linked_accounts.factories import make_account
+    from tests.factories import make_account
 
     with scope(tenant=tenant):
         account = make_account(tenant, account_id="123456789012", connected=False)
@@ -173,7 +173,7 @@ def test_staff_cannot_type_an_accounts_role_arn_or_status(staff_client, tenant):
 
 def test_the_admin_verify_action_runs_the_same_checks_as_the_api(staff_client, tenant):
     from linked_accounts.models import AwsAccount
-    from tests.linked_accounts.factories import make_account
+    from tests.factories import make_account
 
     with scope(tenant=tenant):
         # A role in another account (set before these checks existed): verify must refuse it.
@@ -208,7 +208,7 @@ def _admin_form_data(obj, **changes):
 def test_staff_cannot_make_a_protected_bucket_a_quarantine_bucket(staff_client, tenant):
     # The API refuses it (s3av would scan and quarantine its own copies, over and over); so must the admin.
     from scanning.models import ScanPolicy
-    from tests.linked_accounts.factories import make_bucket_row
+    from tests.factories import make_bucket_row
 
     with scope(tenant=tenant):
         protected = make_bucket_row(tenant, protected=True)
@@ -225,7 +225,7 @@ def test_staff_cannot_make_a_protected_bucket_a_quarantine_bucket(staff_client, 
 
 def test_staff_cannot_attach_a_policy_to_its_own_quarantine_bucket(staff_client, tenant):
     from scanning.models import ScanPolicy
-    from tests.linked_accounts.factories import make_bucket_row
+    from tests.factories import make_bucket_row
 
     with scope(tenant=tenant):
         bucket = make_bucket_row(tenant)

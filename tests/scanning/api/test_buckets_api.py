@@ -6,13 +6,9 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from scanning.buckets import read_gate
 from scanning.models import ScanPolicy
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_account, make_bucket_row
+from tests.factories import make_account, make_bucket_row
 
 pytestmark = pytest.mark.django_db
-
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 
 
 def _bucket(tenant, **fields):

@@ -19,7 +19,7 @@ from scanning.fleet.stats import STATS
 from scanning.models import Agent, ChannelKind, SignatureUpdate
 from scanning.notifications import services as channels
 from scanning.pipeline import services
-from tests.scanning.notifications.test_notifications import Receiver
+from tests.fixtures.webhooks import WebhookReceiver as Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -34,11 +34,8 @@ def engine(settings: Any, clamd_address: str, monkeypatch: Any) -> Any:
 
 
 @pytest.fixture
-def receiver(settings: Any) -> Any:
-    settings.ALLOW_HTTP_WEBHOOKS = True
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
+def receiver(webhook_receiver: Receiver) -> Receiver:
+    return webhook_receiver
 
 
 def make_agent(**fields: Any) -> Agent:

@@ -10,14 +10,11 @@ from accounts.services import Actor
 from scanning.buckets import protection
 from scanning.ingest import events as ingest
 from scanning.pipeline import services as scan_services
+from tests.factories import make_bucket_row
 from tests.fixtures.s3server import make_test_client
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_bucket_row
 
 pytestmark = pytest.mark.django_db
 
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 
 ACTOR = Actor.system("test")
 

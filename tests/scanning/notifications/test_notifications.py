@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -18,9 +16,10 @@ from linked_accounts.models import AwsAccount
 from scanning.models import Bucket, NotificationChannel, ScanResult, Verdict
 from scanning.notifications import actors as notify_actors
 from scanning.notifications import delivery as notifications
+from tests.fixtures.broker import drain, queued
 from tests.fixtures.s3server import make_test_client
 from tests.fixtures.scanning import EICAR
-from tests.scanning.jobkit import drain, queued
+from tests.fixtures.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -28,45 +27,8 @@ ACCOUNT_ID = "123456789012"
 
 
 @pytest.fixture
-def local_webhooks(settings: Any) -> Any:
-    settings.ALLOW_HTTP_WEBHOOKS = True
-    return settings
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers the given statuses in turn (then 200)."""
-
-    def __init__(self) -> None:
-        self.statuses: list[int] = []
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/s3av?team=sec"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver(local_webhooks: Any) -> Any:
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
+def receiver(webhook_receiver: WebhookReceiver) -> WebhookReceiver:
+    return webhook_receiver
 
 
 def _account(tenant: Any, account_id: str = ACCOUNT_ID) -> AwsAccount:

@@ -13,24 +13,18 @@ from accounts.services import Actor
 from scanning.buckets import discovery, protection
 from scanning.models import ChannelKind
 from scanning.notifications import services as channels
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_bucket_row
-from tests.scanning.jobkit import drain, empty_broker  # noqa: F401 - a fixture
-from tests.scanning.notifications.test_notifications import Receiver
+from tests.factories import make_bucket_row
+from tests.fixtures.broker import drain
+from tests.fixtures.webhooks import WebhookReceiver as Receiver
 
 pytestmark = pytest.mark.django_db
 
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 ACTOR = Actor.system("test")
 
 
 @pytest.fixture
-def receiver(settings: Any) -> Any:
-    settings.ALLOW_HTTP_WEBHOOKS = True
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
+def receiver(webhook_receiver: Receiver) -> Receiver:
+    return webhook_receiver
 
 
 def _channel(tenant: Any, receiver: Receiver, results: list[str]) -> Any:

@@ -18,7 +18,7 @@ from django_scopes import scope
 from accounts.models import Role
 from scanning.models import JobStatus, JobTrigger, ScanJob, ScanResult, Schedule, validate_cron
 from scanning.schedules import services as schedules
-from tests.scanning.jobkit import queued
+from tests.fixtures.broker import queued
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_broker")]
 

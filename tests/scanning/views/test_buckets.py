@@ -101,7 +101,7 @@ def test_protecting_without_scanning_what_it_holds_starts_no_scan(tenant, sessio
 
 
 def test_protecting_a_bucket_of_an_unverified_account_says_why(tenant, session_client, bucket_row):
-    from tests.linked_accounts.factories import make_account
+    from tests.factories import make_account
 
     with scope(tenant=tenant):
         account = make_account(tenant, connected=False)

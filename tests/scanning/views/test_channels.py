@@ -13,7 +13,7 @@ from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
 from scanning.models import NotificationChannel
-from tests.linked_accounts.factories import make_account
+from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
 

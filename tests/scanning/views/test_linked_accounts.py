@@ -4,47 +4,21 @@ account's page, removal with its tear-down report; roles, outsiders and bad inpu
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from botocore.stub import Stubber
 from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
-from linked_accounts import aws
-from linked_accounts.aws import make_client
 from linked_accounts.models import AwsAccount, AwsOrganization
 from scanning.buckets import protection
 from scanning.models import Bucket
-from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
+from tests.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
+from tests.fixtures.linked_accounts import sts_credentials
 
 pytestmark = pytest.mark.django_db
 
 ROLE = "arn:aws:iam::111122223333:role/s3av-scanner"
-
-
-def _credentials():
-    return {
-        "AccessKeyId": "ASIAEXAMPLEEXAMPLE01",
-        "SecretAccessKey": "secret",
-        "SessionToken": "token",
-        "Expiration": datetime.now(UTC) + timedelta(hours=1),
-    }
-
-
-@pytest.fixture
-def stubbed_sts(monkeypatch, settings):
-    """An STS client whose answers the test scripts (moto accepts any AssumeRole)."""
-    settings.AWS_ENDPOINT_URL = None
-    settings.AWS_REFUSE_ROLE_WITHOUT_EXTERNAL_ID = True
-    client = make_client("sts", region="us-east-1", credentials={"AccessKeyId": "x", "SecretAccessKey": "y"})
-    stubber = Stubber(client)
-    monkeypatch.setattr(aws, "service_client", lambda service, region=None: client)
-    aws._cache.clear()
-    with stubber:
-        yield stubber
-    aws._cache.clear()
 
 
 def _account(tenant, **fields):
@@ -202,7 +176,7 @@ def test_a_role_that_works_without_the_external_id_is_refused_with_the_reason(
 ):
     account = _account(tenant, account_id="111122223333", connected=False)
     for _ in range(2):  # with the external id, then without: both work, so the role trusts anyone
-        stubbed_sts.add_response("assume_role", {"Credentials": _credentials()})
+        stubbed_sts.add_response("assume_role", {"Credentials": sts_credentials()})
     response = session_client(tenant, Role.ADMIN).post(
         f"/linked-accounts/{account.pk}/verify", {"role_arn": ROLE}
     )

@@ -18,9 +18,9 @@ from django_scopes import scope
 from accounts.models import Role
 from linked_accounts.models import AwsAccount, AwsOrganization
 from scanning.models import Bucket, JobStatus, NotificationChannel, ScanJob, ScanPolicy
+from tests.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
 from tests.fixtures.browser import CHROMIUM, DESKTOP, PortalBrowser, _needs_browser
 from tests.fixtures.scanning import EICAR
-from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
