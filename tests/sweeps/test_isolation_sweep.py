@@ -18,6 +18,7 @@ from django_scopes import scope
 
 from accounts import services
 from accounts.models import Membership, Role, Tenant
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def _member(tenant: Tenant) -> str:
 
 
 def _api_key(tenant: Tenant) -> str:
-    key, _ = services.create_api_key(tenant, services.Actor.system("test"), "sweep", Role.VIEWER)
+    key, _ = factories.make_api_key(tenant, Role.VIEWER, "sweep")
     return str(key.pk)
 
 
@@ -40,41 +41,27 @@ def _audit_event(tenant: Tenant) -> str:
 
 def _sweep_bucket(tenant: Tenant) -> Any:
     from linked_accounts.models import AwsAccount
-    from scanning.models import Bucket
 
     account, _ = AwsAccount.objects.get_or_create(
         tenant=tenant, account_id="210987654321", defaults={"role_arn": "arn:aws:iam::210987654321:role/s3av"}
     )
-    return Bucket.objects.create(tenant=tenant, account=account, name=f"sweep-{uuid.uuid4().hex[:12]}")
+    return factories.make_bucket_row(tenant, account, f"sweep-{uuid.uuid4().hex[:12]}")
 
 
 def _result(tenant: Tenant) -> str:
-    from scanning.models import ScanResult
-
     bucket = _sweep_bucket(tenant)
-    result = ScanResult.objects.create(
-        tenant=tenant,
-        bucket=bucket,
-        bucket_name=bucket.name,
-        key="k",
-        verdict="Infected",
-        quarantine_bucket="q",
-        quarantine_key="quarantine/k",
-        dedupe_key=uuid.uuid4().hex,
+    result = factories.make_result(
+        tenant, bucket, "k", "Infected", quarantine_bucket="q", quarantine_key="quarantine/k"
     )
     return str(result.pk)
 
 
 def _policy(tenant: Tenant) -> str:
-    from scanning.models import ScanPolicy
-
-    return str(ScanPolicy.objects.create(tenant=tenant, name=f"sweep {uuid.uuid4().hex[:8]}").pk)
+    return str(factories.make_policy(tenant, f"sweep {uuid.uuid4().hex[:8]}").pk)
 
 
 def _aws_account(tenant: Tenant) -> str:
-    from tests.factories import make_account
-
-    return str(make_account(tenant).pk)
+    return str(factories.make_account(tenant).pk)
 
 
 def _organization(tenant: Tenant) -> str:
@@ -88,10 +75,8 @@ def _bucket(tenant: Tenant) -> str:
 
 
 def _job(tenant: Tenant) -> str:
-    from scanning.models import ScanJob
-
     bucket = _sweep_bucket(tenant)
-    return str(ScanJob.objects.create(tenant=tenant, bucket=bucket, status="scanning").pk)
+    return str(factories.make_job(tenant, bucket, status="scanning").pk)
 
 
 def _schedule(tenant: Tenant) -> str:
@@ -102,10 +87,8 @@ def _schedule(tenant: Tenant) -> str:
 
 
 def _channel(tenant: Tenant) -> str:
-    from scanning.models import NotificationChannel
-
-    channel = NotificationChannel.objects.create(
-        tenant=tenant, name="sweep", kind="webhook", target="https://hooks.example.com/s3av", secret="s"
+    channel = factories.make_channel(
+        tenant, "sweep", kind="webhook", target="https://hooks.example.com/s3av", secret="s"
     )
     return str(channel.pk)
 

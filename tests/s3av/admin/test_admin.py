@@ -2,6 +2,7 @@ import pytest
 from django_scopes import scope, scopes_disabled
 
 from accounts.models import ApiKey, AuditEvent, Role, User
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -207,12 +208,11 @@ def _admin_form_data(obj, **changes):
 
 def test_staff_cannot_make_a_protected_bucket_a_quarantine_bucket(staff_client, tenant):
     # The API refuses it (s3av would scan and quarantine its own copies, over and over); so must the admin.
-    from scanning.models import ScanPolicy
     from tests.factories import make_bucket_row
 
     with scope(tenant=tenant):
         protected = make_bucket_row(tenant, protected=True)
-        policy = ScanPolicy.objects.create(tenant=tenant, name="strict", quarantine_bucket="q-elsewhere")
+        policy = factories.make_policy(tenant, name="strict", quarantine_bucket="q-elsewhere")
     response = staff_client.post(
         f"/admin/scanning/scanpolicy/{policy.pk}/change/",
         _admin_form_data(policy, on_infected="quarantine", quarantine_bucket=protected.name),
@@ -224,13 +224,12 @@ def test_staff_cannot_make_a_protected_bucket_a_quarantine_bucket(staff_client, 
 
 
 def test_staff_cannot_attach_a_policy_to_its_own_quarantine_bucket(staff_client, tenant):
-    from scanning.models import ScanPolicy
     from tests.factories import make_bucket_row
 
     with scope(tenant=tenant):
         bucket = make_bucket_row(tenant)
-        policy = ScanPolicy.objects.create(
-            tenant=tenant, name="strict", on_infected="quarantine", quarantine_bucket=bucket.name
+        policy = factories.make_policy(
+            tenant, name="strict", on_infected="quarantine", quarantine_bucket=bucket.name
         )
     response = staff_client.post(
         f"/admin/scanning/bucket/{bucket.pk}/change/", _admin_form_data(bucket, policy=str(policy.pk))

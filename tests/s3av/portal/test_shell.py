@@ -8,6 +8,7 @@ from django_scopes import scopes_disabled
 
 from accounts.models import Membership, Role, User
 from s3av import nav
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -68,9 +69,7 @@ def test_a_member_without_a_role_is_told_who_can_grant_one(tenant, session_clien
 def test_the_signed_in_message_shows_on_the_very_next_page(client, tenant):
     User.objects.create_user("pat@example.com", password="a-long-enough-password")
     with scopes_disabled():
-        Membership.objects.create(
-            tenant=tenant, user=User.objects.get(email="pat@example.com"), role=Role.VIEWER
-        )
+        factories.make_member(tenant, User.objects.get(email="pat@example.com"), Role.VIEWER)
     response = client.post(
         "/accounts/login/", {"login": "pat@example.com", "password": "a-long-enough-password"}, follow=True
     )
@@ -89,7 +88,7 @@ def test_the_header_offers_a_tenant_switch_to_people_in_several_tenants(
 ):
     client = session_client(tenant, Role.VIEWER)
     with scopes_disabled():
-        Membership.objects.create(tenant=outsider_tenant, user=client.user, role=Role.ADMIN)
+        factories.make_member(outsider_tenant, client.user, Role.ADMIN)
     body = client.get("/findings/").content.decode()
     assert 'action="/tenant/switch"' in body and "Outsider Org</option>" in body
     client.post("/tenant/switch", {"tenant": str(outsider_tenant.pk)})

@@ -7,12 +7,11 @@ Policy or raise a JavaScript error; screenshots land in var/screenshots/ (or $S3
 from __future__ import annotations
 
 import re
-import uuid
 
 from django_scopes import scope
 
 from accounts.models import Role
-from scanning.models import ScanResult
+from tests import factories
 
 IN_NAV = "document.activeElement.closest('nav.mainnav') ? document.activeElement.textContent : ''"
 
@@ -21,14 +20,12 @@ def _findings(tenant, bucket, count=3):
     with scope(tenant=tenant):
         verdicts = ["Infected", "Clean", "Unscannable", "Error"] * count
         for n, verdict in zip(range(count), verdicts, strict=False):
-            ScanResult.objects.create(
-                tenant=tenant,
-                bucket=bucket,
-                bucket_name=bucket.name,
-                key=f"uploads/2026/customer-{n}/a-rather-long-object-name-{n}.zip",
-                verdict=verdict,
+            factories.make_result(
+                tenant,
+                bucket,
+                f"uploads/2026/customer-{n}/a-rather-long-object-name-{n}.zip",
+                verdict,
                 signatures=["Eicar-Signature"] if verdict == "Infected" else [],
-                dedupe_key=uuid.uuid4().hex,
                 scanned_at="2026-01-01T00:00:00Z",
             )
 

@@ -13,9 +13,10 @@ from django_scopes import scope
 
 from accounts.models import Membership, Role
 from linked_accounts.models import AwsAccount
-from scanning.models import Bucket, NotificationChannel, ScanResult, Verdict
+from scanning.models import NotificationChannel, ScanResult, Verdict
 from scanning.notifications import actors as notify_actors
 from scanning.notifications import delivery as notifications
+from tests import factories
 from tests.fixtures.broker import drain, queued
 from tests.fixtures.s3server import make_test_client
 from tests.fixtures.scanning import EICAR
@@ -47,9 +48,7 @@ def _result(tenant: Any, verdict: str = Verdict.INFECTED, **fields: Any) -> Scan
     from django.utils import timezone
 
     with scope(tenant=tenant):
-        bucket = Bucket.objects.create(
-            tenant=tenant, account=_account(tenant), name=f"b-{uuid.uuid4().hex[:10]}"
-        )
+        bucket = factories.make_bucket_row(tenant, _account(tenant), f"b-{uuid.uuid4().hex[:10]}")
         values: dict[str, Any] = {
             "key": "uploads/invoice.pdf",
             "version_id": "v1",
@@ -60,16 +59,13 @@ def _result(tenant: Any, verdict: str = Verdict.INFECTED, **fields: Any) -> Scan
             "action": "tagged",
             "action_status": ScanResult.ActionStatus.DONE,
             "scanned_at": timezone.now(),
-            "dedupe_key": uuid.uuid4().hex,
         }
-        return ScanResult.objects.create(
-            tenant=tenant, bucket=bucket, bucket_name=bucket.name, **{**values, **fields}
-        )
+        return factories.make_result(tenant, bucket, **{**values, **fields})
 
 
 def _channel(tenant: Any, **fields: Any) -> NotificationChannel:
     with scope(tenant=tenant):
-        return NotificationChannel.objects.create(tenant=tenant, name="c", **fields)
+        return factories.make_channel(tenant, name="c", **fields)
 
 
 def _deliver(tenant: Any, channel: NotificationChannel, result: ScanResult) -> None:
@@ -92,8 +88,8 @@ def test_it_publishes_a_scanned_infected_object_to_sns_with_filterable_attribute
     ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     with scope(tenant=tenant):
-        channel = NotificationChannel.objects.create(
-            tenant=tenant, name="topic", kind="sns", target=topic_arn, account=bucket.account
+        channel = factories.make_channel(
+            tenant, name="topic", kind="sns", target=topic_arn, account=bucket.account
         )
     etag = s3_client.put_object(Bucket=bucket.name, Key="eicar.com", Body=EICAR)["ETag"]
 
@@ -141,8 +137,8 @@ def test_a_missing_topic_is_recorded_and_not_retried(tenant, aws_settings, monke
     monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     result = _result(tenant)
     with scope(tenant=tenant):
-        channel = NotificationChannel.objects.create(
-            tenant=tenant,
+        channel = factories.make_channel(
+            tenant,
             name="gone",
             kind="sns",
             target=f"arn:aws:sns:us-east-1:{ACCOUNT_ID}:no-such-topic-{uuid.uuid4().hex[:8]}",

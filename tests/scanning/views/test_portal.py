@@ -2,6 +2,7 @@ import pytest
 from django_scopes import scope
 
 from accounts.models import Role
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +26,12 @@ def test_the_portal_needs_a_sign_in(client):
 
 
 def test_the_scans_page_lists_only_the_tenants_jobs(tenant, outsider_tenant, session_client, bucket_of):
-    from scanning.models import ScanJob
 
     mine, theirs = bucket_of(tenant), bucket_of(outsider_tenant)
     with scope(tenant=tenant):
-        ScanJob.objects.create(tenant=tenant, bucket=mine, prefix="mine/", listed=7)
+        factories.make_job(tenant, mine, prefix="mine/", listed=7)
     with scope(tenant=outsider_tenant):
-        ScanJob.objects.create(tenant=outsider_tenant, bucket=theirs, prefix="theirs/")
+        factories.make_job(outsider_tenant, theirs, prefix="theirs/")
     body = session_client(tenant, Role.VIEWER).get("/jobs/").content.decode()
     assert f"s3://{mine.name}/mine/" in body
     assert theirs.name not in body
