@@ -21,6 +21,7 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
 from accounts.models import ROLE_RANK, Membership, Role, Tenant, User
 from accounts.services import Actor, ServiceError, record
+from s3av import outbound
 from sso.models import GROUP_ROLES, Preset, SamlConnection, SamlDomain, SeenAssertion, normalise_domain
 from sso.presets import MAP_FIELDS, PRESETS
 
@@ -71,20 +72,12 @@ def parse_idp_metadata(xml: str) -> IdpSettings:
 
 
 def fetch_idp_metadata(url: str) -> str:
-    """Fetch metadata from a URL the tenant gave, with the webhooks' guard against reaching our network."""
-    from scanning.notifications.delivery import (  # one guard for every URL a tenant makes the server fetch
-        UnsafeWebhookUrl,
-        _PinnedHTTPConnection,
-        _PinnedHTTPSConnection,
-        check_webhook_url,
-    )
-
+    """Fetch metadata from a URL the tenant gave, with the one guard against reaching our network."""
     try:
-        target = check_webhook_url(url)
-    except UnsafeWebhookUrl as exc:
+        target = outbound.check_url(url)
+    except outbound.UnsafeUrl as exc:
         raise ServiceError(str(exc), field="idp_metadata_url") from None
-    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target, METADATA_TIMEOUT_SECONDS)
+    connection = outbound.connect(target, METADATA_TIMEOUT_SECONDS)
     try:
         connection.request("GET", target.path, headers={"Accept": "application/samlmetadata+xml, */*"})
         response = connection.getresponse()
