@@ -10,7 +10,6 @@ import http.client
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -483,16 +482,6 @@ def password_refused_for(user: User) -> Tenant | None:
 def record_password_refused(tenant: Tenant, user: User, ip: str | None) -> None:
     with transaction.atomic():
         record(tenant, Actor(user=user, ip=ip), "auth.password_refused", user, {"reason": "SSO is required"})
-
-
-def local_path(value: str | None) -> str | None:
-    """A RelayState or next URL kept only when it is a path on this site."""
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return None
-    return value
 
 
 def now() -> datetime:
