@@ -6,11 +6,14 @@ transaction. The API, the portal's settings page and the sign-in flow (sso.adapt
 
 from __future__ import annotations
 
+import base64
 import http.client
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from allauth.socialaccount.models import SocialAccount
+from cryptography import x509
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
@@ -94,11 +97,7 @@ def fetch_idp_metadata(url: str) -> str:
 
 def _clean_certificate(text: str) -> str:
     body = "".join(line.strip() for line in text.strip().splitlines() if not line.startswith("-----"))
-    from cryptography import x509
-
     try:
-        import base64
-
         x509.load_der_x509_certificate(base64.b64decode(body, validate=True))
     except ValueError:
         raise ServiceError("Not an X.509 certificate (PEM or base64 DER).", field="idp_certificate") from None
@@ -189,6 +188,37 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
         connection = SamlConnection(tenant=tenant)
     before = _describe(connection) if not created else {}
 
+    idp_source = _apply_idp(connection, changes)
+    _apply_sign_in_rules(connection, changes, created)
+    domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
+    if domains == [] and tenant.sso_required:
+        raise ServiceError(
+            "Keep at least one email domain while SSO is required; members would be locked out.",
+            field="email_domains",
+        )
+    _check_idp(connection, idp_source)
+    if tenant.sso_required and not connection.enabled:
+        raise ServiceError("Switch off 'SSO required' before disabling SSO.", field="enabled")
+    connection.save()
+
+    if domains is not None:
+        _replace_domains(tenant, connection, domains)
+    record(
+        tenant,
+        actor,
+        "sso.create" if created else "sso.update",
+        connection,
+        {"before": before, "after": _describe(connection)},
+    )
+    return connection
+
+
+def _apply_idp(connection: SamlConnection, changes: dict[str, Any]) -> str | None:
+    """Take the IdP from metadata (fetched now from a URL, or given) or from fields given by hand.
+
+    Returns the field the metadata came in (``idp_metadata_url`` or ``idp_metadata_xml``), where a
+    refusal of what it held is reported; None when the IdP was given by hand.
+    """
     metadata_xml = changes.pop("idp_metadata_xml", None)
     metadata_url = changes.pop("idp_metadata_url", None)
     if metadata_url:
@@ -201,6 +231,13 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     for field in ("idp_entity_id", "idp_sso_url", "idp_certificate"):
         if changes.get(field):
             setattr(connection, field, changes[field])
+    if not metadata_xml:
+        return None
+    return "idp_metadata_url" if metadata_url else "idp_metadata_xml"
+
+
+def _apply_sign_in_rules(connection: SamlConnection, changes: dict[str, Any], created: bool) -> None:
+    """The preset, the attribute map, the group mapping and the switches of who signs in and how."""
     if "preset" in changes:
         if changes["preset"] not in Preset.values:
             raise ServiceError(f"Choose one of {', '.join(Preset.values)}.", field="preset")
@@ -222,18 +259,15 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     for flag in ("enabled", "allow_idp_initiated"):
         if flag in changes:
             setattr(connection, flag, bool(changes[flag]))
-    domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
-    if domains == [] and tenant.sso_required:
-        raise ServiceError(
-            "Keep at least one email domain while SSO is required; members would be locked out.",
-            field="email_domains",
-        )
 
+
+def _check_idp(connection: SamlConnection, source: str | None) -> None:
+    """The IdP is complete and well formed; a refusal names ``source`` when the metadata was at fault."""
     for field in ("idp_entity_id", "idp_sso_url"):
         if len(getattr(connection, field)) > 1024:
-            source = ("idp_metadata_url" if metadata_url else "idp_metadata_xml") if metadata_xml else field
             raise ServiceError(
-                f"The IdP's {field[4:].replace('_', ' ')} is longer than 1024 characters.", field=source
+                f"The IdP's {field[4:].replace('_', ' ')} is longer than 1024 characters.",
+                field=source or field,
             )
     if not connection.idp_entity_id:
         raise ServiceError("Give the IdP's metadata, or its entity id.", field="idp_entity_id")
@@ -243,28 +277,18 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     if not connection.idp_certificate:
         raise ServiceError("Give the IdP's metadata, or its signing certificate.", field="idp_certificate")
     connection.idp_certificate = _clean_certificate(connection.idp_certificate)
-    if tenant.sso_required and not connection.enabled:
-        raise ServiceError("Switch off 'SSO required' before disabling SSO.", field="enabled")
-    connection.save()
 
-    if domains is not None:
-        connection.domains.exclude(domain__in=domains).delete()
-        try:
-            with transaction.atomic():
-                for domain in domains:
-                    SamlDomain.objects.get_or_create(tenant=tenant, connection=connection, domain=domain)
-        except IntegrityError:  # claimed by another tenant at the same moment
-            raise ServiceError(
-                "One of these domains is claimed by another tenant.", field="email_domains"
-            ) from None
-    record(
-        tenant,
-        actor,
-        "sso.create" if created else "sso.update",
-        connection,
-        {"before": before, "after": _describe(connection)},
-    )
-    return connection
+
+def _replace_domains(tenant: Tenant, connection: SamlConnection, domains: list[str]) -> None:
+    connection.domains.exclude(domain__in=domains).delete()
+    try:
+        with transaction.atomic():
+            for domain in domains:
+                SamlDomain.objects.get_or_create(tenant=tenant, connection=connection, domain=domain)
+    except IntegrityError:  # claimed by another tenant at the same moment
+        raise ServiceError(
+            "One of these domains is claimed by another tenant.", field="email_domains"
+        ) from None
 
 
 def _describe(connection: SamlConnection) -> dict[str, Any]:
@@ -373,8 +397,6 @@ def sign_in_user(
     ``linked`` is the user the IdP's subject is already linked to in this tenant, if any. Raises
     SsoRefused (nothing written) when a rule refuses the sign-in.
     """
-    from allauth.socialaccount.models import SocialAccount
-
     tenant = connection.tenant
     email = identity.email.strip().lower()
     if not email or "@" not in email:
