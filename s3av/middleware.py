@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import server_error as html_server_error
 
 from s3av.drf import NUL_MESSAGE
 
@@ -40,6 +41,4 @@ def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> Http
 def server_error(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
     if is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
-    from django.views.defaults import server_error as html_server_error
-
     return html_server_error(request)

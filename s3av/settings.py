@@ -101,6 +101,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.TenantMiddleware",
+    # Inside the tenant's scope: the SAML ACS and the SSO session's limits (sso/middleware.py).
+    "sso.middleware.SsoMiddleware",
     "s3av.middleware.ApiQueryMiddleware",
 ]
 
@@ -148,7 +150,9 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = "none"
-ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+# The sign-in rules: accounts.adapter.AccountAdapter, extended by SSO (a password refused where SSO is
+# required, a session bound to the IdP's tenant).
+ACCOUNT_ADAPTER = "sso.adapter.SsoAccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 # SAML single sign-on: one allauth SocialApp per tenant, built by the adapter from sso.SamlConnection;
 # the provider "saml" is sso.provider's (allauth's SAML views on top). Security settings: sso.adapter.

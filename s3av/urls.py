@@ -14,6 +14,7 @@ from scanning.api import channels as channels_api
 from scanning.api import jobs as jobs_api
 from scanning.api import results as scanning_api
 from scanning.api import scan as scan_api
+from scanning.fleet import metrics
 from sso import api as sso_api
 
 
@@ -70,7 +71,7 @@ urlpatterns = [
     # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("metrics", health.metrics, name="metrics"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("", include("scanning.urls")),
     path("", include("accounts.urls")),
     path("admin/", admin.site.urls),

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.adapter import local_path
 from accounts.middleware import role_of
 from accounts.models import Role, role_at_least
 from accounts.services import Actor, ServiceError, update_tenant_settings
@@ -38,7 +39,7 @@ def start(request: HttpRequest) -> HttpResponse:
         # The same answer for an unknown slug and a tenant without SSO: nothing to learn here.
         return render(request, "sso/refused.html", {"reason": _UNKNOWN}, status=404)
     provider = social_app(connection).get_provider(request)
-    next_url = services.local_path(request.POST.get("next"))
+    next_url = local_path(request.POST.get("next"))
     return provider.redirect(request, "login", next_url=next_url)
 
 

@@ -21,6 +21,7 @@ class FleetMiddleware(dramatiq.Middleware):
         self.heartbeat: Any = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Here, not at the top: this module loads with the broker, before Django's models are ready.
         from scanning.fleet.agents import Heartbeat
 
         queues = sorted(getattr(worker, "queues", None) or broker.get_declared_queues())

@@ -13,6 +13,7 @@ from django_scopes import scope
 
 from accounts.models import Membership, Role
 from linked_accounts.models import AwsAccount
+from s3av import outbound
 from scanning.models import NotificationChannel, ScanResult, Verdict
 from scanning.notifications import actors as notify_actors
 from scanning.notifications import delivery as notifications
@@ -293,11 +294,11 @@ def test_it_refuses_webhooks_to_internal_addresses(tenant, key_client, url):
 
 
 def test_http_is_refused_for_a_public_host_even_with_local_webhooks_on(local_webhooks):
-    with pytest.raises(notifications.UnsafeWebhookUrl, match="https"):
-        notifications.check_webhook_url("http://93.184.215.14/hook")
-    with pytest.raises(notifications.UnsafeWebhookUrl):
-        notifications.check_webhook_url("http://10.0.0.1/hook")
-    assert notifications.check_webhook_url("http://127.0.0.1:8080/x").address == "127.0.0.1"
+    with pytest.raises(outbound.UnsafeUrl, match="https"):
+        outbound.check_url("http://93.184.215.14/hook")
+    with pytest.raises(outbound.UnsafeUrl):
+        outbound.check_url("http://10.0.0.1/hook")
+    assert outbound.check_url("http://127.0.0.1:8080/x").address == "127.0.0.1"
 
 
 def test_it_checks_the_address_again_at_send_time(tenant, monkeypatch):

@@ -9,7 +9,7 @@ restarted worker as a new series or, with the same host and pid, a counter reset
 each worker.
 
 Guarded by a bearer token (``S3AV_METRICS_TOKEN``); without one the path answers 404. Answered, like
-the probes, before the host check (Prometheus scrapes by pod IP): see s3av/health.py.
+the probes, before the host check (Prometheus scrapes by pod IP): s3av/health.py routes it here.
 
 dramatiq's own Prometheus middleware (per-actor message counts and durations, on each worker's own
 port ``dramatiq_prom_port``) is added with ``S3AV_WORKER_PROMETHEUS=true``.
@@ -27,8 +27,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django_scopes import scopes_disabled
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from scanning.fleet import agents as fleet
+from scanning.models import Agent, NotificationChannel, SignatureUpdate
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +66,6 @@ class DeploymentCollector:
 
 def queue_counts(broker: Any, queue: str) -> tuple[int, int, int]:
     """(ready, delayed, dead) messages of ``queue``."""
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
-    from dramatiq.brokers.redis import RedisBroker
-    from dramatiq.brokers.stub import StubBroker
-
     if isinstance(broker, RabbitmqBroker):
         try:
             ready, delayed, dead = broker.get_queue_message_counts(queue)
@@ -122,8 +124,6 @@ def _running_agents(agents: list[Any], now: Any, lost_after: Any) -> list[Any]:
     words (engine down, scans in flight) would hold gauges and alerts for the day it stays listed, as
     a scrape of a dead process would not. One series per label: a worker restarted in the same
     container (same host name, and pids repeat there) has the label of the process it replaced."""
-    from scanning.models import Agent
-
     newest: dict[str, Any] = {}
     for agent in agents:
         label = f"{agent.host}:{agent.pid}"
@@ -134,9 +134,6 @@ def _running_agents(agents: list[Any], now: Any, lost_after: Any) -> list[Any]:
 
 
 def fleet_metrics() -> Iterator[Metric]:
-    from scanning.fleet import agents as fleet
-    from scanning.models import Agent
-
     now = timezone.now()
     agents = fleet.current_agents(now)
     by_status = GaugeMetricFamily("s3av_agents", "Worker processes by status.", labels=["status"])
@@ -192,8 +189,6 @@ def fleet_metrics() -> Iterator[Metric]:
 
 
 def signature_metrics() -> Iterator[Metric]:
-    from scanning.models import SignatureUpdate
-
     last = GaugeMetricFamily(
         "s3av_signature_update_timestamp_seconds",
         "When the last signature update run of each outcome finished.",
@@ -207,8 +202,6 @@ def signature_metrics() -> Iterator[Metric]:
 
 
 def channel_metrics() -> Iterator[Metric]:
-    from scanning.models import NotificationChannel
-
     failing = GaugeMetricFamily(
         "s3av_notification_channels_failing", "Enabled channels whose last delivery failed."
     )
