@@ -7,7 +7,7 @@ slug) built here in memory; nothing is kept in allauth's SocialApp table.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -22,6 +22,9 @@ from sso import services
 from sso.models import Preset, SamlConnection
 from sso.provider import refusal_page
 
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+
 # Set on the request by pre_social_login; accounts.adapter binds the session to this tenant.
 SSO_TENANT_ATTRIBUTE = "_s3av_sso_tenant_id"
 
@@ -29,6 +32,18 @@ SSO_TENANT_ATTRIBUTE = "_s3av_sso_tenant_id"
 def sp_entity_id(connection: SamlConnection) -> str:
     # Fixed by the public URL, not by the Host header of whichever request builds the settings.
     return f"{settings.PUBLIC_URL}{reverse('saml_metadata', args=[connection.tenant.slug])}"
+
+
+def sp_urls(request: HttpRequest, tenant: Tenant) -> dict[str, str]:
+    """What the tenant enters at its IdP (the settings page and GET /api/v1/sso show them)."""
+    slug = tenant.slug
+    probe = SamlConnection(tenant=tenant)
+    return {
+        "sp_entity_id": sp_entity_id(probe),
+        "acs_url": request.build_absolute_uri(reverse("saml_acs", args=[slug])),
+        "metadata_url": request.build_absolute_uri(reverse("saml_metadata", args=[slug])),
+        "login_url": request.build_absolute_uri(reverse("saml_login", args=[slug])),
+    }
 
 
 def app_settings(connection: SamlConnection) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
-from linked_accounts.api import AccountSerializer
+from linked_accounts.api.views import AccountSerializer
 from linked_accounts.models import AwsAccount
-from s3av.api import TenantViewSet
+from s3av.api.viewsets import TenantViewSet
 from scanning.buckets import discovery, protection, read_gate
 from scanning.models import Bucket, ScanPolicy
 

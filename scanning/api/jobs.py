@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Role
-from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
+from s3av.api.viewsets import TenantCrudViewSet, TenantViewSet, request_tenant
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobStatus, JobTrigger, ScanJob, Schedule, UsageMonth, validate_cron
 from scanning.schedules import services as schedules

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
-from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
+from s3av.api.viewsets import TenantCrudViewSet, TenantViewSet, request_tenant
 from scanning.models import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERNS,

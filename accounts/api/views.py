@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import MAX_CIDRS, ApiKey, AuditEvent, Membership, Role, Tenant, validate_cidrs
-from s3av.api import TenantViewSet, request_tenant
+from s3av.api.viewsets import TenantViewSet, request_tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
