@@ -224,6 +224,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.TenantRolePermission"],
     "DEFAULT_PAGINATION_CLASS": "s3av.api.pagination.CursorPagination",
+    # A list's ?filters: its viewset's filterset_class (django-filter), documented in the schema.
+    "DEFAULT_FILTER_BACKENDS": ["s3av.api.filters.ListFilterBackend"],
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["s3av.api.parsers.JSONParser"],

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import models
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.request import Request
@@ -10,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import MAX_CIDRS, ApiKey, AuditEvent, Membership, Role, Tenant, validate_cidrs
+from s3av.api.filters import AwareDateTimeFilter, FilterSet, text_filter
 from s3av.api.viewsets import TenantViewSet, request_tenant
 
 
@@ -196,6 +199,26 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
+class AuditEventFilter(FilterSet):
+    """The audit log page's filters (accounts.views.audit), with times instead of days."""
+
+    action = text_filter("action", "startswith", help_text="the action starts with this, e.g. member.")
+    actor = text_filter("actor_label", "icontains", help_text="who, as shown in actor (any part of it)")
+    target = text_filter(
+        "target_repr", method="filter_target", help_text="the target's name (any part of it) or its exact id"
+    )
+    since = AwareDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="at or after (ISO 8601, with a zone)"
+    )
+    before = AwareDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="before (ISO 8601, with a zone)"
+    )
+
+    def filter_target(self, queryset: models.QuerySet[AuditEvent], name: str, value: str) -> Any:
+        return queryset.filter(Q(target_repr__icontains=value) | Q(target_id=value))
+
+
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = AuditEvent.objects.none()
     serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
