@@ -1,3 +1,5 @@
+"""REST API for the tenant and its people: /api/v1/me, /tenant, /members/, /api-keys/, /audit-events/."""
+
 from __future__ import annotations
 
 from typing import Any
