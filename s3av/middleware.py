@@ -8,7 +8,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import server_error as html_server_error
 
-from s3av.drf import NUL_MESSAGE
+# Also the API's JSON parser's message (s3av.api.parsers) for NUL in a body.
+NUL_MESSAGE = "NUL characters are not allowed."
 
 
 def is_api(request: HttpRequest) -> bool:

@@ -3,9 +3,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from accounts import api as accounts_api
 from accounts import views as accounts_views
-from linked_accounts import api as linked_accounts_api
+from accounts.api import views as accounts_api
+from linked_accounts.api import views as linked_accounts_api
 from s3av import health
 from s3av import middleware as api_answers
 from scanning.api import agents as fleet_api
@@ -15,7 +15,7 @@ from scanning.api import jobs as jobs_api
 from scanning.api import results as scanning_api
 from scanning.api import scan as scan_api
 from scanning.fleet import metrics
-from sso import api as sso_api
+from sso.api import views as sso_api
 
 
 class Router(SimpleRouter):

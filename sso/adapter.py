@@ -38,6 +38,18 @@ def sp_entity_id(connection: SamlConnection) -> str:
     return f"{settings.PUBLIC_URL}{reverse('saml_metadata', args=[connection.tenant.slug])}"
 
 
+def sp_urls(request: HttpRequest, tenant: Tenant) -> dict[str, str]:
+    """What the tenant enters at its IdP (the settings page and GET /api/v1/sso show them)."""
+    slug = tenant.slug
+    probe = SamlConnection(tenant=tenant)
+    return {
+        "sp_entity_id": sp_entity_id(probe),
+        "acs_url": request.build_absolute_uri(reverse("saml_acs", args=[slug])),
+        "metadata_url": request.build_absolute_uri(reverse("saml_metadata", args=[slug])),
+        "login_url": request.build_absolute_uri(reverse("saml_login", args=[slug])),
+    }
+
+
 def app_settings(connection: SamlConnection) -> dict[str, Any]:
     return {
         "attribute_mapping": connection.attribute_map,

@@ -14,7 +14,7 @@ from accounts.middleware import role_of
 from accounts.models import Role, role_at_least
 from accounts.services import Actor, ServiceError, update_tenant_settings
 from sso import services
-from sso.adapter import social_app
+from sso.adapter import social_app, sp_urls
 from sso.models import Preset, SamlConnection
 
 _UNKNOWN = "No single sign-on is set up for that address or tenant."
@@ -67,8 +67,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "SSO settings saved.")
             return redirect("sso-settings")
-    from sso.api import sp_urls
-
     return render(
         request,
         "sso/settings.html",

@@ -31,7 +31,7 @@ def test_a_server_error_in_the_api_answers_json_500(tenant, key_client, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr("accounts.api.MeView.get", broken)
+    monkeypatch.setattr("accounts.api.views.MeView.get", broken)
     response = key_client(tenant).get("/api/v1/me")
     assert response.status_code == 500
     assert response.json() == {"detail": "Server error."}

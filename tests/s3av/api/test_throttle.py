@@ -2,7 +2,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import Role
-from s3av.drf import TenantRateThrottle
+from s3av.api.throttling import TenantRateThrottle
 
 pytestmark = pytest.mark.django_db
 

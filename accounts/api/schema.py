@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.api_auth.ApiKeyAuthentication"
+    target_class = "accounts.api.auth.ApiKeyAuthentication"
     name = "apiKey"
 
     def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
@@ -12,7 +12,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class SessionScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.api_auth.TenantSessionAuthentication"
+    target_class = "accounts.api.auth.TenantSessionAuthentication"
     name = "session"
 
     def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]

@@ -1,7 +1,12 @@
+"""REST API for the tenant and its people: /api/v1/me, /tenant, /members/, /api-keys/, /audit-events/."""
+
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.request import Request
@@ -10,7 +15,8 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import MAX_CIDRS, ApiKey, AuditEvent, Membership, Role, Tenant, validate_cidrs
-from s3av.api import TenantViewSet, request_tenant
+from s3av.api.filters import AwareDateTimeFilter, FilterSet, text_filter
+from s3av.api.viewsets import TenantViewSet, request_tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -35,11 +41,9 @@ class TenantSerializer(serializers.ModelSerializer):
         # Bounds come from the model's validators; the SSO rule from Tenant.clean(), through the service.
 
     def validate_allowed_cidrs(self, value: list[str]) -> list[str]:
-        from django.core.exceptions import ValidationError
-
         try:
             validate_cidrs(value)
-        except ValidationError as exc:
+        except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
         return value
 
@@ -196,6 +200,26 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
+class AuditEventFilter(FilterSet):
+    """The audit log page's filters (accounts.views.audit), with times instead of days."""
+
+    action = text_filter("action", "startswith", help_text="the action starts with this, e.g. member.")
+    actor = text_filter("actor_label", "icontains", help_text="who, as shown in actor (any part of it)")
+    target = text_filter(
+        "target_repr", method="filter_target", help_text="the target's name (any part of it) or its exact id"
+    )
+    since = AwareDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="at or after (ISO 8601, with a zone)"
+    )
+    before = AwareDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="before (ISO 8601, with a zone)"
+    )
+
+    def filter_target(self, queryset: models.QuerySet[AuditEvent], name: str, value: str) -> Any:
+        return queryset.filter(Q(target_repr__icontains=value) | Q(target_id=value))
+
+
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = AuditEvent.objects.none()
     serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -14,22 +13,10 @@ from rest_framework.views import APIView
 
 from accounts.models import Role, Tenant
 from accounts.services import Actor, ServiceError
-from s3av.api import request_tenant
+from s3av.api.viewsets import request_tenant
 from sso import services
-from sso.adapter import sp_entity_id
+from sso.adapter import sp_urls
 from sso.models import GROUP_ROLES, Preset, SamlConnection
-
-
-def sp_urls(request: HttpRequest, tenant: Tenant) -> dict[str, str]:
-    """What the tenant enters at its IdP."""
-    slug = tenant.slug
-    probe = SamlConnection(tenant=tenant)
-    return {
-        "sp_entity_id": sp_entity_id(probe),
-        "acs_url": request.build_absolute_uri(reverse("saml_acs", args=[slug])),
-        "metadata_url": request.build_absolute_uri(reverse("saml_metadata", args=[slug])),
-        "login_url": request.build_absolute_uri(reverse("saml_login", args=[slug])),
-    }
 
 
 class SsoSerializer(serializers.Serializer):

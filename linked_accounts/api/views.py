@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from accounts.models import Role
 from linked_accounts import aws, services, templates
 from linked_accounts.models import AwsAccount, AwsOrganization
-from s3av.api import TenantViewSet
+from s3av.api.viewsets import TenantViewSet
 
 # A template answers JSON or, with ?syntax=yaml, YAML.
 TEMPLATE_RESPONSES = {
