@@ -53,6 +53,10 @@ SIZE_LIMIT_REASON = "object exceeds the engine's StreamMaxLength"
 UNSCANNABLE_PREFIXES = ("Heuristics.Limits.Exceeded", "Heuristics.Encrypted", "Heuristics.Broken")
 
 MAX_FRAME = 1024 * 1024
+# A larger INSTREAM send buffer than Linux's ~200 KiB, for ClamdClient(send_buffer=...). Measured with
+# bench/large.py (docs/performance.md, "Large objects"): on one machine it helped in one run and not in
+# the next, so the default stays the system's. Best effort: the kernel caps it at net.core.wmem_max.
+SEND_BUFFER = 4 * 1024 * 1024
 # clamd's own replies are a few hundred bytes (STATS a few KiB); anything much larger is not clamd.
 MAX_REPLY = 1024 * 1024
 UNIX_PATH_MAX = 107
@@ -160,6 +164,7 @@ class ClamdClient:
     S3AV_MAX_OBJECT_SIZE): a stream clamd closes without a readable reply is that limit only when more
     bytes than it were sent. Any other dropped stream (a clamd restarted mid-scan, say) is transient, and
     so is every dropped stream when the limit is not known.
+    ``send_buffer`` is the INSTREAM socket's SO_SNDBUF (``None`` keeps the system's default).
     """
 
     def __init__(
@@ -170,6 +175,7 @@ class ClamdClient:
         scan_timeout: float = 180.0,
         max_frame: int = MAX_FRAME,
         stream_max_length: int | None = None,
+        send_buffer: int | None = None,
     ) -> None:
         if not 1 <= max_frame < 2**32:
             raise ValueError(f"max_frame must be between 1 and 2**32 - 1 bytes, not {max_frame!r}")
@@ -178,6 +184,7 @@ class ClamdClient:
         self.scan_timeout = scan_timeout
         self.max_frame = max_frame
         self.stream_max_length = stream_max_length
+        self.send_buffer = send_buffer
         self._target = _parse_address(address)
 
     def __repr__(self) -> str:
@@ -214,6 +221,7 @@ class ClamdClient:
         (the connection is dropped and clamd discards the partial stream).
         """
         sock = self._connect()
+        self._grow_send_buffer(sock)
         # Bytes announced in frame headers so far: clamd refuses a frame that would take the stream past
         # StreamMaxLength, so only a count above the limit can mean the limit.
         announced = 0
@@ -241,6 +249,14 @@ class ClamdClient:
         return parse_scan_reply(raw, stream_complete=True)
 
     # -- plumbing --------------------------------------------------------------------------------------
+
+    def _grow_send_buffer(self, sock: socket.socket) -> None:
+        if not self.send_buffer:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+        except OSError:
+            pass  # only a speed-up: the stream is the same with the default buffer
 
     def _after_send_failure(self, sock: socket.socket, exc: OSError, announced: int) -> EngineReply:
         # clamd answers `INSTREAM size limit exceeded. ERROR` and closes the socket once StreamMaxLength

@@ -215,6 +215,36 @@ def test_it_splits_chunks_larger_than_a_frame(clamd: ClamdClient) -> None:
     assert clamd.scan_stream([os.urandom(3 * MiB + 17)]).status == "clean"
 
 
+def test_it_gives_the_same_verdicts_with_any_send_buffer(clamd: ClamdClient) -> None:
+    # The send buffer is only a speed-up (bench/large.py): the system's default, a tiny one and a
+    # 4 MiB one all carry the whole stream, infected or clean.
+    for send_buffer in (None, 4096, 4 * MiB):
+        client = ClamdClient(clamd.address, send_buffer=send_buffer)
+        assert client.scan_stream([os.urandom(MiB), EICAR]).status == "clean"
+        assert client.scan_stream([EICAR]).status == "infected"
+        assert client.scan_stream([os.urandom(2 * MiB + 5)]).status == "clean"
+
+
+def test_it_asks_for_a_larger_send_buffer_on_the_stream_socket(
+    clamd: ClamdClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[tuple[int, int]] = []
+    grow = ClamdClient._grow_send_buffer
+
+    def measure(self: ClamdClient, sock: socket.socket) -> None:
+        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        grow(self, sock)
+        sizes.append((before, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)))
+
+    monkeypatch.setattr(ClamdClient, "_grow_send_buffer", measure)
+    assert ClamdClient(clamd.address, send_buffer=4 * MiB).scan_stream([b"x"]).status == "clean"
+    assert ClamdClient(clamd.address).scan_stream([b"x"]).status == "clean"
+    (default, grown), (untouched, kept) = sizes
+    # Linux keeps twice what was asked (capped by net.core.wmem_max), so it grows past the default.
+    assert grown > default
+    assert kept == untouched
+
+
 SAMPLES = [
     "clam.exe",
     "clam.zip",
