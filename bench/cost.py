@@ -259,7 +259,6 @@ def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
     from django_scopes import scope
 
-    from scanning.jobs import actors as job_actors
     from scanning.jobs import services as jobs
     from scanning.pipeline.services import scan_object
 
@@ -284,9 +283,9 @@ def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
     tenant, bucket = common.make_bucket_rows(s3, "sqljob")
     common.upload(s3, bucket.name, args.sample, args.size, "sql")
     sent: list[Any] = []
-    original_send, original_list = jobs._send, job_actors.list_job.send
+    original_send, original_list = jobs._send, jobs.list_job.send
     jobs._send = sent.extend  # type: ignore[assignment]
-    job_actors.list_job.send = lambda *a, **k: None  # type: ignore[method-assign]
+    jobs.list_job.send = lambda *a, **k: None  # type: ignore[method-assign]
     try:
         kinds = Counter()
         with CaptureQueriesContext(connection) as captured:
@@ -304,7 +303,7 @@ def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
             kinds.update(_statement_kind(q["sql"]) for q in captured.captured_queries)
     finally:
         jobs._send = original_send  # type: ignore[assignment]
-        job_actors.list_job.send = original_list  # type: ignore[method-assign]
+        jobs.list_job.send = original_list  # type: ignore[method-assign]
     out["job"] = (per_object, kinds, listing)
     return out
 
