@@ -13,7 +13,9 @@ How a job moves:
   sends the next slice; a killed worker's message is redelivered and resumes from the checkpoint.
 - Each scan, when it ends, marks its item done and bumps the counters (``count_scan``), exactly once
   however often the message is delivered. The job is done when listing ended and scanned + skipped
-  equals listed.
+  equals listed: the count that gets there marks it done in the same statement, or the listing's end
+  does when every scan came back before it. Whether a scan is still wanted (``wanted_items``) is asked
+  in the query that loads the scan's bucket.
 - Cancelling sets the status and deletes the items: the job's pending scans find no item and do nothing.
 
 Crash windows: a worker killed after sending a page's scans but before the checkpoint lists that page
