@@ -1,11 +1,35 @@
-from typing import Any
+"""The site's sign-in rules, as allauth's account adapter (``ACCOUNT_ADAPTER``).
 
-from allauth.account.adapter import DefaultAccountAdapter
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+This is the rules of accounts alone: no self sign-up, redirects to this site only, no tenant with SSO.
+Single sign-on extends it (``sso.adapter.SsoAccountAdapter``, the adapter the settings name), so the
+SSO rules of a password sign-in live with SSO and accounts imports nothing of it.
+"""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from allauth.account.adapter import DefaultAccountAdapter, get_adapter
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+
+# The tenant a session signed in through an IdP is bound to (accounts.middleware lets it reach only
+# that tenant; sso.adapter sets it).
 SSO_SESSION_KEY = "s3av_sso_tenant"
+
+
+def local_path(value: str | None) -> str | None:
+    """A RelayState or next URL kept only when it is a path on this site."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    return value
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -16,41 +40,16 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def is_safe_url(self, url: str | None) -> bool:
         # Redirects after sign-in (next, SAML RelayState) go to paths on this site only.
-        from sso.services import local_path
-
         return local_path(url) is not None
 
-    def pre_login(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any) -> HttpResponse | None:
-        from sso import services
-        from sso.adapter import SSO_TENANT_ATTRIBUTE
+    def sso_configured(self, tenant: Tenant) -> bool:
+        """Whether the tenant's members can sign in through an IdP; without the sso app, never."""
+        return False
 
-        if getattr(request, SSO_TENANT_ATTRIBUTE, None) is None:
-            tenant = services.password_refused_for(user)  # type: ignore[arg-type]
-            if tenant is not None:
-                services.record_password_refused(tenant, user, getattr(request, "client_ip", None))  # type: ignore[arg-type]
-                return render(
-                    request,
-                    "sso/password_refused.html",
-                    {"tenant_name": tenant.name, "tenant_slug": tenant.slug},
-                    status=403,
-                )
-        return super().pre_login(request, user, **kwargs)
 
-    def login(self, request: HttpRequest, user: AbstractBaseUser) -> None:
-        from accounts.middleware import SESSION_TENANT_KEY
-        from sso import services
-        from sso.adapter import SSO_TENANT_ATTRIBUTE
-
-        super().login(request, user)
-        sso_tenant = getattr(request, SSO_TENANT_ATTRIBUTE, None)
-        if sso_tenant is not None:
-            # A session signed in through a tenant's IdP reaches that tenant only (accounts.middleware).
-            request.session[SSO_SESSION_KEY] = sso_tenant
-            request.session[SESSION_TENANT_KEY] = sso_tenant
-        else:
-            request.session.pop(SSO_SESSION_KEY, None)
-            services.record_password_sign_in(
-                user,  # type: ignore[arg-type]
-                getattr(request, "client_ip", None),
-                break_glass=bool(getattr(user, "is_staff", False)),
-            )
+def account_adapter(request: HttpRequest | None = None) -> AccountAdapter:
+    """The adapter the settings name (``ACCOUNT_ADAPTER``), which must extend this one."""
+    adapter = get_adapter(request)
+    if not isinstance(adapter, AccountAdapter):
+        raise ImproperlyConfigured("ACCOUNT_ADAPTER must name accounts.adapter.AccountAdapter or a subclass.")
+    return adapter

@@ -7,11 +7,13 @@ import re
 from typing import Any
 
 from allauth.account.decorators import secure_admin_login
+from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models
 from django.http import HttpRequest
+from django_dramatiq.models import Task
 
 from accounts import services
 from accounts.models import ApiKey, AuditEvent, Membership, Tenant, User, validate_cidrs
@@ -193,9 +195,6 @@ admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-a
 # here would disagree with it) and django_dramatiq's task list, which stays empty because the broker
 # keeps no results in the database (no AdminMiddleware).
 def _hide_third_party_sections() -> None:
-    from allauth.account.models import EmailAddress
-    from django_dramatiq.models import Task
-
     for model in (EmailAddress, Task):
         if admin.site.is_registered(model):
             admin.site.unregister(model)

@@ -4,12 +4,11 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 from django_scopes import scopes_disabled
 
+from accounts.middleware import session_memberships
 from accounts.models import Membership
 
 
 def _memberships(request: HttpRequest) -> list[Membership]:
-    from accounts.middleware import session_memberships
-
     with scopes_disabled():
         return list(session_memberships(request).order_by("tenant__name"))
 

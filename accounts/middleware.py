@@ -13,7 +13,6 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
-from django.shortcuts import render
 from django.template.loader import render_to_string
 from django_scopes import scope, scopes_disabled
 
@@ -22,10 +21,6 @@ from accounts.adapter import SSO_SESSION_KEY
 from accounts.models import Membership, Role, User
 
 SESSION_TENANT_KEY = "s3av_tenant"
-# allauth's pages that set up another way to sign in; a session signed in through an IdP gets none.
-SSO_MANAGED_VIEWS = frozenset(
-    {"account_set_password", "account_change_password", "account_email", "socialaccount_connections"}
-)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -124,27 +119,6 @@ class TenantMiddleware:
 
         with scope(tenant=tenant):
             return self.get_response(request)
-
-    def process_view(
-        self, request: HttpRequest, view_func: Callable[..., HttpResponse], *args: object
-    ) -> HttpResponse | None:
-        match = request.resolver_match
-        if match is not None and match.url_name == "saml_acs" and request.method == "POST":
-            from sso.provider import refuse_unreadable_response
-
-            refused = refuse_unreadable_response(request, match.kwargs.get("organization_slug", ""))
-            if refused is not None:
-                return refused
-        if match is not None and match.url_name in SSO_MANAGED_VIEWS and request.session.get(SSO_SESSION_KEY):
-            # The IdP owns a session's credentials: a password or an address added here would outlive
-            # the SSO session and sign in past the IdP (and past the tenant binding).
-            return render(
-                request,
-                "sso/refused.html",
-                {"reason": "Your organisation's identity provider manages your password and email address."},
-                status=403,
-            )
-        return None
 
 
 def role_of(request: HttpRequest) -> str:

@@ -16,6 +16,8 @@ from django.db import models
 from django.utils import timezone
 from django_scopes import ScopedManager
 
+from accounts.adapter import account_adapter
+
 
 class Role(models.TextChoices):
     NONE = "none", "No access"
@@ -139,15 +141,9 @@ class Tenant(models.Model):
 
     @property
     def sso_configured(self) -> bool:
-        """Whether the tenant has an enabled SAML connection (sso.SamlConnection)."""
-        from django_scopes import scopes_disabled
-
-        from sso.models import SamlConnection
-
-        if self._state.adding:
-            return False
-        with scopes_disabled():
-            return SamlConnection.objects.filter(tenant_id=self.pk, enabled=True).exists()
+        """Whether members can sign in through the tenant's IdP: the account adapter answers (the
+        settings' ``ACCOUNT_ADAPTER``, sso.adapter's when SSO is installed)."""
+        return account_adapter().sso_configured(self)
 
     def clean(self) -> None:
         super().clean()

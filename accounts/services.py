@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from allauth.account.forms import default_token_generator
+from allauth.account.utils import user_pk_to_url_str
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import models, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from django_scopes import scopes_disabled
@@ -133,8 +139,6 @@ def create_tenant(
     name = name.strip()
     if not name:
         raise ServiceError("A tenant needs a name.", field="name")
-    from django.conf import settings
-
     tenant = Tenant.objects.create(
         name=name, slug=_unique_slug(name), allowed_cidrs=list(settings.DEFAULT_ALLOWED_CIDRS)
     )
@@ -235,13 +239,6 @@ def send_invitation(membership: Membership, actor: Actor) -> bool:
     password-reset key; others are told where to sign in. Runs after the membership is committed: a
     mail server that is down does not undo adding the member.
     """
-    from allauth.account.forms import default_token_generator
-    from allauth.account.utils import user_pk_to_url_str
-    from django.conf import settings
-    from django.core.mail import send_mail
-    from django.template.loader import render_to_string
-    from django.urls import reverse
-
     user, tenant = membership.user, membership.tenant
     sso = tenant.sso_required or tenant.sso_configured
     set_password_url = ""

@@ -26,6 +26,5 @@ urlpatterns = [
         name="settings-api-key-revoke",
     ),
     path("settings/tenant", settings_views.tenant_settings, name="settings-tenant"),
-    path("settings/usage", settings_views.usage, name="settings-usage"),
     path("audit/", audit.audit_log, name="audit-log"),
 ]

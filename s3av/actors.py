@@ -59,7 +59,8 @@ def tenant_actor(
 
     ``load(tenant_id, *args, **kwargs)`` replaces the tenant's reload on a hot path (a scan loads its
     bucket and tenant in one query); it must refuse a tenant that is not active, as ``active_tenant``
-    does.
+    does. It gets the message's ids as sent, so a message may name a row that knows its tenant instead
+    (``list_job``'s names the job).
     """
     max_retries = int(options.get("max_retries", DEFAULT_MAX_RETRIES))
 

@@ -6,8 +6,8 @@ They probe by IP address, with whatever Host header they like, and often over pl
 SecurityMiddleware's HTTPS redirect and before anything reads the Host header (CommonMiddleware would
 refuse an unknown host with 400). Nothing else is reachable this way: any other path goes through the
 full stack and ALLOWED_HOSTS as before. The answers are small JSON with no details a stranger could use
-(which check failed, not why; the why is logged). ``/metrics`` (s3av/metrics.py) is answered the same
-way, behind its bearer token.
+(which check failed, not why; the why is logged). ``/metrics`` (scanning/fleet/metrics.py, the fleet's
+view) is answered the same way, behind its bearer token.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from collections.abc import Callable
 import dramatiq
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
 
+from scanning.fleet.metrics import metrics_view
 from scanning.pipeline import services as scanning
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,6 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
-    from dramatiq.brokers.redis import RedisBroker
-
     broker = dramatiq.get_broker()
     if isinstance(broker, RedisBroker):
         broker.client.ping()
@@ -73,17 +73,11 @@ def check_clamd() -> None:
     scanning.clamd_client(timeout=PROBE_TIMEOUT).ping()
 
 
-def metrics(request: HttpRequest) -> HttpResponse:
-    from s3av.metrics import metrics_view
-
-    return metrics_view(request)
-
-
 # /metrics is here too: Prometheus scrapes by pod IP, and the path is guarded by its own bearer token.
 PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {
     "/healthz": healthz,
     "/readyz": readyz,
-    "/metrics": metrics,
+    "/metrics": metrics_view,
 }
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import server_error as html_server_error
 
-from s3av.drf import NUL_MESSAGE
+# Also the API's JSON parser's message (s3av.api.parsers) for NUL in a body.
+NUL_MESSAGE = "NUL characters are not allowed."
 
 
 def is_api(request: HttpRequest) -> bool:
@@ -40,6 +42,4 @@ def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> Http
 def server_error(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
     if is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
-    from django.views.defaults import server_error as html_server_error
-
     return html_server_error(request)

@@ -101,6 +101,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.TenantMiddleware",
+    # Inside the tenant's scope: the SAML ACS and the SSO session's limits (sso/middleware.py).
+    "sso.middleware.SsoMiddleware",
     "s3av.middleware.ApiQueryMiddleware",
 ]
 
@@ -148,7 +150,9 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = "none"
-ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+# The sign-in rules: accounts.adapter.AccountAdapter, extended by SSO (a password refused where SSO is
+# required, a session bound to the IdP's tenant).
+ACCOUNT_ADAPTER = "sso.adapter.SsoAccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 # SAML single sign-on: one allauth SocialApp per tenant, built by the adapter from sso.SamlConnection;
 # the provider "saml" is sso.provider's (allauth's SAML views on top). Security settings: sso.adapter.
@@ -219,18 +223,20 @@ DEFAULT_FROM_EMAIL = env_str("S3AV_EMAIL_FROM", "s3av@localhost")
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.api_auth.ApiKeyAuthentication",
-        "accounts.api_auth.TenantSessionAuthentication",
+        "accounts.api.auth.ApiKeyAuthentication",
+        "accounts.api.auth.TenantSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.TenantRolePermission"],
-    "DEFAULT_PAGINATION_CLASS": "s3av.drf.CursorPagination",
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.TenantRolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "s3av.api.pagination.CursorPagination",
+    # A list's ?filters: its viewset's filterset_class (django-filter), documented in the schema.
+    "DEFAULT_FILTER_BACKENDS": ["s3av.api.filters.ListFilterBackend"],
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["s3av.drf.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["s3av.api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["s3av.drf.TenantRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["s3av.api.throttling.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": env_rate("S3AV_API_RATE", "6000/min")},
-    "EXCEPTION_HANDLER": "s3av.drf.exception_handler",
+    "EXCEPTION_HANDLER": "s3av.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -244,7 +250,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "s3av.drf.document_error_responses",
+        "s3av.api.schema.document_error_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ProblemActionEnum": "scanning.models.ProblemAction",

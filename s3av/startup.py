@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -38,14 +39,10 @@ def configuration_errors_exit() -> Iterator[None]:
 def load_settings() -> None:
     """Import the settings now, so their errors surface here rather than inside Django's own start-up
     (which catches the first one and fails later with a traceback)."""
-    from django.conf import settings
-
     settings.INSTALLED_APPS  # noqa: B018 - touching a setting imports the settings module
 
 
 def require_service_settings() -> None:
-    from django.conf import settings
-
     missing = settings.SERVICE_SETTINGS_MISSING
     if missing:
         raise ImproperlyConfigured(" ".join(missing))
@@ -65,6 +62,7 @@ def run_manage(argv: list[str], execute: Callable[[list[str]], None]) -> None:
 
 
 def wsgi_application() -> WSGIHandler:
+    # Only the web process loads Django's WSGI handler (manage.py imports this module too).
     from django.core.wsgi import get_wsgi_application
 
     with configuration_errors_exit():

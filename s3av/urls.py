@@ -3,9 +3,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from accounts import api as accounts_api
 from accounts import views as accounts_views
-from linked_accounts import api as linked_accounts_api
+from accounts.api import views as accounts_api
+from linked_accounts.api import views as linked_accounts_api
 from s3av import health
 from s3av import middleware as api_answers
 from scanning.api import agents as fleet_api
@@ -14,7 +14,8 @@ from scanning.api import channels as channels_api
 from scanning.api import jobs as jobs_api
 from scanning.api import results as scanning_api
 from scanning.api import scan as scan_api
-from sso import api as sso_api
+from scanning.fleet import metrics
+from sso.api import views as sso_api
 
 
 class Router(SimpleRouter):
@@ -70,7 +71,7 @@ urlpatterns = [
     # Answered by s3av.health.HealthCheckMiddleware before host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("metrics", health.metrics, name="metrics"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("", include("scanning.urls")),
     path("", include("accounts.urls")),
     path("admin/", admin.site.urls),

@@ -12,6 +12,7 @@ from scanning.views import (
     linked_accounts,
     policies,
     schedules,
+    usage,
 )
 
 # Linked accounts' pages live here, not in linked_accounts/: they show and discover buckets, and
@@ -79,5 +80,6 @@ urlpatterns = [
     path("settings/channels/<uuid:channel_id>/", channels.channel_detail, name="channel"),
     path("settings/channels/<uuid:channel_id>/delete", channels.channel_delete, name="channel-delete"),
     path("settings/channels/<uuid:channel_id>/test", channels.channel_test, name="channel-test"),
+    path("settings/usage", usage.usage, name="settings-usage"),
     path("linked-accounts/", include(linked_account_patterns)),
 ]

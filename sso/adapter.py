@@ -1,7 +1,9 @@
-"""The tenant rules of SAML sign-in, as allauth's social account adapter.
+"""The tenant rules of SAML sign-in, as allauth's adapters.
 
 allauth sees each tenant's SamlConnection as a SocialApp (provider "saml", client id the tenant's
-slug) built here in memory; nothing is kept in allauth's SocialApp table.
+slug) built here in memory; nothing is kept in allauth's SocialApp table (``SocialAccountAdapter``).
+``SsoAccountAdapter`` extends accounts' adapter with what SSO changes in every sign-in: a password
+refused where SSO is required, a session bound to the tenant whose IdP signed it in.
 """
 
 from __future__ import annotations
@@ -14,21 +16,38 @@ from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialAccount, SocialApp, SocialLogin
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.conf import settings
-from django.http import HttpRequest
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django_scopes import scope, scopes_disabled
 
+from accounts.adapter import SSO_SESSION_KEY, AccountAdapter, local_path
+from accounts.middleware import SESSION_TENANT_KEY
+from accounts.models import Tenant
 from sso import services
 from sso.models import Preset, SamlConnection
 from sso.provider import refusal_page
 
-# Set on the request by pre_social_login; accounts.adapter binds the session to this tenant.
+# Set on the request by pre_social_login; SsoAccountAdapter.login binds the session to this tenant.
 SSO_TENANT_ATTRIBUTE = "_s3av_sso_tenant_id"
 
 
 def sp_entity_id(connection: SamlConnection) -> str:
     # Fixed by the public URL, not by the Host header of whichever request builds the settings.
     return f"{settings.PUBLIC_URL}{reverse('saml_metadata', args=[connection.tenant.slug])}"
+
+
+def sp_urls(request: HttpRequest, tenant: Tenant) -> dict[str, str]:
+    """What the tenant enters at its IdP (the settings page and GET /api/v1/sso show them)."""
+    slug = tenant.slug
+    probe = SamlConnection(tenant=tenant)
+    return {
+        "sp_entity_id": sp_entity_id(probe),
+        "acs_url": request.build_absolute_uri(reverse("saml_acs", args=[slug])),
+        "metadata_url": request.build_absolute_uri(reverse("saml_metadata", args=[slug])),
+        "login_url": request.build_absolute_uri(reverse("saml_login", args=[slug])),
+    }
 
 
 def app_settings(connection: SamlConnection) -> dict[str, Any]:
@@ -91,6 +110,44 @@ def identity_of(connection: SamlConnection, sociallogin: SocialLogin) -> service
     )
 
 
+class SsoAccountAdapter(AccountAdapter):
+    """accounts' sign-in rules, with single sign-on: the adapter ``ACCOUNT_ADAPTER`` names."""
+
+    def sso_configured(self, tenant: Tenant) -> bool:
+        if tenant._state.adding:
+            return False
+        with scopes_disabled():
+            return SamlConnection.objects.filter(tenant_id=tenant.pk, enabled=True).exists()
+
+    def pre_login(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any) -> HttpResponse | None:
+        if getattr(request, SSO_TENANT_ATTRIBUTE, None) is None:
+            tenant = services.password_refused_for(user)  # type: ignore[arg-type]
+            if tenant is not None:
+                services.record_password_refused(tenant, user, getattr(request, "client_ip", None))  # type: ignore[arg-type]
+                return render(
+                    request,
+                    "sso/password_refused.html",
+                    {"tenant_name": tenant.name, "tenant_slug": tenant.slug},
+                    status=403,
+                )
+        return super().pre_login(request, user, **kwargs)
+
+    def login(self, request: HttpRequest, user: AbstractBaseUser) -> None:
+        super().login(request, user)
+        sso_tenant = getattr(request, SSO_TENANT_ATTRIBUTE, None)
+        if sso_tenant is not None:
+            # A session signed in through a tenant's IdP reaches that tenant only (accounts.middleware).
+            request.session[SSO_SESSION_KEY] = sso_tenant
+            request.session[SESSION_TENANT_KEY] = sso_tenant
+        else:
+            request.session.pop(SSO_SESSION_KEY, None)
+            services.record_password_sign_in(
+                user,  # type: ignore[arg-type]
+                getattr(request, "client_ip", None),
+                break_glass=bool(getattr(user, "is_staff", False)),
+            )
+
+
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def list_apps(self, request: HttpRequest, provider: Any = None, client_id: Any = None) -> list[SocialApp]:
         """The one tenant's app asked for, by slug or by provider id; never a list of every tenant."""
@@ -137,7 +194,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         if linked is None:
             sociallogin.user = user
             sociallogin.account = SocialAccount.objects.get(provider=connection.provider_id, uid=identity.uid)
-        next_url = services.local_path(sociallogin.state.get("next"))
+        next_url = local_path(sociallogin.state.get("next"))
         sociallogin.state["next"] = next_url or reverse("home")
         setattr(request, SSO_TENANT_ATTRIBUTE, str(connection.tenant_id))
 

@@ -7,6 +7,7 @@ class SsoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # In ready(), as Django wants start-up work: once per process, after the app registry is loaded.
         from onelogin.saml2.constants import OneLogin_Saml2_Constants
 
         from sso.presets import CLOCK_SKEW_SECONDS

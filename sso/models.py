@@ -12,7 +12,8 @@ from django.db import models
 from django.utils import timezone
 from django_scopes import ScopedManager
 
-from accounts.models import Role, Tenant
+from accounts.models import ROLE_RANK, Role, Tenant
+from sso.presets import CLOCK_SKEW_SECONDS
 
 
 class Preset(models.TextChoices):
@@ -76,8 +77,6 @@ class SamlConnection(models.Model):
 
     def role_for_groups(self, groups: list[str]) -> str | None:
         """The highest role the mapping gives these groups, or None when no group is mapped."""
-        from accounts.models import ROLE_RANK
-
         roles = [self.group_roles[g] for g in groups if g in self.group_roles]
         return max(roles, key=lambda r: ROLE_RANK[r]) if roles else None
 
@@ -100,8 +99,6 @@ class SamlDomain(models.Model):
 
 class SeenAssertionQuerySet(models.QuerySet["SeenAssertion"]):
     def expired(self) -> SeenAssertionQuerySet:
-        from sso.presets import CLOCK_SKEW_SECONDS
-
         return self.filter(not_on_or_after__lt=timezone.now() - timedelta(seconds=CLOCK_SKEW_SECONDS))
 
 

@@ -20,6 +20,7 @@ from django_scopes import scope
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+from accounts.adapter import local_path
 from sso import services
 from sso.models import SamlConnection
 
@@ -94,7 +95,7 @@ class TenantSAMLProvider(SAMLProvider):
         # The ACS request the response came in (allauth replays it into a later request); python3-saml
         # keeps it and offers no accessor.
         relay_state = (response._request_data.get("post_data") or {}).get("RelayState") or ""
-        if relay_state and services.local_path(relay_state) is None:
+        if relay_state and local_path(relay_state) is None:
             raise services.SsoRefused("RelayState is not a path on this site.")
 
 

@@ -6,12 +6,14 @@ transaction. The API, the portal's settings page and the sign-in flow (sso.adapt
 
 from __future__ import annotations
 
+import base64
 import http.client
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
+from allauth.socialaccount.models import SocialAccount
+from cryptography import x509
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
@@ -21,6 +23,7 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
 from accounts.models import ROLE_RANK, Membership, Role, Tenant, User
 from accounts.services import Actor, ServiceError, record
+from s3av import outbound
 from sso.models import GROUP_ROLES, Preset, SamlConnection, SamlDomain, SeenAssertion, normalise_domain
 from sso.presets import MAP_FIELDS, PRESETS
 
@@ -71,20 +74,12 @@ def parse_idp_metadata(xml: str) -> IdpSettings:
 
 
 def fetch_idp_metadata(url: str) -> str:
-    """Fetch metadata from a URL the tenant gave, with the webhooks' guard against reaching our network."""
-    from scanning.notifications.delivery import (  # one guard for every URL a tenant makes the server fetch
-        UnsafeWebhookUrl,
-        _PinnedHTTPConnection,
-        _PinnedHTTPSConnection,
-        check_webhook_url,
-    )
-
+    """Fetch metadata from a URL the tenant gave, with the one guard against reaching our network."""
     try:
-        target = check_webhook_url(url)
-    except UnsafeWebhookUrl as exc:
+        target = outbound.check_url(url)
+    except outbound.UnsafeUrl as exc:
         raise ServiceError(str(exc), field="idp_metadata_url") from None
-    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target, METADATA_TIMEOUT_SECONDS)
+    connection = outbound.connect(target, METADATA_TIMEOUT_SECONDS)
     try:
         connection.request("GET", target.path, headers={"Accept": "application/samlmetadata+xml, */*"})
         response = connection.getresponse()
@@ -102,11 +97,7 @@ def fetch_idp_metadata(url: str) -> str:
 
 def _clean_certificate(text: str) -> str:
     body = "".join(line.strip() for line in text.strip().splitlines() if not line.startswith("-----"))
-    from cryptography import x509
-
     try:
-        import base64
-
         x509.load_der_x509_certificate(base64.b64decode(body, validate=True))
     except ValueError:
         raise ServiceError("Not an X.509 certificate (PEM or base64 DER).", field="idp_certificate") from None
@@ -197,6 +188,37 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
         connection = SamlConnection(tenant=tenant)
     before = _describe(connection) if not created else {}
 
+    idp_source = _apply_idp(connection, changes)
+    _apply_sign_in_rules(connection, changes, created)
+    domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
+    if domains == [] and tenant.sso_required:
+        raise ServiceError(
+            "Keep at least one email domain while SSO is required; members would be locked out.",
+            field="email_domains",
+        )
+    _check_idp(connection, idp_source)
+    if tenant.sso_required and not connection.enabled:
+        raise ServiceError("Switch off 'SSO required' before disabling SSO.", field="enabled")
+    connection.save()
+
+    if domains is not None:
+        _replace_domains(tenant, connection, domains)
+    record(
+        tenant,
+        actor,
+        "sso.create" if created else "sso.update",
+        connection,
+        {"before": before, "after": _describe(connection)},
+    )
+    return connection
+
+
+def _apply_idp(connection: SamlConnection, changes: dict[str, Any]) -> str | None:
+    """Take the IdP from metadata (fetched now from a URL, or given) or from fields given by hand.
+
+    Returns the field the metadata came in (``idp_metadata_url`` or ``idp_metadata_xml``), where a
+    refusal of what it held is reported; None when the IdP was given by hand.
+    """
     metadata_xml = changes.pop("idp_metadata_xml", None)
     metadata_url = changes.pop("idp_metadata_url", None)
     if metadata_url:
@@ -209,6 +231,13 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     for field in ("idp_entity_id", "idp_sso_url", "idp_certificate"):
         if changes.get(field):
             setattr(connection, field, changes[field])
+    if not metadata_xml:
+        return None
+    return "idp_metadata_url" if metadata_url else "idp_metadata_xml"
+
+
+def _apply_sign_in_rules(connection: SamlConnection, changes: dict[str, Any], created: bool) -> None:
+    """The preset, the attribute map, the group mapping and the switches of who signs in and how."""
     if "preset" in changes:
         if changes["preset"] not in Preset.values:
             raise ServiceError(f"Choose one of {', '.join(Preset.values)}.", field="preset")
@@ -230,18 +259,15 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     for flag in ("enabled", "allow_idp_initiated"):
         if flag in changes:
             setattr(connection, flag, bool(changes[flag]))
-    domains = _clean_domains(tenant, changes["email_domains"]) if "email_domains" in changes else None
-    if domains == [] and tenant.sso_required:
-        raise ServiceError(
-            "Keep at least one email domain while SSO is required; members would be locked out.",
-            field="email_domains",
-        )
 
+
+def _check_idp(connection: SamlConnection, source: str | None) -> None:
+    """The IdP is complete and well formed; a refusal names ``source`` when the metadata was at fault."""
     for field in ("idp_entity_id", "idp_sso_url"):
         if len(getattr(connection, field)) > 1024:
-            source = ("idp_metadata_url" if metadata_url else "idp_metadata_xml") if metadata_xml else field
             raise ServiceError(
-                f"The IdP's {field[4:].replace('_', ' ')} is longer than 1024 characters.", field=source
+                f"The IdP's {field[4:].replace('_', ' ')} is longer than 1024 characters.",
+                field=source or field,
             )
     if not connection.idp_entity_id:
         raise ServiceError("Give the IdP's metadata, or its entity id.", field="idp_entity_id")
@@ -251,28 +277,18 @@ def configure_saml(tenant: Tenant, actor: Actor, **changes: Any) -> SamlConnecti
     if not connection.idp_certificate:
         raise ServiceError("Give the IdP's metadata, or its signing certificate.", field="idp_certificate")
     connection.idp_certificate = _clean_certificate(connection.idp_certificate)
-    if tenant.sso_required and not connection.enabled:
-        raise ServiceError("Switch off 'SSO required' before disabling SSO.", field="enabled")
-    connection.save()
 
-    if domains is not None:
-        connection.domains.exclude(domain__in=domains).delete()
-        try:
-            with transaction.atomic():
-                for domain in domains:
-                    SamlDomain.objects.get_or_create(tenant=tenant, connection=connection, domain=domain)
-        except IntegrityError:  # claimed by another tenant at the same moment
-            raise ServiceError(
-                "One of these domains is claimed by another tenant.", field="email_domains"
-            ) from None
-    record(
-        tenant,
-        actor,
-        "sso.create" if created else "sso.update",
-        connection,
-        {"before": before, "after": _describe(connection)},
-    )
-    return connection
+
+def _replace_domains(tenant: Tenant, connection: SamlConnection, domains: list[str]) -> None:
+    connection.domains.exclude(domain__in=domains).delete()
+    try:
+        with transaction.atomic():
+            for domain in domains:
+                SamlDomain.objects.get_or_create(tenant=tenant, connection=connection, domain=domain)
+    except IntegrityError:  # claimed by another tenant at the same moment
+        raise ServiceError(
+            "One of these domains is claimed by another tenant.", field="email_domains"
+        ) from None
 
 
 def _describe(connection: SamlConnection) -> dict[str, Any]:
@@ -381,8 +397,6 @@ def sign_in_user(
     ``linked`` is the user the IdP's subject is already linked to in this tenant, if any. Raises
     SsoRefused (nothing written) when a rule refuses the sign-in.
     """
-    from allauth.socialaccount.models import SocialAccount
-
     tenant = connection.tenant
     email = identity.email.strip().lower()
     if not email or "@" not in email:
@@ -490,16 +504,6 @@ def password_refused_for(user: User) -> Tenant | None:
 def record_password_refused(tenant: Tenant, user: User, ip: str | None) -> None:
     with transaction.atomic():
         record(tenant, Actor(user=user, ip=ip), "auth.password_refused", user, {"reason": "SSO is required"})
-
-
-def local_path(value: str | None) -> str | None:
-    """A RelayState or next URL kept only when it is a path on this site."""
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return None
-    return value
 
 
 def now() -> datetime:

@@ -9,11 +9,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.adapter import local_path
 from accounts.middleware import role_of
 from accounts.models import Role, role_at_least
 from accounts.services import Actor, ServiceError, update_tenant_settings
 from sso import services
-from sso.adapter import social_app
+from sso.adapter import social_app, sp_urls
 from sso.models import Preset, SamlConnection
 
 _UNKNOWN = "No single sign-on is set up for that address or tenant."
@@ -38,7 +39,7 @@ def start(request: HttpRequest) -> HttpResponse:
         # The same answer for an unknown slug and a tenant without SSO: nothing to learn here.
         return render(request, "sso/refused.html", {"reason": _UNKNOWN}, status=404)
     provider = social_app(connection).get_provider(request)
-    next_url = services.local_path(request.POST.get("next"))
+    next_url = local_path(request.POST.get("next"))
     return provider.redirect(request, "login", next_url=next_url)
 
 
@@ -66,8 +67,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "SSO settings saved.")
             return redirect("sso-settings")
-    from sso.api import sp_urls
-
     return render(
         request,
         "sso/settings.html",

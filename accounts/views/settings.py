@@ -1,4 +1,4 @@
-"""Settings pages (tenant admins only): members and roles, API keys, the tenant's settings, usage.
+"""Settings pages (tenant admins only): members and roles, API keys, the tenant's settings.
 
 Every write calls the accounts.services function the API calls; a refusal from it becomes an error
 next to the field it names. Anyone below admin gets 403 and sees no link here (s3av/nav.py).
@@ -332,32 +332,4 @@ def tenant_settings(request: HttpRequest) -> HttpResponse:
             "lockout_warning": lockout_warning,
             "address_allowed": tenant.allows_address(address),
         },
-    )
-
-
-# --- Usage -----------------------------------------------------------------------------------------
-
-
-@login_required
-def usage(request: HttpRequest) -> HttpResponse:
-    from scanning.models import UsageMonth
-
-    tenant = admin_tenant(request)
-    limit = tenant.monthly_scan_bytes_limit
-    months = list(UsageMonth.objects.filter(tenant=tenant).order_by("-month")[:24])
-    rows = [
-        {
-            "month": m.month,
-            "objects": m.objects_scanned,
-            "bytes": m.bytes_scanned,
-            "percent": min(100, round(100 * m.bytes_scanned / limit)) if limit else None,
-        }
-        for m in months
-    ]
-    this_month = timezone.now().date().replace(day=1)
-    current = next((r for r in rows if r["month"] == this_month), None)
-    return render(
-        request,
-        "settings/usage.html",
-        {"section": "usage", "rows": rows, "limit": limit, "current": current, "this_month": this_month},
     )

@@ -13,7 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 
-from s3av.drf import CursorPagination
+from s3av.api.pagination import CursorPagination
 from scanning.fleet import agents as fleet
 from scanning.models import Agent
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
-from linked_accounts.api import AccountSerializer
+from linked_accounts.api.views import AccountSerializer
 from linked_accounts.models import AwsAccount
-from s3av.api import TenantViewSet
+from s3av.api.filters import FilterSet, uuid_filter
+from s3av.api.viewsets import TenantViewSet
 from scanning.buckets import discovery, protection, read_gate
 from scanning.models import Bucket, ScanPolicy
 
@@ -80,28 +81,22 @@ _READ_GATE_NOTE = (
 )
 
 
+class BucketFilter(FilterSet):
+    account = uuid_filter("account_id", "Not an account id.", help_text="only this linked account's")
+
+
 class BucketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     """Buckets found in linked accounts. Protect/unprotect need operator; policy and read gate admin."""
 
     queryset = Bucket.objects.none()
     serializer_class = BucketSerializer
+    filterset_class = BucketFilter
     read_role = Role.VIEWER
     write_role = Role.ADMIN
     action_roles = {"protect": Role.OPERATOR, "unprotect": Role.OPERATOR}
 
     def get_queryset(self) -> Any:
-        queryset = super().get_queryset().select_related("account")
-        account = self.request.query_params.get("account")
-        if account and self.action == "list":
-            try:
-                queryset = queryset.filter(account_id=serializers.UUIDField().to_internal_value(account))
-            except serializers.ValidationError:
-                queryset = queryset.none()
-        return queryset
-
-    @extend_schema(parameters=[OpenApiParameter("account", str, description="only this linked account's")])
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
+        return super().get_queryset().select_related("account")
 
     @extend_schema(request=BucketUpdateSerializer, responses=BucketSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:

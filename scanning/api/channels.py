@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from accounts.models import Role, role_at_least
 from linked_accounts.models import AwsAccount
-from s3av.api import TenantCrudViewSet, request_tenant
+from s3av.api.viewsets import TenantCrudViewSet, request_tenant
 from scanning.models import NotificationChannel, Verdict
 from scanning.notifications import services as channels
 from scanning.notifications.events import EVENT_KINDS

@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Role
-from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
+from s3av.api.filters import FilterSet, choice_filter, uuid_filter
+from s3av.api.viewsets import TenantCrudViewSet, TenantViewSet, request_tenant
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobStatus, JobTrigger, ScanJob, Schedule, UsageMonth, validate_cron
 from scanning.schedules import services as schedules
@@ -54,6 +55,11 @@ class ScanJobCreateSerializer(serializers.Serializer):
     all_versions = serializers.BooleanField(required=False, default=False)
 
 
+class ScanJobFilter(FilterSet):
+    bucket = uuid_filter("bucket_id", "Not a bucket id.", help_text="a bucket id")
+    status = choice_filter("status", JobStatus)
+
+
 class ScanJobViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantViewSet
 ):
@@ -61,21 +67,12 @@ class ScanJobViewSet(
 
     queryset = ScanJob.objects.none()
     serializer_class = ScanJobSerializer
+    filterset_class = ScanJobFilter
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
 
     def get_queryset(self) -> Any:
-        queryset = super().get_queryset().select_related("bucket")
-        if self.action == "list" and (bucket := self.request.query_params.get("bucket")):
-            try:
-                queryset = queryset.filter(bucket_id=serializers.UUIDField().to_internal_value(bucket))
-            except ValidationError:
-                raise ValidationError({"bucket": ["Not a bucket id."]}) from None
-        if self.action == "list" and (job_status := self.request.query_params.get("status")):
-            if job_status not in JobStatus.values:
-                raise ValidationError({"status": [f"Use one of: {', '.join(JobStatus.values)}."]})
-            queryset = queryset.filter(status=job_status)
-        return queryset
+        return super().get_queryset().select_related("bucket")
 
     @extend_schema(request=ScanJobCreateSerializer, responses={201: ScanJobSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
@@ -19,7 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Role
-from s3av.api import TenantCrudViewSet, TenantViewSet, request_tenant
+from s3av.api.filters import AwareDateTimeFilter, FilterSet, choice_filter, text_filter, uuid_filter
+from s3av.api.viewsets import TenantCrudViewSet, TenantViewSet, request_tenant
 from scanning.models import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERNS,
@@ -69,19 +67,24 @@ class ScanResultSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-RESULT_FILTERS = [
-    OpenApiParameter("verdict", OpenApiTypes.STR, enum=[v.value for v in Verdict]),
-    OpenApiParameter("bucket", OpenApiTypes.UUID, description="a bucket id"),
-    OpenApiParameter("key", OpenApiTypes.STR, description="exact key"),
-    OpenApiParameter("key_prefix", OpenApiTypes.STR),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="scanned at or after (ISO 8601)"),
-    OpenApiParameter(
-        "state",
-        OpenApiTypes.STR,
-        enum=[s.value for s in TriageState],
-        description="open: findings nobody has released or deleted yet; resolved: those handled",
-    ),
-]
+KEY_NUL_MESSAGE = {"null_characters_not_allowed": "A key cannot contain NUL characters."}
+
+
+class ScanResultFilter(FilterSet):
+    verdict = choice_filter("verdict", Verdict)
+    bucket = uuid_filter("bucket_id", "Not a bucket id.", help_text="a bucket id")
+    key = text_filter("key", help_text="exact key", error_messages=KEY_NUL_MESSAGE)
+    key_prefix = text_filter(
+        "key", "startswith", help_text="the key starts with this", error_messages=KEY_NUL_MESSAGE
+    )
+    since = AwareDateTimeFilter(
+        field_name="scanned_at", lookup_expr="gte", help_text="scanned at or after (ISO 8601, with a zone)"
+    )
+    state = choice_filter(
+        "triage_state",
+        TriageState,
+        help_text="open: findings nobody has released or deleted yet; resolved: those handled",
+    )
 
 
 class TriageConflict(APIException):
@@ -119,51 +122,14 @@ def _triage_body(serializer_class: type[serializers.Serializer], request: Reques
     return dict(body.validated_data)
 
 
-@extend_schema_view(list=extend_schema(parameters=RESULT_FILTERS))
 class ScanResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = ScanResult.objects.none()
     serializer_class = ScanResultSerializer
+    filterset_class = ScanResultFilter
     action_roles = {"rescan": Role.OPERATOR, "release": Role.OPERATOR, "delete_object": Role.OPERATOR}
 
     def get_queryset(self) -> models.QuerySet[Any]:
-        queryset = super().get_queryset().exclude(verdict="")
-        if self.action != "list":
-            return queryset
-        params = self.request.query_params
-        errors: dict[str, list[str]] = {}
-        if verdict := params.get("verdict"):
-            if verdict not in Verdict.values:
-                errors["verdict"] = [f"Use one of: {', '.join(Verdict.values)}."]
-            queryset = queryset.filter(verdict=verdict)
-        if bucket := params.get("bucket"):
-            try:
-                queryset = queryset.filter(bucket_id=serializers.UUIDField().to_internal_value(bucket))
-            except ValidationError:
-                errors["bucket"] = ["Not a bucket id."]
-        for name in ("key", "key_prefix"):
-            if "\x00" in params.get(name, ""):
-                errors[name] = ["A key cannot contain NUL characters."]
-        if (key := params.get("key")) and "key" not in errors:
-            queryset = queryset.filter(key=key)
-        if (prefix := params.get("key_prefix")) and "key_prefix" not in errors:
-            queryset = queryset.filter(key__startswith=prefix)
-        if state := params.get("state"):
-            if state not in TriageState.values:
-                errors["state"] = [f"Use one of: {', '.join(TriageState.values)}."]
-            queryset = queryset.filter(triage_state=state)
-        if since := params.get("since"):
-            try:
-                when = parse_datetime(since)
-                # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts (up to ±23:59).
-                when = when.astimezone(UTC) if when is not None and when.tzinfo is not None else None
-            except (ValueError, OverflowError):  # impossible (month 13), or out of range once in UTC
-                when = None
-            if when is None:
-                errors["since"] = ["Use an ISO 8601 time with a zone, e.g. 2026-01-31T00:00:00Z."]
-            queryset = queryset.filter(scanned_at__gte=when) if when else queryset
-        if errors:
-            raise ValidationError(errors)
-        return queryset
+        return super().get_queryset().exclude(verdict="")
 
     @extend_schema(request=RescanSerializer, responses={202: RescanQueuedSerializer})
     @action(detail=True, methods=["post"])

@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 from accounts.models import Role, Tenant, role_at_least
 from accounts.services import Actor, record
 from linked_accounts import aws
-from s3av.api import request_tenant
+from s3av.api.viewsets import request_tenant
 from scanning.engine import clamd as engine
 from scanning.jobs import services as jobs
 from scanning.models import Bucket, JobTrigger, ScanJob, ScanResult, Trigger, UsageMonth, Verdict

@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from scanning.engine import clamd as engine
 
 log = logging.getLogger(__name__)
@@ -151,8 +153,6 @@ class S3Source:
 
 @contextlib.contextmanager
 def _s3_errors(what: str) -> Iterator[None]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         yield
     except ClientError as exc:

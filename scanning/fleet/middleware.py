@@ -25,6 +25,7 @@ class FleetMiddleware(dramatiq.Middleware):
         self.heartbeat: Any = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Here, not at the top: this module loads with the broker, before Django's models are ready.
         from scanning.fleet.agents import Heartbeat
         from scanning.pipeline import usage
 

@@ -1,6 +1,6 @@
 """What one worker process has done, counted in memory and sent with its heartbeat (scanning/fleet/agents.py).
 
-Plain Python, no Django. ``/metrics`` (s3av/metrics.py) exposes these per agent, so every web process
+Plain Python, no Django. ``/metrics`` (metrics.py here) exposes these per agent, so every web process
 answers with the whole fleet's numbers without scraping each worker.
 """
 

@@ -33,16 +33,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-import dramatiq
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
-from django_scopes import scope, scopes_disabled
+from django_scopes import scopes_disabled
 
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts import aws
-from s3av.actors import is_final_attempt, send_on_commit
+from s3av.actors import is_final_attempt, send_on_commit, tenant_actor
 from scanning.engine import clamd as engine
 from scanning.models import (
     ACTIVE_JOB_STATUSES,
@@ -506,29 +505,38 @@ LISTING_QUEUE = "listing"
 LIST_MAX_RETRIES = 10
 
 
-@dramatiq.actor(
+def _job_and_tenant(job_id: str) -> tuple[Tenant, tuple[Any, ...]] | None:
+    """The job with its tenant, for a listing message: it names the job only (the job knows its
+    tenant), as every release has sent it, so messages queued before an upgrade run as they did."""
+    with scopes_disabled():
+        job = (
+            ScanJob.objects.select_related("tenant")
+            .filter(pk=job_id, tenant__status=Tenant.Status.ACTIVE)
+            .first()
+        )
+    return None if job is None else (job.tenant, (job,))
+
+
+@tenant_actor(
+    load=_job_and_tenant,
     queue_name=LISTING_QUEUE,
     max_retries=LIST_MAX_RETRIES,
     min_backoff=5_000,
     max_backoff=600_000,
     time_limit=900_000,
 )
-def list_job(job_id: str) -> None:
+def list_job(tenant: Tenant, job: ScanJob) -> None:
     """List one slice of a job, then send the next slice. Safe to run twice: the checkpoint is a
     conditional update, so a second copy stops at its first page. On the "listing" queue, so a huge
-    listing never delays event scans. Its message names the job only (the job knows its tenant)."""
-    with scopes_disabled():
-        job = ScanJob.objects.filter(pk=job_id).select_related("tenant").first()
-    if job is None or job.tenant.status != Tenant.Status.ACTIVE:
+    listing never delays event scans."""
+    job_id = str(job.pk)
+    try:
+        outcome = list_slice(job_id)
+    except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
+        if not is_final_attempt():
+            raise
+        fail_job(job, f"gave up listing after retries: {getattr(exc, 'message', exc)}")
         return
-    with scope(tenant=job.tenant):
-        try:
-            outcome = list_slice(job_id)
-        except (s3ops.TransientS3Error, engine.EngineUnavailable) as exc:
-            if not is_final_attempt(LIST_MAX_RETRIES):
-                raise
-            fail_job(job, f"gave up listing after retries: {getattr(exc, 'message', exc)}")
-            return
     if outcome == "continue":
         list_job.send(job_id)
     elif outcome == "wait":

@@ -9,25 +9,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import re
 import secrets
-import socket
-import ssl
 import time
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
 from accounts.models import Membership, Role, Tenant
 from linked_accounts.aws import AssumeRoleFailed, client_for, error_code
+from s3av import outbound
 from scanning.models import ChannelKind, NotificationChannel, ScanResult, Verdict
 
 log = logging.getLogger(__name__)
@@ -59,10 +54,6 @@ class DeliveryFailed(Exception):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
-
-
-class UnsafeWebhookUrl(ValueError):
-    """A webhook URL s3av refuses to call (SSRF guard); the message is for the tenant."""
 
 
 def new_webhook_secret() -> str:
@@ -227,102 +218,6 @@ def _send_email(channel: NotificationChannel, message: dict[str, Any]) -> None:
 # --- webhooks --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WebhookTarget:
-    scheme: str
-    host: str
-    port: int
-    path: str
-    address: str  # the vetted address we connect to (no second lookup: DNS rebinding)
-
-
-def _allow_local() -> bool:
-    return bool(settings.ALLOW_HTTP_WEBHOOKS)
-
-
-# IPv6 ranges that carry an IPv4 address a gateway will reach: NAT64 (RFC 6052, RFC 8215).
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address leads to, if any (mapped, compatible, 6to4, Teredo, NAT64)."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if any(ip in network for network in _NAT64) or (int(ip) >> 32 == 0 and int(ip) > 1):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # NAT64 and IPv4-compatible ::a.b.c.d
-    return None
-
-
-def _address_allowed(text: str, allow_loopback: bool) -> bool:
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
-        ip = inner
-    if ip.is_loopback:
-        return allow_loopback
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
-
-
-def check_webhook_url(url: str) -> WebhookTarget:
-    """Resolve a webhook URL and refuse what would reach s3av's own network (SSRF).
-
-    https only; http and loopback only where S3AV_ALLOW_HTTP_WEBHOOKS is on (tests, the demo).
-    Checked at create time and again, with a fresh lookup, at every send.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise UnsafeWebhookUrl("Not a valid URL.") from None
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise UnsafeWebhookUrl("Use an https:// URL.")
-    if parts.username or parts.password:
-        raise UnsafeWebhookUrl("Put no credentials in the URL; verify the request's signature instead.")
-    port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        raise UnsafeWebhookUrl(f"The host {parts.hostname!r} does not resolve.") from None
-    addresses = [str(info[4][0]) for info in infos]
-    allow_local = _allow_local()
-    if not addresses or not all(_address_allowed(a, allow_local) for a in addresses):
-        raise UnsafeWebhookUrl(
-            "The URL points to a private, loopback, link-local or reserved address; use a public host."
-        )
-    loopback = all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
-    if parts.scheme != "https" and not (allow_local and loopback):
-        raise UnsafeWebhookUrl("Use an https:// URL.")
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
-    return WebhookTarget(parts.scheme, parts.hostname, port, path, addresses[0])
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, target: WebhookTarget, timeout: float):
-        super().__init__(target.host, target.port, timeout=timeout)
-        self._address = target.address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to the vetted address, with the certificate checked against the URL's host name."""
-
-    def __init__(self, target: WebhookTarget, timeout: float):
-        self._ssl_context = ssl.create_default_context()
-        super().__init__(target.host, target.port, timeout=timeout, context=self._ssl_context)
-        self._address = target.address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
-
-
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
@@ -330,8 +225,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def _send_webhook(channel: NotificationChannel, message: dict[str, Any]) -> None:
     try:
-        target = check_webhook_url(channel.target)
-    except UnsafeWebhookUrl as exc:
+        target = outbound.check_url(channel.target)
+    except outbound.UnsafeUrl as exc:
         raise DeliveryFailed(f"Refused to call the webhook: {exc}", permanent=True) from exc
     body = json.dumps(message, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
@@ -341,8 +236,7 @@ def _send_webhook(channel: NotificationChannel, message: dict[str, Any]) -> None
         "X-S3av-Timestamp": timestamp,
         "X-S3av-Signature": sign(channel.secret, timestamp, body),
     }
-    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target, WEBHOOK_TIMEOUT_SECONDS)
+    connection = outbound.connect(target, WEBHOOK_TIMEOUT_SECONDS)
     try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()

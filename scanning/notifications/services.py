@@ -14,6 +14,7 @@ from django.db import transaction
 from accounts.models import Tenant
 from accounts.services import Actor, ServiceError, get_owned, record
 from linked_accounts.models import AwsAccount
+from s3av import outbound
 from scanning.models import ChannelKind, NotificationChannel
 from scanning.notifications import delivery as notifications
 
@@ -78,8 +79,8 @@ def channel_problems(
     elif kind == ChannelKind.WEBHOOK:
         if check_target:
             try:
-                notifications.check_webhook_url(target)
-            except notifications.UnsafeWebhookUrl as exc:
+                outbound.check_url(target)
+            except outbound.UnsafeUrl as exc:
                 errors["target"] = [str(exc)]
     elif kind == ChannelKind.EMAIL:
         if target:

@@ -9,7 +9,7 @@ from django.test import Client
 from django_scopes import scopes_disabled
 from prometheus_client.parser import text_string_to_metric_families
 
-from s3av.metrics import queue_counts
+from scanning.fleet.metrics import queue_counts
 from scanning.models import Agent
 from tests.fixtures.scanning import EICAR
 from tests.integration.test_worker_pipeline import _final, _message, _wait_for

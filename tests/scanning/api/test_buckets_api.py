@@ -6,13 +6,9 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from scanning.buckets import read_gate
 from scanning.models import ScanPolicy
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_account, make_bucket_row
+from tests.factories import make_account, make_bucket_row
 
 pytestmark = pytest.mark.django_db
-
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 
 
 def _bucket(tenant, **fields):
@@ -42,7 +38,8 @@ def test_it_filters_by_account(tenant, key_client):
     names = [b["name"] for b in viewer.get(f"/api/v1/buckets/?account={first.account_id}").json()["results"]]
     assert names == [first.name]
     assert second.name not in names
-    assert viewer.get("/api/v1/buckets/?account=not-a-uuid").json()["results"] == []
+    response = viewer.get("/api/v1/buckets/?account=not-a-uuid")
+    assert response.status_code == 400 and response.json() == {"account": ["Not an account id."]}
 
 
 def test_the_bucket_list_costs_a_fixed_number_of_queries(tenant, key_client, django_assert_max_num_queries):

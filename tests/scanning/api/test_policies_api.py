@@ -114,7 +114,7 @@ def test_a_policy_promotes_only_to_a_bucket_of_its_tenant(
 
 
 def _bucket_row(tenant, **fields):
-    from tests.linked_accounts.factories import make_bucket_row
+    from tests.factories import make_bucket_row
 
     with scope(tenant=tenant):
         return make_bucket_row(tenant, **fields)

@@ -12,8 +12,8 @@ from django_scopes import scope
 from accounts.models import Role
 from scanning.models import Bucket, JobStatus, ScanJob, ScanResult, UsageMonth
 from scanning.pipeline import services
+from tests.fixtures.broker import drain
 from tests.fixtures.scanning import EICAR, next_second
-from tests.scanning.jobkit import drain
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws_settings", "empty_broker")]
 

@@ -8,14 +8,11 @@ from accounts.services import Actor, ServiceError
 from linked_accounts import aws
 from linked_accounts import services as account_services
 from scanning.buckets import protection, read_gate
+from tests.factories import make_bucket_row, make_policy
 from tests.fixtures.s3server import make_test_client
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_bucket_row
 
 pytestmark = pytest.mark.django_db
 
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 
 ACTOR = Actor.system("test")
 
@@ -293,14 +290,13 @@ def test_the_first_protections_scan_deletes_the_infected_version_for_good(
     django_capture_on_commit_callbacks,
     versioned,
 ):
-    from scanning.models import ScanPolicy
+    from tests.fixtures.broker import drain
     from tests.fixtures.scanning import EICAR, assert_gone_for_good
-    from tests.scanning.jobkit import drain
 
     name = make_bucket(versioned=versioned)
     version = s3_client.put_object(Bucket=name, Key="old/evil.com", Body=EICAR).get("VersionId")
     with scope(tenant=tenant):
-        policy = ScanPolicy.objects.create(tenant=tenant, name="delete", on_infected="delete")
+        policy = make_policy(tenant, name="delete", on_infected="delete")
         bucket = make_bucket_row(tenant, moto_account, name, policy=policy)
         with django_capture_on_commit_callbacks(execute=True):
             protection.protect_bucket(tenant, ACTOR, bucket)

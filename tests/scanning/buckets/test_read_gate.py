@@ -15,13 +15,10 @@ from django_scopes import scope
 
 from accounts.services import Actor
 from scanning.buckets import read_gate
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_bucket_row
+from tests.factories import make_bucket_row
 
 pytestmark = pytest.mark.django_db
 
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 
 ATTACKER = "arn:aws:iam::999988887777:user/mallory"
 UPLOADER = "arn:aws:iam::123456789012:user/uploader"

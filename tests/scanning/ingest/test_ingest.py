@@ -10,14 +10,11 @@ from accounts.services import Actor
 from scanning.buckets import protection
 from scanning.ingest import events as ingest
 from scanning.pipeline import services as scan_services
+from tests.factories import make_bucket_row, make_policy
 from tests.fixtures.s3server import make_test_client
-from tests.linked_accounts import fixtures as aws_fixtures
-from tests.linked_accounts.factories import make_bucket_row
 
 pytestmark = pytest.mark.django_db
 
-aws_endpoint = aws_fixtures.aws_endpoint
-moto_account = aws_fixtures.moto_account
 
 ACTOR = Actor.system("test")
 
@@ -370,13 +367,12 @@ def test_the_event_path_deletes_each_upload_of_malware_for_good(
     """moto's events name no version and no sequencer: every upload still ends pinned and deleted."""
     from dramatiq import Message
 
-    from scanning.models import ScanPolicy
     from scanning.pipeline.services import scan_object
     from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 
     name = make_bucket(versioned=versioned)
     with scope(tenant=tenant):
-        policy = ScanPolicy.objects.create(tenant=tenant, name="delete", on_infected="delete")
+        policy = make_policy(tenant, name="delete", on_infected="delete")
         bucket = make_bucket_row(tenant, moto_account, name, policy=policy)
         protection.protect_bucket(tenant, ACTOR, bucket)
     broker = scan_object.broker

@@ -12,8 +12,8 @@ from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanRes
 from scanning.pipeline import services
 from scanning.pipeline.services import scan_object
 from scanning.s3 import ops as s3ops
+from tests.fixtures.broker import drain, queued
 from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
-from tests.scanning.jobkit import drain, queued
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_broker")]
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -15,12 +13,15 @@ from django_scopes import scope
 
 from accounts.models import Membership, Role
 from linked_accounts.models import AwsAccount
-from scanning.models import Bucket, NotificationChannel, ScanResult, Verdict
+from s3av import outbound
+from scanning.models import NotificationChannel, ScanResult, Verdict
 from scanning.notifications import actors as notify_actors
 from scanning.notifications import delivery as notifications
+from tests import factories
+from tests.fixtures.broker import drain, queued
 from tests.fixtures.s3server import make_test_client
 from tests.fixtures.scanning import EICAR
-from tests.scanning.jobkit import drain, queued
+from tests.fixtures.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -28,45 +29,8 @@ ACCOUNT_ID = "123456789012"
 
 
 @pytest.fixture
-def local_webhooks(settings: Any) -> Any:
-    settings.ALLOW_HTTP_WEBHOOKS = True
-    return settings
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers the given statuses in turn (then 200)."""
-
-    def __init__(self) -> None:
-        self.statuses: list[int] = []
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/s3av?team=sec"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver(local_webhooks: Any) -> Any:
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
+def receiver(webhook_receiver: WebhookReceiver) -> WebhookReceiver:
+    return webhook_receiver
 
 
 def _account(tenant: Any, account_id: str = ACCOUNT_ID) -> AwsAccount:
@@ -85,9 +49,7 @@ def _result(tenant: Any, verdict: str = Verdict.INFECTED, **fields: Any) -> Scan
     from django.utils import timezone
 
     with scope(tenant=tenant):
-        bucket = Bucket.objects.create(
-            tenant=tenant, account=_account(tenant), name=f"b-{uuid.uuid4().hex[:10]}"
-        )
+        bucket = factories.make_bucket_row(tenant, _account(tenant), f"b-{uuid.uuid4().hex[:10]}")
         values: dict[str, Any] = {
             "key": "uploads/invoice.pdf",
             "version_id": "v1",
@@ -98,16 +60,13 @@ def _result(tenant: Any, verdict: str = Verdict.INFECTED, **fields: Any) -> Scan
             "action": "tagged",
             "action_status": ScanResult.ActionStatus.DONE,
             "scanned_at": timezone.now(),
-            "dedupe_key": uuid.uuid4().hex,
         }
-        return ScanResult.objects.create(
-            tenant=tenant, bucket=bucket, bucket_name=bucket.name, **{**values, **fields}
-        )
+        return factories.make_result(tenant, bucket, **{**values, **fields})
 
 
 def _channel(tenant: Any, **fields: Any) -> NotificationChannel:
     with scope(tenant=tenant):
-        return NotificationChannel.objects.create(tenant=tenant, name="c", **fields)
+        return factories.make_channel(tenant, name="c", **fields)
 
 
 def _deliver(tenant: Any, channel: NotificationChannel, result: ScanResult) -> None:
@@ -130,8 +89,8 @@ def test_it_publishes_a_scanned_infected_object_to_sns_with_filterable_attribute
     ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     with scope(tenant=tenant):
-        channel = NotificationChannel.objects.create(
-            tenant=tenant, name="topic", kind="sns", target=topic_arn, account=bucket.account
+        channel = factories.make_channel(
+            tenant, name="topic", kind="sns", target=topic_arn, account=bucket.account
         )
     etag = s3_client.put_object(Bucket=bucket.name, Key="eicar.com", Body=EICAR)["ETag"]
 
@@ -179,8 +138,8 @@ def test_a_missing_topic_is_recorded_and_not_retried(tenant, aws_settings, monke
     monkeypatch.setattr(notify_actors, "is_final_attempt", lambda: False)
     result = _result(tenant)
     with scope(tenant=tenant):
-        channel = NotificationChannel.objects.create(
-            tenant=tenant,
+        channel = factories.make_channel(
+            tenant,
             name="gone",
             kind="sns",
             target=f"arn:aws:sns:us-east-1:{ACCOUNT_ID}:no-such-topic-{uuid.uuid4().hex[:8]}",
@@ -335,11 +294,11 @@ def test_it_refuses_webhooks_to_internal_addresses(tenant, key_client, url):
 
 
 def test_http_is_refused_for_a_public_host_even_with_local_webhooks_on(local_webhooks):
-    with pytest.raises(notifications.UnsafeWebhookUrl, match="https"):
-        notifications.check_webhook_url("http://93.184.215.14/hook")
-    with pytest.raises(notifications.UnsafeWebhookUrl):
-        notifications.check_webhook_url("http://10.0.0.1/hook")
-    assert notifications.check_webhook_url("http://127.0.0.1:8080/x").address == "127.0.0.1"
+    with pytest.raises(outbound.UnsafeUrl, match="https"):
+        outbound.check_url("http://93.184.215.14/hook")
+    with pytest.raises(outbound.UnsafeUrl):
+        outbound.check_url("http://10.0.0.1/hook")
+    assert outbound.check_url("http://127.0.0.1:8080/x").address == "127.0.0.1"
 
 
 def test_it_checks_the_address_again_at_send_time(tenant, monkeypatch):

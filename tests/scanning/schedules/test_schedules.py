@@ -16,9 +16,10 @@ from django.utils import timezone
 from django_scopes import scope
 
 from accounts.models import Role
-from scanning.models import JobStatus, JobTrigger, ScanJob, ScanResult, Schedule, validate_cron
+from scanning.models import JobStatus, JobTrigger, ScanJob, Schedule, validate_cron
 from scanning.schedules import services as schedules
-from tests.scanning.jobkit import queued
+from tests import factories
+from tests.fixtures.broker import queued
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_broker")]
 
@@ -156,15 +157,8 @@ def test_new_signatures_rescan_recent_objects_once(
     bucket = make_linked_bucket(tenant, rescan_days_on_signature_change=7)
     with scope(tenant=tenant):
         type(bucket).objects.filter(pk=bucket.pk).update(protected=True)
-        ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key="k",
-            verdict="Clean",
-            signature_version="old",
-            dedupe_key="d" * 64,
-            scanned_at=timezone.now(),
+        factories.make_result(
+            tenant, bucket, "k", "Clean", signature_version="old", scanned_at=timezone.now()
         )
     with django_capture_on_commit_callbacks(execute=True):
         # clamd is still loading the new set: no rescan for a set in between, one once it runs.
@@ -249,15 +243,8 @@ def test_the_schedule_list_costs_a_fixed_number_of_queries(
 def _stale_result(tenant, bucket):
     with scope(tenant=tenant):
         type(bucket).objects.filter(pk=bucket.pk).update(protected=True)
-        ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key="k",
-            verdict="Clean",
-            signature_version="old",
-            dedupe_key=os.urandom(32).hex(),
-            scanned_at=timezone.now(),
+        factories.make_result(
+            tenant, bucket, "k", "Clean", signature_version="old", scanned_at=timezone.now()
         )
 
 

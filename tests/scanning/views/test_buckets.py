@@ -11,6 +11,7 @@ from django_scopes import scope
 from accounts.models import Role
 from accounts.services import Actor
 from scanning.models import Bucket, JobStatus, JobTrigger, ScanJob, ScanPolicy
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ def _body(response) -> str:
 
 def _policy(tenant, **fields):
     with scope(tenant=tenant):
-        return ScanPolicy.objects.create(tenant=tenant, **fields)
+        return factories.make_policy(tenant, **fields)
 
 
 def test_the_list_shows_protection_policy_and_last_scan(tenant, session_client, bucket_row):
@@ -29,7 +30,7 @@ def test_the_list_shows_protection_policy_and_last_scan(tenant, session_client, 
     protected = bucket_row(tenant, name="uploads-bucket", protected=True, policy=policy)
     plain = bucket_row(tenant, name="plain-bucket")
     with scope(tenant=tenant):
-        ScanJob.objects.create(tenant=tenant, bucket=protected, status=JobStatus.DONE, infected=2)
+        factories.make_job(tenant, protected, status=JobStatus.DONE, infected=2)
     page = _body(session_client(tenant, Role.VIEWER).get("/buckets/"))
     assert f"/buckets/{protected.pk}/" in page and f"/buckets/{plain.pk}/" in page
     assert "Strict" in page
@@ -57,14 +58,14 @@ def test_the_list_costs_the_same_queries_for_one_bucket_or_many(
     client = session_client(tenant, Role.ADMIN)
     first = bucket_row(tenant)
     with scope(tenant=tenant):
-        ScanJob.objects.create(tenant=tenant, bucket=first, status=JobStatus.DONE)
+        factories.make_job(tenant, first, status=JobStatus.DONE)
     client.get("/buckets/")
     one = queries_of(client, "/buckets/")
     policy = _policy(tenant, name="Other")
     for n in range(30):
         bucket = bucket_row(tenant, policy=policy if n % 2 else None, protected=bool(n % 3))
         with scope(tenant=tenant):
-            ScanJob.objects.create(tenant=tenant, bucket=bucket, status=JobStatus.DONE)
+            factories.make_job(tenant, bucket, status=JobStatus.DONE)
     assert queries_of(client, "/buckets/") == one
 
 
@@ -101,7 +102,7 @@ def test_protecting_without_scanning_what_it_holds_starts_no_scan(tenant, sessio
 
 
 def test_protecting_a_bucket_of_an_unverified_account_says_why(tenant, session_client, bucket_row):
-    from tests.linked_accounts.factories import make_account
+    from tests.factories import make_account
 
     with scope(tenant=tenant):
         account = make_account(tenant, connected=False)
@@ -217,7 +218,7 @@ def test_a_bad_scan_request_is_answered_next_to_the_field(
 def test_a_second_scan_of_the_same_target_is_refused_while_one_runs(tenant, session_client, bucket_row):
     bucket = bucket_row(tenant)
     with scope(tenant=tenant):
-        ScanJob.objects.create(tenant=tenant, bucket=bucket, prefix="a/", status=JobStatus.LISTING)
+        factories.make_job(tenant, bucket, prefix="a/", status=JobStatus.LISTING)
     response = session_client(tenant, Role.OPERATOR).post(f"/buckets/{bucket.pk}/scan", {"prefix": "a/"})
     assert response.status_code == 200
     assert any("already running" in e for e in response.context["scan_form"].errors["prefix"])

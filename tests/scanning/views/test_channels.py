@@ -13,7 +13,8 @@ from django_scopes import scope
 
 from accounts.models import AuditEvent, Role
 from scanning.models import NotificationChannel
-from tests.linked_accounts.factories import make_account
+from tests import factories
+from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ def _channel(tenant, **fields):
     with scope(tenant=tenant):
         fields.setdefault("kind", "email")
         fields.setdefault("name", "Email admins")
-        return NotificationChannel.objects.create(tenant=tenant, **fields)
+        return factories.make_channel(tenant, **fields)
 
 
 def test_an_admin_adds_a_webhook_sees_its_secret_once_and_sends_a_test(

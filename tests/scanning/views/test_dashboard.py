@@ -14,6 +14,7 @@ from django_scopes import scope
 
 from accounts.models import Role
 from scanning.models import Agent, ScanJob, SignatureUpdate, UsageMonth
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -72,10 +73,8 @@ def test_it_counts_open_findings_buckets_running_scans_and_links_them(
     done = make_result(tenant, protected, "c.exe")
     with scope(tenant=tenant):
         done.resolve(Resolution.DELETED, "x")
-        ScanJob.objects.create(
-            tenant=tenant, bucket=protected, prefix="big/", status="scanning", listed=10, scanned=4
-        )
-        ScanJob.objects.create(tenant=tenant, bucket=protected, prefix="old/", status="done")
+        factories.make_job(tenant, protected, prefix="big/", status="scanning", listed=10, scanned=4)
+        factories.make_job(tenant, protected, prefix="old/", status="done")
     body = _page(session_client(tenant, Role.VIEWER))
     assert re.search(r'href="/findings/\?state=open">\s*<span class="stat__value">2</span>', body)
     assert '1 <small class="muted">of 2</small>' in body and "1 missing from the account" in body
@@ -125,7 +124,7 @@ def test_the_dashboard_costs_the_same_queries_for_one_result_and_for_many(
         make_db_bucket(tenant, protected=bool(n % 2))
     with scope(tenant=tenant):
         for n in range(7):
-            ScanJob.objects.create(tenant=tenant, bucket=bucket, prefix=f"p{n}/", status="scanning")
+            factories.make_job(tenant, bucket, prefix=f"p{n}/", status="scanning")
     for n in range(5):
         Agent.objects.create(host=f"h{n}", pid=n)
     with CaptureQueriesContext(connection) as many:
@@ -179,13 +178,11 @@ def test_the_running_scans_card_refreshes_itself_while_scans_run(
     client = session_client(tenant, Role.VIEWER)
     assert "hx-trigger" not in _page(client)  # nothing running: nothing to poll
     with scope(tenant=tenant):
-        job = ScanJob.objects.create(
-            tenant=tenant, bucket=bucket, prefix="big/", status="scanning", listed=10
-        )
+        job = factories.make_job(tenant, bucket, prefix="big/", status="scanning", listed=10)
     with scope(tenant=outsider_tenant):
-        ScanJob.objects.create(
-            tenant=outsider_tenant,
-            bucket=make_db_bucket(outsider_tenant),
+        factories.make_job(
+            outsider_tenant,
+            make_db_bucket(outsider_tenant),
             prefix="theirs/",
             status="scanning",
         )

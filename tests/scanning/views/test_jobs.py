@@ -8,6 +8,7 @@ from django_scopes import scope
 
 from accounts.models import Role
 from scanning.models import JobStatus, JobTrigger, ScanJob
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ def _body(response) -> str:
 
 def _job(tenant, bucket, **fields):
     with scope(tenant=tenant):
-        return ScanJob.objects.create(tenant=tenant, bucket=bucket, **fields)
+        return factories.make_job(tenant, bucket, **fields)
 
 
 def test_the_page_and_the_nav_both_say_scans(tenant, session_client):

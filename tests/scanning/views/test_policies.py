@@ -9,6 +9,7 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from scanning.models import Bucket, ScanPolicy
 from scanning.views.policies import summary
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ def _body(response) -> str:
 
 def _policy(tenant, **fields):
     with scope(tenant=tenant):
-        return ScanPolicy.objects.create(tenant=tenant, **fields)
+        return factories.make_policy(tenant, **fields)
 
 
 def _form(**overrides):

@@ -17,10 +17,18 @@ from django_scopes import scope
 
 from accounts.models import Role
 from linked_accounts.models import AwsAccount, AwsOrganization
-from scanning.models import Bucket, JobStatus, NotificationChannel, ScanJob, ScanPolicy
+from scanning.models import Bucket, JobStatus, NotificationChannel, ScanJob
+from tests.factories import (
+    MOTO_ACCOUNT,
+    MOTO_ROLE,
+    make_account,
+    make_bucket_row,
+    make_channel,
+    make_job,
+    make_policy,
+)
 from tests.fixtures.browser import CHROMIUM, DESKTOP, PortalBrowser, _needs_browser
 from tests.fixtures.scanning import EICAR
-from tests.linked_accounts.factories import MOTO_ACCOUNT, MOTO_ROLE, make_account, make_bucket_row
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -218,13 +226,13 @@ def test_an_admin_writes_a_policy_adds_a_webhook_channel_and_sends_a_test(
 def test_a_viewer_is_offered_no_action_on_the_setup_pages(portal_browser, portal_user, tenant):
     with scope(tenant=tenant):
         account = make_account(tenant, name="Production")
-        policy = ScanPolicy.objects.create(
-            tenant=tenant, name="Quarantine", on_infected="quarantine", quarantine_bucket="the-quarantine"
+        policy = make_policy(
+            tenant, name="Quarantine", on_infected="quarantine", quarantine_bucket="the-quarantine"
         )
         bucket = make_bucket_row(tenant, account, name="uploads-bucket", protected=True, policy=policy)
         make_bucket_row(tenant, account, name="the-quarantine")
-        ScanJob.objects.create(tenant=tenant, bucket=bucket, status=JobStatus.SCANNING, listed=10, scanned=4)
-        NotificationChannel.objects.create(tenant=tenant, name="Email", kind="email")
+        make_job(tenant, bucket, status=JobStatus.SCANNING, listed=10, scanned=4)
+        make_channel(tenant, name="Email", kind="email")
         AwsOrganization.objects.create(tenant=tenant, name="Acme organisation")
     portal = portal_browser
     portal.sign_in(portal_user(tenant, Role.VIEWER))

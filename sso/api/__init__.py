@@ -1,0 +1,1 @@
+"""``/api/v1/sso``: the tenant's SAML configuration."""

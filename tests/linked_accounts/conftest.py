@@ -1,1 +1,0 @@
-from tests.linked_accounts.fixtures import aws_endpoint, moto_account  # noqa: F401
