@@ -20,7 +20,9 @@ from moto's request log for the phase's time span (only the phase's scanner talk
 
 5. SQL statements per object: SAMPLE objects of each path run one at a time in this process, the
    actor function called directly, under Django's ``CaptureQueriesContext`` (counts, not timings; the
-   listing's own statements are spread over the objects it listed).
+   listing's own statements are spread over the objects it listed). Usage is added up in the process
+   as a worker does (``pipeline/usage.py``) and written once after each path's sample: those
+   statements are shown apart, as a worker writes them every few seconds, not per object.
 
 Prints figures; asserts nothing. See bench/README.md.
 """
@@ -245,12 +247,34 @@ def phase_bucket_scan(args: Any, s3: Any, worker: Any, pids: dict[str, int]) -> 
 
 
 def _statement_kind(sql: str) -> str:
-    words = sql.replace("(", " ").split()
+    # Words outside parentheses only: a subquery's FROM (an EXISTS in the select list) is not the table.
+    depth, top = 0, []
+    for char in sql:
+        depth += char == "("
+        top.append(char if depth == 0 else " ")
+        depth -= char == ")" and depth > 0
+    words = "".join(top).split()
     verb = words[0].upper() if words else "?"
     marker = {"SELECT": "FROM", "INSERT": "INTO", "UPDATE": "UPDATE", "DELETE": "FROM"}.get(verb)
     if marker and marker in words[:-1]:
         return f"{verb} {words[words.index(marker) + 1].strip(chr(34))}"
     return verb
+
+
+def _cpu_one_at_a_time(args: Any, s3: Any, scan_object: Any) -> list[float]:
+    """This process's CPU seconds per event-path scan, 5 x SAMPLE objects one at a time, no query capture:
+    steadier than the worker's figure on a busy machine (no threads, no broker), the same code."""
+    tenant, bucket = common.make_bucket_rows(s3, "cpuevent")
+    messages = [
+        common.message_for(tenant, bucket, key, etag, args.size)[1]
+        for key, etag in common.upload(s3, bucket.name, args.sample * 5, args.size, "cpu")
+    ]
+    spent = []
+    for message in messages:
+        started = time.process_time()
+        scan_object.fn(*message.args, **message.kwargs)
+        spent.append(time.process_time() - started)
+    return spent
 
 
 def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
@@ -259,17 +283,27 @@ def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
     from django_scopes import scope
 
-    from scanning.jobs import actors as job_actors
     from scanning.jobs import services as jobs
+    from scanning.pipeline import usage
     from scanning.pipeline.services import scan_object
 
     out: dict[str, Any] = {}
+    # As in a worker: usage added up in the process; written here once after each path's sample.
+    usage.start_batching()
+    usage.PENDING.flush_seconds = float("inf")
+
+    def flush_statements() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            usage.flush()
+        return len(captured)
+
     # Warm-up: the engine identity and the boto3 client are per process, asked once.
     tenant, bucket = common.make_bucket_rows(s3, "sqlwarm")
     for key, etag in common.upload(s3, bucket.name, 2, args.size, "warm"):
         message = common.message_for(tenant, bucket, key, etag, args.size)[1]
         scan_object.fn(*message.args, **message.kwargs)
 
+    flush_statements()
     tenant, bucket = common.make_bucket_rows(s3, "sqlevent")
     kinds: Counter[str] = Counter()
     per_object = []
@@ -279,14 +313,16 @@ def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
             scan_object.fn(*message.args, **message.kwargs)
         per_object.append(len(captured))
         kinds.update(_statement_kind(q["sql"]) for q in captured.captured_queries)
-    out["event"] = (per_object, kinds)
+    out["event"] = (per_object, kinds, flush_statements())
+    out["event_cpu"] = _cpu_one_at_a_time(args, s3, scan_object)
+    flush_statements()
 
     tenant, bucket = common.make_bucket_rows(s3, "sqljob")
     common.upload(s3, bucket.name, args.sample, args.size, "sql")
     sent: list[Any] = []
-    original_send, original_list = jobs._send, job_actors.list_job.send
+    original_send, original_list = jobs._send, jobs.list_job.send
     jobs._send = sent.extend  # type: ignore[assignment]
-    job_actors.list_job.send = lambda *a, **k: None  # type: ignore[method-assign]
+    jobs.list_job.send = lambda *a, **k: None  # type: ignore[method-assign]
     try:
         kinds = Counter()
         with CaptureQueriesContext(connection) as captured:
@@ -304,8 +340,10 @@ def phase_sql(args: Any, s3: Any) -> dict[str, Any]:
             kinds.update(_statement_kind(q["sql"]) for q in captured.captured_queries)
     finally:
         jobs._send = original_send  # type: ignore[assignment]
-        job_actors.list_job.send = original_list  # type: ignore[method-assign]
-    out["job"] = (per_object, kinds, listing)
+        jobs.list_job.send = original_list  # type: ignore[method-assign]
+    out["job"] = (per_object, kinds, listing, flush_statements())
+    usage.PENDING.flush_seconds = usage.FLUSH_SECONDS
+    usage.stop_batching()
     return out
 
 
@@ -401,6 +439,12 @@ def main() -> int:
     return 0
 
 
+def usage_seconds() -> float:
+    from scanning.pipeline import usage
+
+    return usage.FLUSH_SECONDS
+
+
 def report(args: Any, clamd_version: str, raw: dict, base: dict, events: dict, job: dict, sql: dict) -> None:
     n = args.count
     print()
@@ -442,8 +486,8 @@ def report(args: Any, clamd_version: str, raw: dict, base: dict, events: dict, j
         print(f"  {label:12} {sum(calls.values()) / n:5.2f}  ({detail})")
     print()
     print(f"SQL statements per object (one at a time in the bench process, {args.sample} objects per path):")
-    event_counts, event_kinds = sql["event"]
-    job_counts, job_kinds, listing = sql["job"]
+    event_counts, event_kinds, event_flush = sql["event"]
+    job_counts, job_kinds, listing, job_flush = sql["job"]
     print(
         f"  event path   {sum(event_counts) / len(event_counts):5.2f}  (min {min(event_counts)}, "
         f"max {max(event_counts)}; target <= 4)"
@@ -451,6 +495,15 @@ def report(args: Any, clamd_version: str, raw: dict, base: dict, events: dict, j
     print(
         f"  bucket scan  {(sum(job_counts) + listing) / len(job_counts):5.2f}  (scan min {min(job_counts)}, "
         f"max {max(job_counts)}, plus {listing} for starting and listing the job; target <= 5)"
+    )
+    print(
+        f"  usage, written every {usage_seconds():g} s per worker process, not per object: "
+        f"{event_flush} statements after the event sample, {job_flush} after the bucket scan's"
+    )
+    cpu = sorted(sql["event_cpu"])
+    print(
+        f"  event path CPU ms per object of this process, {len(cpu)} objects one at a time: median "
+        f"{cpu[len(cpu) // 2] * 1000:.1f}, mean {sum(cpu) * 1000 / len(cpu):.1f}"
     )
     for label, kinds, count in (("event path", event_kinds, len(event_counts)),
                                 ("bucket scan", job_kinds, len(job_counts))):  # fmt: skip

@@ -47,7 +47,8 @@ def active_tenant(tenant_id: str) -> Tenant | None:
 
 
 # Loads the tenant and, in the same query, rows the actor's first ids name: ``(tenant, args)`` with the
-# rows in place of their ids, or None when the tenant is not active or a row is gone.
+# rows in place of their ids, or None when the tenant is not active or a row is gone. It is given the
+# message's keyword arguments too (read only: the function gets them unchanged).
 Loader = Callable[..., "tuple[Tenant, tuple[Any, ...]] | None"]
 
 
@@ -56,10 +57,10 @@ def tenant_actor(
 ) -> Callable[[Callable[..., R]], dramatiq.Actor[..., R | None]]:
     """Declare ``fn(tenant, ...)`` as an actor taking ``(tenant_id, ...)``; ``options`` go to dramatiq.
 
-    ``load(tenant_id, *args)`` replaces the tenant's reload on a hot path (a scan loads its bucket and
-    tenant in one query); it must refuse a tenant that is not active, as ``active_tenant`` does. It gets
-    the message's ids as sent, so a message may name a row that knows its tenant instead (``list_job``'s
-    names the job).
+    ``load(tenant_id, *args, **kwargs)`` replaces the tenant's reload on a hot path (a scan loads its
+    bucket and tenant in one query); it must refuse a tenant that is not active, as ``active_tenant``
+    does. It gets the message's ids as sent, so a message may name a row that knows its tenant instead
+    (``list_job``'s names the job).
     """
     max_retries = int(options.get("max_retries", DEFAULT_MAX_RETRIES))
 
@@ -69,7 +70,7 @@ def tenant_actor(
             if load is None:
                 tenant = active_tenant(tenant_id)
             else:
-                loaded = load(tenant_id, *args)
+                loaded = load(tenant_id, *args, **kwargs)
                 tenant, args = loaded if loaded is not None else (None, args)
             if tenant is None:
                 return None

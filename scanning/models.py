@@ -5,7 +5,7 @@ import fnmatch
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from croniter import croniter
@@ -734,18 +734,28 @@ class UsageMonth(models.Model):
         row = cls.objects.filter(tenant=tenant, month=month).values_list("bytes_scanned", flat=True).first()
         return int(row or 0)
 
+    @staticmethod
+    def month_of(when: datetime | None = None) -> date:
+        return (when or timezone.now()).astimezone(UTC).date().replace(day=1)
+
     @classmethod
     def add(cls, tenant: Tenant, objects: int = 1, size: int = 0, when: datetime | None = None) -> None:
         """Count scans with F() increments, creating the month's row on first use."""
-        month = (when or timezone.now()).astimezone(UTC).date().replace(day=1)
+        cls.add_to(tenant.pk, cls.month_of(when), objects, size)
+
+    @classmethod
+    def add_to(cls, tenant_id: Any, month: date, objects: int, size: int) -> None:
+        """``add`` by the tenant's id for a month worked out already (how ``pipeline.usage`` flushes)."""
         bump = {"objects_scanned": F("objects_scanned") + objects, "bytes_scanned": F("bytes_scanned") + size}
-        if cls.objects.filter(tenant=tenant, month=month).update(**bump):
+        if cls.objects.filter(tenant_id=tenant_id, month=month).update(**bump):
             return
         try:
             with transaction.atomic():
-                cls.objects.create(tenant=tenant, month=month, objects_scanned=objects, bytes_scanned=size)
-        except IntegrityError:  # another scan created the row first
-            cls.objects.filter(tenant=tenant, month=month).update(**bump)
+                cls.objects.create(
+                    tenant_id=tenant_id, month=month, objects_scanned=objects, bytes_scanned=size
+                )
+        except IntegrityError:  # another scan created the row first (or the tenant is gone)
+            cls.objects.filter(tenant_id=tenant_id, month=month).update(**bump)
 
 
 # =====================================================================================================

@@ -27,7 +27,7 @@ from scanning.engine import signatures
 from scanning.fleet.stats import STATS
 from scanning.models import Agent, SignatureUpdate
 from scanning.notifications import events as ops_notifications
-from scanning.pipeline import services
+from scanning.pipeline import services, usage
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ class Heartbeat:
                 break
             except Exception:  # a database blip: the next beat tries again
                 log.exception("agent heartbeat failed")
+            try:
+                usage.flush()  # an idle worker's last usage counts too (pipeline/usage.py)
+            except Exception:  # kept for the next beat
+                log.exception("usage flush failed")
             finally:
                 close_old_connections()
             # Liveness, like /healthz and the other processes' files: the process runs. Not tied to the

@@ -13,7 +13,9 @@ How a job moves:
   sends the next slice; a killed worker's message is redelivered and resumes from the checkpoint.
 - Each scan, when it ends, marks its item done and bumps the counters (``count_scan``), exactly once
   however often the message is delivered. The job is done when listing ended and scanned + skipped
-  equals listed.
+  equals listed: the count that gets there marks it done in the same statement, or the listing's end
+  does when every scan came back before it. Whether a scan is still wanted (``wanted_items``) is asked
+  in the query that loads the scan's bucket.
 - Cancelling sets the status and deletes the items: the job's pending scans find no item and do nothing.
 
 Crash windows: a worker killed after sending a page's scans but before the checkpoint lists that page
@@ -32,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -359,11 +361,17 @@ def _enqueue_one(job: ScanJob) -> str:
 # --- counting what comes back ------------------------------------------------------------------------
 
 
-def scan_wanted(job_id: str, dedupe_key: str) -> bool:
-    """Whether a job's scan should still run: its job is active and the scan was not counted yet."""
+def wanted_items(job_id: str, dedupe_key: str) -> QuerySet[ScanJobItem]:
+    """The item of a job's scan while the scan should still run: its job is active and the scan was not
+    counted yet. The scan actor asks for it in the query that loads the bucket."""
     return ScanJobItem.objects.filter(
         job_id=uuid.UUID(str(job_id)), dedupe_key=dedupe_key, done=False, job__status__in=ACTIVE_JOB_STATUSES
-    ).exists()
+    )
+
+
+def scan_wanted(job_id: str, dedupe_key: str) -> bool:
+    """Whether a job's scan should still run (``wanted_items`` as a statement of its own)."""
+    return wanted_items(job_id, dedupe_key).exists()
 
 
 def count_scan(job_id: str, dedupe_key: str, result: ScanResult | None) -> bool:
@@ -376,9 +384,11 @@ def count_scan(job_id: str, dedupe_key: str, result: ScanResult | None) -> bool:
         counter = _VERDICT_COUNTER.get(Verdict(result.verdict), "errors")
     job_uuid = uuid.UUID(str(job_id))
     if connection.vendor == "postgresql":
-        counts = _count_in_one_statement(job_uuid, dedupe_key, counter, result)
-    else:
-        counts = _count_in_a_transaction(job_uuid, dedupe_key, counter, result)
+        status = _count_in_one_statement(job_uuid, dedupe_key, counter, result)
+        if status == JobStatus.DONE:
+            _finished(job_id)  # by this count: a job counted done is never counted again (no items)
+        return status is not None
+    counts = _count_in_a_transaction(job_uuid, dedupe_key, counter, result)
     if counts is None:
         return False
     status, listed, accounted = counts
@@ -392,9 +402,11 @@ _COUNTED = {"skipped", *_VERDICT_COUNTER.values()}
 
 def _count_in_one_statement(
     job_id: uuid.UUID, dedupe_key: str, counter: str, result: ScanResult | None
-) -> tuple[str, int, int] | None:
-    """Mark the item done and bump the job's counters in one statement (all threads of all workers
-    update the one job row: one short row lock per scan). None if the item was counted already."""
+) -> str | None:
+    """Mark the item done, bump the job's counters and, when this count accounts for the last listed
+    object of a job whose listing ended, mark it done: one statement (all threads of all workers update
+    the one job row: one short row lock per scan). Returns the job's status after it, None if the item
+    was counted already."""
     assert counter in _COUNTED  # noqa: S101 - names a column in the SQL below; never from input
     job_table, item_table = ScanJob._meta.db_table, ScanJobItem._meta.db_table
     bump = f"{counter} = {counter} + 1"
@@ -402,17 +414,21 @@ def _count_in_one_statement(
     if counter != "skipped":
         bump = f"scanned = scanned + 1, {bump}, result_id = %s"
         params.append(result.pk if result is not None else None)
-    params.append(job_id)
+    # SET reads the row as it was before this statement: + 1 is this count. try_finish's condition.
+    last = "status = %s AND scanned + skipped + 1 >= listed"
+    finish = f"status = CASE WHEN {last} THEN %s ELSE status END"
+    finish += f", finished_at = CASE WHEN {last} THEN %s ELSE finished_at END"
+    params += [JobStatus.SCANNING, JobStatus.DONE, JobStatus.SCANNING, timezone.now(), job_id]
     sql = (
         f"WITH marked AS (UPDATE {item_table} SET done = true"  # noqa: S608 - names only, values bound
         f" WHERE job_id = %s AND dedupe_key = %s AND NOT done RETURNING 1)"
-        f" UPDATE {job_table} SET {bump} WHERE id = %s AND EXISTS (SELECT 1 FROM marked)"
-        f" RETURNING status, listed, scanned + skipped"
+        f" UPDATE {job_table} SET {bump}, {finish} WHERE id = %s AND EXISTS (SELECT 1 FROM marked)"
+        f" RETURNING status"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return (str(row[0]), int(row[1]), int(row[2])) if row else None
+    return str(row[0]) if row else None
 
 
 def _count_in_a_transaction(
@@ -441,9 +457,13 @@ def try_finish(job_id: str) -> bool:
         .update(status=JobStatus.DONE, finished_at=timezone.now())
     )
     if finished:
-        ScanJobItem.objects.filter(job_id=uuid.UUID(str(job_id))).delete()
-        log.info("job done", extra={"job": job_id})
+        _finished(job_id)
     return bool(finished)
+
+
+def _finished(job_id: str) -> None:
+    ScanJobItem.objects.filter(job_id=uuid.UUID(str(job_id))).delete()
+    log.info("job done", extra={"job": job_id})
 
 
 def scan_finished(
@@ -457,7 +477,7 @@ def scan_finished(
         scan_rest_after_infected(tenant, bucket, job_id)
 
 
-JOB_HOOKS = pipeline.JobHooks(scan_wanted=scan_wanted, scan_finished=scan_finished)
+JOB_HOOKS = pipeline.JobHooks(scan_wanted=scan_wanted, scan_finished=scan_finished, wanted_items=wanted_items)
 
 
 def scan_rest_after_infected(tenant: Tenant, bucket: Bucket, job_id: str | None) -> ScanJob | None:

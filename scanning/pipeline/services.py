@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Case, Exists, Q, QuerySet, Value, When
 from django.utils import timezone
 from django_scopes import scopes_disabled
 from dramatiq.middleware import CurrentMessage
@@ -43,11 +43,10 @@ from scanning.models import (
     ScanResult,
     TriageAction,
     Trigger,
-    UsageMonth,
     Verdict,
 )
 from scanning.notifications import actors as notifications
-from scanning.pipeline import promotion, scanner
+from scanning.pipeline import promotion, scanner, usage
 from scanning.s3 import ops as s3ops
 
 log = logging.getLogger(__name__)
@@ -177,16 +176,34 @@ def _claim(
     return existing
 
 
-def _released_as_allowed(
-    tenant: Tenant, bucket: Bucket, key: str, ref: s3ops.ObjectRef, trigger: str
-) -> ScanResult | None:
-    if trigger == Trigger.MANUAL:
-        return None  # a person asked for this scan: do it
+def _other_verdicts(request: ScanRequest, result: ScanResult) -> bool:
+    """One look at the key's other results once this scan has an outcome: whether a newer verdict of
+    the same version exists (then this one must not overwrite its tags or act). Raises _Moot with the
+    release when these bytes are an operator's released false positive (the release's own copy event,
+    or a duplicate of it): recording and acting on them would quarantine them again.
+
+    Asked after the read, not before it: a newer verdict recorded while this scan ran counts, and a
+    released object's copy event costs one read and scan that is then dropped (releases are rare)."""
+    newer = Q(version_id=result.version_id, created_at__gt=result.created_at) & ~Q(verdict="")
+    newer &= ~Q(pk=result.pk)
     # Matched on the bytes (ETag), not the version: the release records its result before it copies,
-    # so the copy's event finds it even before the copy's version id is known.
-    return ScanResult.objects.filter(
-        tenant=tenant, bucket=bucket, key=key, etag=ref.etag, verdict=Verdict.INFECTED_ALLOWED
-    ).first()
+    # so the copy's event finds it even before the copy's version id is known. A person's own scan
+    # request (manual) is done all the same; an ETag is known once the object was pinned.
+    released = Q(etag=result.etag, verdict=Verdict.INFECTED_ALLOWED)
+    looks_for_release = request.trigger != Trigger.MANUAL and bool(result.etag)
+    found = (
+        ScanResult.objects.filter(
+            tenant=request.tenant, bucket_name=result.bucket_name, bucket=request.bucket, key=request.key
+        )
+        .filter(newer | released if looks_for_release else newer)
+        .order_by(Case(When(released, then=Value(0)), default=Value(1)), "-created_at")
+        .first()
+    )
+    if found is None:
+        return False
+    if looks_for_release and found.verdict == Verdict.INFECTED_ALLOWED and found.etag == result.etag:
+        raise _Moot(found)
+    return True
 
 
 def _to_second(when: datetime | None) -> datetime | None:
@@ -287,9 +304,9 @@ def _own_quarantine_copy(tenant: Tenant, bucket: Bucket, key: str) -> bool:
 
 
 def _renew_claim(result: ScanResult) -> None:
-    ScanResult.objects.filter(pk=result.pk, verdict="").update(
-        claimed_until=ScanResult.lease(settings.SCAN_LEASE_SECONDS)
-    )
+    lease = ScanResult.lease(settings.SCAN_LEASE_SECONDS)
+    if ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=lease):
+        result.claimed_until = lease  # what _holds_lease reads
 
 
 def _release_claim(result: ScanResult) -> None:
@@ -305,12 +322,15 @@ class JobHooks:
     (``scanning/apps.py``): jobs sit above the pipeline, which must not import them.
 
     ``scan_wanted(job_id, dedupe_key)``: False turns the scan into a no-op (its job was cancelled, or
-    the scan was counted already). ``scan_finished(tenant, bucket, job_id, dedupe_key, result)``: the
-    scan ended without raising (with or without a job): count it, maybe scan the rest of the bucket.
+    the scan was counted already); ``wanted_items(job_id, dedupe_key)`` is the same question as rows
+    (none: not wanted), which the scan actor asks in the query that loads its bucket.
+    ``scan_finished(tenant, bucket, job_id, dedupe_key, result)``: the scan ended without raising (with
+    or without a job): count it, maybe scan the rest of the bucket.
     """
 
     scan_wanted: Callable[[str, str], bool]
     scan_finished: Callable[[Tenant, Bucket, str | None, str, ScanResult | None], None]
+    wanted_items: Callable[[str, str], QuerySet[Any]] | None = None
 
 
 def _no_job_wanted(job_id: str, dedupe_key: str) -> bool:
@@ -370,6 +390,7 @@ def run_scan(
     final_attempt: bool = False,
     size: int | None = None,
     sequencer: str | None = None,
+    job_wanted: bool | None = None,
 ) -> ScanResult | None:
     """Scan one object version and act on the verdict; safe to run twice for the same dedupe key.
 
@@ -381,10 +402,10 @@ def run_scan(
 
     A request without a version id ends pinned to one all the same: the version GetObject (or, for an
     object too large to read, HeadObject) answered with is recorded and acted on. The job of a scan
-    (``job_hooks``) skips it when cancelled and counts it when it ends; exceptions (retries) count
-    nothing.
+    (``job_hooks``) skips it when cancelled (``job_wanted``, when the caller asked already) and counts
+    it when it ends; exceptions (retries) count nothing.
     """
-    if job_id and not job_hooks.scan_wanted(job_id, dedupe_key):
+    if job_id and not (job_wanted if job_wanted is not None else job_hooks.scan_wanted(job_id, dedupe_key)):
         return None
     request = ScanRequest(
         tenant, bucket, key, version_id, etag, trigger, dedupe_key, job_id, final_attempt, size, sequencer
@@ -415,10 +436,11 @@ def _scan_once(request: ScanRequest, follow_uploads: bool) -> ScanResult | ScanR
         return _scanned_already(request, policy, result, follow_uploads)
     try:
         outcome = _pin_and_scan(request, policy, result)
+        newer = _other_verdicts(request, result)
     except _Moot as moot:
         ScanResult.objects.filter(pk=result.pk, verdict="").delete()
         return moot.answer
-    return _record_verdict(request, policy, result, outcome)
+    return _record_verdict(request, policy, result, outcome, newer)
 
 
 def _scanned_already(
@@ -511,11 +533,6 @@ def _scan_pinned(request: ScanRequest, policy: ScanPolicy, result: ScanResult) -
     ref = _pin(s3, request, policy)
     if request.etag and not request.version_id and ref.etag != request.etag.strip('"'):
         raise _Moot(None)  # the key now holds other bytes; their own event scans them
-    released = _released_as_allowed(request.tenant, bucket, request.key, ref, request.trigger)
-    if released is not None:
-        # These bytes are an operator's released false positive (the release's own copy event, or a
-        # duplicate of it): scanning them again would quarantine them again.
-        raise _Moot(released)
     result.version_id = ref.version_id or ""
     result.etag = ref.etag
     result.size = ref.size
@@ -541,12 +558,60 @@ _VERDICT_FIELDS = [
     "sha256", "engine", "signature_version", "duration_ms", "object_gone", "scanned_at", "claimed_until",
     "action_status",
 ]  # fmt: skip
+_ACTION_FIELDS = [
+    *POLICY_ACTION_FLAGS, "action_status", "action_detail", "tags_dropped",
+    "quarantine_bucket", "quarantine_key", "quarantine_version_id",
+]  # fmt: skip
 
 
 def _record_verdict(
-    request: ScanRequest, policy: ScanPolicy, result: ScanResult, outcome: scanner.Outcome
+    request: ScanRequest, policy: ScanPolicy, result: ScanResult, outcome: scanner.Outcome, newer: bool
 ) -> ScanResult:
+    """Record the verdict and act on it. Two ways, by what a crash in between may cost:
+
+    - A Clean verdict whose policy only tags (or does nothing): tag first, then record verdict and
+      actions in one UPDATE. A crash between the two leaves the object tagged Clean (the engine did
+      read all of it) and the claim unfinished: its lease runs out and the redelivered message scans
+      again. Taken only while this worker's lease has at least half its length left, so no other
+      worker can have taken the claim over while the tags go on.
+    - Anything else (a finding, a move, a promotion, a delete): record the verdict first (actions
+      pending), then act and record the actions, so a crash never loses a finding and a retry resumes
+      the actions instead of finding the object moved.
+    """
+    _set_verdict(result, outcome)
+    if result.verdict == Verdict.CLEAN and policy.promote_to_bucket_id is None and _holds_lease(result):
+        return _record_after_tagging(request, policy, result, outcome, newer)
+    if not _save(result, _VERDICT_FIELDS):  # another worker finished first; its verdict stands
+        result.refresh_from_db()
+        return result
+    _verdict_recorded(request, result, outcome)
     tenant, bucket = request.tenant, request.bucket
+    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read, newer=newer)
+    return result
+
+
+def _record_after_tagging(
+    request: ScanRequest, policy: ScanPolicy, result: ScanResult, outcome: scanner.Outcome, newer: bool
+) -> ScanResult:
+    try:
+        tenant, bucket, final = request.tenant, request.bucket, request.final_attempt
+        _run_actions(tenant, bucket, policy, result, final, outcome.read, newer)
+    except Exception:
+        # To be retried (a transient S3 failure): the verdict is recorded first, as on the other way,
+        # so the retry resumes the tagging instead of reading and scanning again.
+        result.action_status = ScanResult.ActionStatus.PENDING
+        if _save(result, _VERDICT_FIELDS):
+            _verdict_recorded(request, result, outcome)
+        raise
+    if not _save(result, [*_VERDICT_FIELDS, *_ACTION_FIELDS]):
+        result.refresh_from_db()
+        return result
+    _verdict_recorded(request, result, outcome)
+    _actions_settled(request.tenant, result)
+    return result
+
+
+def _set_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:
     result.verdict = outcome.verdict
     result.signatures = outcome.signatures
     result.message = outcome.message
@@ -556,27 +621,35 @@ def _record_verdict(
     result.duration_ms = outcome.duration_ms
     result.object_gone = outcome.gone
     result.scanned_at = timezone.now()
-    result.claimed_until = None
     result.action_status = ScanResult.ActionStatus.PENDING
-    saved = ScanResult.objects.filter(pk=result.pk, verdict="").update(
-        **{name: getattr(result, name) for name in _VERDICT_FIELDS}
+
+
+def _holds_lease(result: ScanResult) -> bool:
+    """Whether this worker's claim has at least half its lease left (renewed as the object streams)."""
+    left = (result.claimed_until or timezone.now()) - timezone.now()
+    return left.total_seconds() >= settings.SCAN_LEASE_SECONDS / 2
+
+
+def _save(result: ScanResult, fields: list[str]) -> int:
+    """Write ``fields`` of a claimed scan, unless another worker recorded its verdict first."""
+    result.claimed_until = None
+    return ScanResult.objects.filter(pk=result.pk, verdict="").update(
+        **{name: getattr(result, name) for name in fields}
     )
-    if not saved:  # another worker finished first; its verdict stands
-        result.refresh_from_db()
-        return result
-    UsageMonth.add(tenant, objects=1, size=outcome.bytes_read)  # issue 5
+
+
+def _verdict_recorded(request: ScanRequest, result: ScanResult, outcome: scanner.Outcome) -> None:
+    usage.add(request.tenant.pk, objects=1, size=outcome.bytes_read)  # issue 5; batched in a worker
     _count_verdict(result, outcome)  # issue 13: metrics
     log.info(
         "scanned",
         extra={
-            "tenant": str(tenant.pk),
-            "bucket": bucket.name,
+            "tenant": str(request.tenant.pk),
+            "bucket": request.bucket.name,
             "key": request.key,
             "verdict": result.verdict,
         },
     )
-    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read)
-    return result
 
 
 def _count_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:
@@ -591,14 +664,18 @@ def _count_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:
 SCAN_MAX_RETRIES = 8
 
 
-def _bucket_and_tenant(tenant_id: str, bucket_id: str, *args: Any) -> tuple[Tenant, tuple[Any, ...]] | None:
-    """The scan's bucket with its tenant, account and policy: one query on the scan's hot path."""
+def _bucket_and_tenant(
+    tenant_id: str, bucket_id: str, *args: Any, job_id: str | None = None, dedupe_key: str = "", **kwargs: Any
+) -> tuple[Tenant, tuple[Any, ...]] | None:
+    """The scan's bucket with its tenant, account and policy, and for a job's scan whether the job still
+    wants it (``job_wanted``): one query on the scan's hot path."""
     with scopes_disabled():
-        bucket = (
-            Bucket.objects.select_related("tenant", "account", "policy")
-            .filter(pk=bucket_id, tenant_id=tenant_id, tenant__status=Tenant.Status.ACTIVE)
-            .first()
+        found = Bucket.objects.select_related("tenant", "account", "policy").filter(
+            pk=bucket_id, tenant_id=tenant_id, tenant__status=Tenant.Status.ACTIVE
         )
+        if job_id and job_hooks.wanted_items is not None:
+            found = found.annotate(job_wanted=Exists(job_hooks.wanted_items(job_id, dedupe_key)))
+        bucket = found.first()
     return None if bucket is None else (bucket.tenant, (bucket, *args))
 
 
@@ -636,6 +713,7 @@ def scan_object(
         final_attempt=is_final_attempt(),
         size=size,
         sequencer=sequencer,
+        job_wanted=getattr(bucket, "job_wanted", None),
     )
 
 
@@ -684,20 +762,38 @@ def _act(
     result: ScanResult,
     final_attempt: bool = True,
     read: s3ops.ObjectRef | None = None,
+    newer: bool | None = None,
 ) -> None:
-    """Tag, then quarantine or delete as the policy says. Re-runnable until it records done.
+    """Tag, then quarantine or delete as the policy says, and record what was done. Re-runnable until it
+    records done.
 
     ``read`` is what the scan's GetObject said about these bytes (their tag count, when it was sent):
-    right after the read, tagging needs no second look at the object.
+    right after the read, tagging needs no second look at the object. ``newer``: whether a newer verdict
+    of this version exists, when the caller already asked (None: ask).
 
     A transient failure raises so the message is retried (the verdict is already recorded, and a
     retry resumes here); on the last attempt, and for permanent failures, the action is recorded failed.
     """
+    _run_actions(tenant, bucket, policy, result, final_attempt, read, newer)
+    result.save(update_fields=_ACTION_FIELDS)
+    _actions_settled(tenant, result)
+
+
+def _run_actions(
+    tenant: Tenant,
+    bucket: Bucket,
+    policy: ScanPolicy,
+    result: ScanResult,
+    final_attempt: bool,
+    read: s3ops.ObjectRef | None,
+    newer: bool | None,
+) -> None:
+    """Do what the policy says and set the result's action flags, status and detail (not saved)."""
     for name in POLICY_ACTION_FLAGS:
         setattr(result, name, False)
     status, detail = ScanResult.ActionStatus.DONE, ""
     try:
-        _apply_policy(tenant, bucket, policy, result, read)
+        _apply_policy(tenant, bucket, policy, result, read, newer)
     except s3ops.PermanentS3Error as exc:
         if exc.code in s3ops.CHANGED_CODES:
             # The key holds other bytes now (unversioned bucket): this verdict is not about them.
@@ -713,26 +809,28 @@ def _act(
         status, detail = ScanResult.ActionStatus.FAILED, f"gave up after retries: {exc}"
     result.action_status = status
     result.action_detail = detail
-    result.save(
-        update_fields=[
-            *POLICY_ACTION_FLAGS, "action_status", "action_detail", "tags_dropped",
-            "quarantine_bucket", "quarantine_key", "quarantine_version_id",
-        ]
-    )  # fmt: skip
+
+
+def _actions_settled(tenant: Tenant, result: ScanResult) -> None:
     if result.deleted:
         result.resolve(Resolution.DELETED_BY_POLICY, "policy")  # nothing is left to triage
     notifications.result_recorded(tenant, result)  # publishes after commit if a channel wants it
 
 
 def _apply_policy(
-    tenant: Tenant, bucket: Bucket, policy: ScanPolicy, result: ScanResult, read: s3ops.ObjectRef | None
+    tenant: Tenant,
+    bucket: Bucket,
+    policy: ScanPolicy,
+    result: ScanResult,
+    read: s3ops.ObjectRef | None,
+    newer: bool | None = None,
 ) -> None:
     """Do what the policy says with the verdict, setting the result's flags as each step is done."""
     ref = _ref_of(result)
     if read is not None and (read.version_id, read.etag) == (ref.version_id, ref.etag):
         ref = dataclasses.replace(ref, tag_count=read.tag_count, read_at=read.read_at)
     s3 = client_for(bucket.account, "s3", bucket.region)
-    if _newer_verdict_exists(result):
+    if newer if newer is not None else _newer_verdict_exists(result):
         result.superseded = True  # an older verdict never overwrites a newer one on the object
         return
     if result.verdict == Verdict.ERROR and result.object_gone:

@@ -206,7 +206,13 @@ def test_bucket_scans_promotion_cancel_and_schedules_through_the_api(
     )
     assert scheduled["trigger"] == "schedule"
     assert scheduled["scanned"] == 5
-    month = api.ok("GET", "usage")["months"][0]
+    # The worker adds usage up and writes it every few seconds, or with its next heartbeat (30 s).
+    month = _wait_for(
+        lambda: (m := (api.ok("GET", "usage")["months"] or [{}])[0]).get("objects") == 13 and m,
+        60,
+        "the usage of 13 scans",
+        worker,
+    )
     assert month["month"] == f"{timezone.now():%Y-%m}"
     assert month["objects"] == 13  # 8 in the prefix scan, 5 in the scheduled one
     assert month["bytes"] == sum(map(len, clean.values())) + sum(map(len, infected.values())) + 5 * 5

@@ -356,9 +356,14 @@ def test_the_job_list_costs_a_fixed_number_of_queries(
     assert len(response.json()["results"]) == 8
 
 
-@pytest.mark.django_db(transaction=True)  # autocommit, as the worker runs
+@pytest.mark.django_db(transaction=True)  # autocommit, usage added up in the process: as the worker runs
 def test_a_bucket_scan_costs_a_fixed_number_of_statements_per_object(
-    tenant, make_linked_bucket, s3_client, django_assert_num_queries, django_capture_on_commit_callbacks
+    tenant,
+    make_linked_bucket,
+    s3_client,
+    django_assert_num_queries,
+    django_capture_on_commit_callbacks,
+    worker_usage,
 ):
     bucket = make_linked_bucket(tenant)
     _put_many(s3_client, bucket, {f"in/{n}.txt": f"object {n} ".encode() * 50 for n in range(4)})
@@ -368,19 +373,58 @@ def test_a_bucket_scan_costs_a_fixed_number_of_statements_per_object(
     first, *counted, last = queued("scans")
     dramatiq_broker = scan_object.broker
     dramatiq_broker.flush("scans")
-    scan_object.fn(*first.args, **first.kwargs)  # the month's usage row and per-process caches
-    # The bucket; the job's wanted check; the claim; the verdict; usage; the newer-verdict check; the
-    # action; counting (one statement). (Issue 10 aims at 5.)
+    scan_object.fn(*first.args, **first.kwargs)  # per-process caches
+    # The bucket with whether the job still wants the scan; the claim; one look at the key's newer
+    # verdicts; verdict and action in one UPDATE, after the tagging; counting (one statement).
     for message in counted:
-        with django_assert_num_queries(8):
+        with django_assert_num_queries(5):
             scan_object.fn(*message.args, **message.kwargs)
-    # The last one also finishes the job and drops its items (a DELETE in its own transaction), because
-    # the counters say so.
-    with django_assert_num_queries(12):
+    # The last one's count also finishes the job (the counters say so), which then drops its items (a
+    # DELETE in its own transaction: BEGIN, DELETE, COMMIT).
+    with django_assert_num_queries(8):
         scan_object.fn(*last.args, **last.kwargs)
     job = _job(tenant, job)
     assert job.status == JobStatus.DONE
     assert (job.listed, job.scanned, job.clean_count, job.skipped) == (4, 4, 4, 0)
+
+
+def test_a_scan_killed_between_tagging_and_recording_is_counted_once_when_redelivered(
+    tenant, make_linked_bucket, s3_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    bucket = make_linked_bucket(tenant)
+    _put_many(s3_client, bucket, {"a.txt": b"alpha " * 50, "b.txt": b"beta " * 50})
+    job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
+    with scope(tenant=tenant):
+        drain(queues=("listing",))
+    first, second = queued("scans")
+    real = services._save
+
+    def dies(result, fields):
+        if "tagged" in fields:
+            raise SystemExit("worker killed between tagging and recording")
+        return real(result, fields)
+
+    monkeypatch.setattr(services, "_save", dies)
+    with pytest.raises(SystemExit):
+        scan_object.fn(*first.args, **first.kwargs)
+    monkeypatch.setattr(services, "_save", real)
+    scan_object.fn(*second.args, **second.kwargs)
+    running = _job(tenant, job)
+    assert (running.status, running.scanned, running.clean_count) == (JobStatus.SCANNING, 1, 1)
+    with scope(tenant=tenant):  # the dead worker's lease runs out
+        ScanResult.objects.filter(verdict="").update(claimed_until=timezone.now() - timedelta(seconds=1))
+    scan_object.fn(*first.args, **first.kwargs)  # redelivered
+    scan_object.fn(*first.args, **first.kwargs)  # and once more: counted already
+    done = _job(tenant, job)
+    assert (done.status, done.listed, done.scanned, done.clean_count, done.skipped) == (
+        JobStatus.DONE, 2, 2, 2, 0
+    )  # fmt: skip
+    with scope(tenant=tenant):
+        assert ScanResult.objects.final().count() == 2
 
 
 def test_malware_uploaded_again_after_quarantine_is_not_skipped(

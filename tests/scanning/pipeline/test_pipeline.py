@@ -413,10 +413,11 @@ def test_an_event_scan_of_a_tagged_object_reads_its_tags_to_keep_them(
     assert tags["scan-result"] == "Clean"
 
 
-# As the worker runs it: autocommit, no test transaction around it (a savepoint would add two).
+# As the worker runs it: autocommit, no test transaction around it (a savepoint would add two), usage
+# added up in the process.
 @pytest.mark.django_db(transaction=True)
 def test_an_event_scan_costs_a_fixed_number_of_statements(
-    tenant, make_linked_bucket, s3_client, django_assert_num_queries
+    tenant, make_linked_bucket, s3_client, django_assert_num_queries, worker_usage
 ):
     from scanning.pipeline.services import scan_object
 
@@ -428,11 +429,12 @@ def test_an_event_scan_costs_a_fixed_number_of_statements(
             dedupe = services.dedupe_key_for(bucket, key, None, etag, False)
         scan_object.fn(str(tenant.pk), str(bucket.pk), key, etag=etag, size=len(key) * 100, dedupe_key=dedupe)
 
-    scan("warm-up.txt")  # the month's usage row, the engine identity, the S3 client: once per process
-    # The bucket with its tenant, account and policy; the claim; the released-as-allowed check; the
-    # verdict; usage; the newer-verdict check; the action. (The notification channels' verdicts and a
-    # default policy are kept per process for a few seconds; issue 10 aims at 4.)
-    with django_assert_num_queries(7):
+    scan("warm-up.txt")  # the engine identity, the S3 client: once per process
+    # The bucket with its tenant, account and policy; the claim; one look at the key's other verdicts
+    # (released as allowed, or newer); verdict and action in one UPDATE, after the tagging. (The
+    # notification channels' verdicts and a default policy are kept per process for a few seconds;
+    # usage is written every few seconds.)
+    with django_assert_num_queries(4):
         scan("counted.txt")
     with scope(tenant=tenant):
         assert ScanResult.objects.get(key="counted.txt").action == "tagged"
@@ -449,7 +451,7 @@ def _on_the_default_policy(tenant, bucket):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_bucket_on_the_default_policy_costs_no_more_statements(
-    tenant, make_linked_bucket, s3_client, django_assert_num_queries
+    tenant, make_linked_bucket, s3_client, django_assert_num_queries, worker_usage
 ):
     from scanning.pipeline.services import scan_object
 
@@ -462,7 +464,7 @@ def test_a_bucket_on_the_default_policy_costs_no_more_statements(
         scan_object.fn(str(tenant.pk), str(bucket.pk), key, etag=etag, size=len(key) * 100, dedupe_key=dedupe)
 
     scan("warm-up.txt")
-    with django_assert_num_queries(7):  # the default policy is kept per process for a few seconds
+    with django_assert_num_queries(4):  # the default policy is kept per process for a few seconds
         scan("counted.txt")
 
 
