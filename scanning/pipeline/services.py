@@ -304,8 +304,11 @@ def _own_quarantine_copy(tenant: Tenant, bucket: Bucket, key: str) -> bool:
 
 
 def _renew_claim(result: ScanResult) -> None:
+    """Extend this worker's lease, only while the claim is still this worker's: once another worker took
+    it over (this one stalled past its lease), the claim stays the other's and ``_holds_lease`` says so."""
     lease = ScanResult.lease(settings.SCAN_LEASE_SECONDS)
-    if ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=lease):
+    mine = ScanResult.objects.filter(pk=result.pk, verdict="", claimed_until=result.claimed_until)
+    if mine.update(claimed_until=lease):
         result.claimed_until = lease  # what _holds_lease reads
 
 

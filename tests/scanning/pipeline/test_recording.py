@@ -213,3 +213,39 @@ def test_a_verdict_recorded_while_an_older_scan_ran_is_not_overwritten(
     assert result.action == "superseded"
     assert "scan-result" not in _tags(s3_client, bucket, "both.bin")
     assert s3_client.list_objects_v2(Bucket=bucket.name)["KeyCount"] == 1  # not quarantined
+
+
+def test_a_worker_whose_claim_was_taken_over_never_tags_over_the_verdict_the_other_recorded(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    # Worker A stalls past its lease; B takes the claim over (a duplicate message), scans under newer
+    # signatures and records Infected. A's renewal must not make the claim A's again: then A, its Clean
+    # verdict in hand and "half its lease left", would tag Clean over B's recorded Infected.
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "taken.txt", b"taken " * 100)
+    real_lease, real_scan = ScanResult.lease, scanner.scan_ref
+    monkeypatch.setattr(ScanResult, "lease", staticmethod(lambda s: timezone.now() - timedelta(seconds=1)))
+
+    def stalled_then_taken_over(*args, **kwargs):
+        outcome = real_scan(*args, **kwargs)
+        monkeypatch.setattr(ScanResult, "lease", real_lease)
+        with scope(tenant=tenant):
+            row = ScanResult.objects.get(key="taken.txt")
+            ScanResult.objects.filter(pk=row.pk).update(claimed_until=real_lease(300), attempts=2)  # B's
+        kwargs["heartbeat"]()  # A goes on streaming and renews
+        with scope(tenant=tenant):  # B's scan ends: Infected, recorded, tagged
+            ScanResult.objects.filter(pk=row.pk).update(
+                verdict=Verdict.INFECTED, signatures=["Newer.Sig"], action_status="done", tagged=True,
+                claimed_until=None, scanned_at=timezone.now(),
+            )  # fmt: skip
+        s3_client.put_object_tagging(
+            Bucket=bucket.name,
+            Key="taken.txt",
+            Tagging={"TagSet": [{"Key": "scan-result", "Value": "Infected"}]},
+        )
+        return outcome
+
+    monkeypatch.setattr(scanner, "scan_ref", stalled_then_taken_over)
+    result = _scan(tenant, bucket, "taken.txt", etag)
+    assert result.verdict == Verdict.INFECTED  # B's verdict stands
+    assert _tags(s3_client, bucket, "taken.txt")["scan-result"] == "Infected"
