@@ -578,8 +578,8 @@ def _record_verdict(
       again. Taken only while this worker's lease has at least half its length left, so no other
       worker can have taken the claim over while the tags go on.
     - Anything else (a finding, a move, a promotion, a delete): record the verdict first (actions
-      pending), then act and record the actions, so a crash never loses a finding and a retry resumes
-      the actions instead of finding the object moved.
+      pending), then ask again whether a newer verdict exists, then act and record the actions, so a
+      crash never loses a finding and a retry resumes the actions instead of finding the object moved.
     """
     _set_verdict(result, outcome)
     if result.verdict == Verdict.CLEAN and policy.promote_to_bucket_id is None and _holds_lease(result):
@@ -589,7 +589,9 @@ def _record_verdict(
         return result
     _verdict_recorded(request, result, outcome)
     tenant, bucket = request.tenant, request.bucket
-    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read, newer=newer)
+    # Asked again now that this verdict is recorded (None): a newer one recorded since the look after
+    # the scan must not be overwritten by this one's tags, moves or deletes. Findings are rare.
+    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read, newer=newer or None)
     return result
 
 

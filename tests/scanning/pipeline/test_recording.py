@@ -249,3 +249,29 @@ def test_a_worker_whose_claim_was_taken_over_never_tags_over_the_verdict_the_oth
     result = _scan(tenant, bucket, "taken.txt", etag)
     assert result.verdict == Verdict.INFECTED  # B's verdict stands
     assert _tags(s3_client, bucket, "taken.txt")["scan-result"] == "Infected"
+
+
+def test_a_verdict_recorded_while_a_finding_was_being_recorded_is_not_overwritten(
+    tenant, make_linked_bucket, make_bucket, s3_client, monkeypatch
+):
+    # A newer scan of the same version records its verdict after this (older) scan's outcome but
+    # before its tags and actions: the older finding must not tag or quarantine over it.
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    version, etag = _put(s3_client, bucket, "late.com", EICAR)
+    real = services._save
+
+    def a_newer_verdict_lands_right_after(result, fields):
+        saved = real(result, fields)
+        with scope(tenant=tenant):
+            ScanResult.objects.create(
+                tenant=tenant, bucket=bucket, bucket_name=bucket.name, key="late.com",
+                version_id=version or "", etag=etag.strip('"'), verdict=Verdict.CLEAN,
+                action_status="done", dedupe_key="newer", scanned_at=timezone.now(),
+            )  # fmt: skip
+        return saved
+
+    monkeypatch.setattr(services, "_save", a_newer_verdict_lands_right_after)
+    result = _scan(tenant, bucket, "late.com", etag)
+    assert (result.verdict, result.action) == (Verdict.INFECTED, "superseded")
+    assert s3_client.list_objects_v2(Bucket=bucket.name)["KeyCount"] == 1  # not quarantined
