@@ -275,3 +275,22 @@ def test_a_verdict_recorded_while_a_finding_was_being_recorded_is_not_overwritte
     result = _scan(tenant, bucket, "late.com", etag)
     assert (result.verdict, result.action) == (Verdict.INFECTED, "superseded")
     assert s3_client.list_objects_v2(Bucket=bucket.name)["KeyCount"] == 1  # not quarantined
+
+
+def test_a_scan_that_still_holds_its_claim_renews_its_lease_as_the_object_streams(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "long.txt", b"long " * 100)
+    real_scan, leases = scanner.scan_ref, []
+
+    def streaming(*args, **kwargs):
+        with scope(tenant=tenant):
+            leases.append(ScanResult.objects.values_list("claimed_until", flat=True).get(key="long.txt"))
+            kwargs["heartbeat"]()
+            leases.append(ScanResult.objects.values_list("claimed_until", flat=True).get(key="long.txt"))
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(scanner, "scan_ref", streaming)
+    assert _scan(tenant, bucket, "long.txt", etag).action == "tagged"
+    assert leases[1] > leases[0]
