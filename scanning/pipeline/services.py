@@ -609,11 +609,30 @@ def _record_after_tagging(
             _verdict_recorded(request, result, outcome)
         raise
     if not _save(result, [*_VERDICT_FIELDS, *_ACTION_FIELDS]):
+        tagged = result.tagged
         result.refresh_from_db()
+        if tagged:
+            _retag_as_recorded(request, policy, result)
         return result
     _verdict_recorded(request, result, outcome)
     _actions_settled(request.tenant, result)
     return result
+
+
+def _retag_as_recorded(request: ScanRequest, policy: ScanPolicy, recorded: ScanResult) -> None:
+    """This worker tagged Clean, then found another worker's verdict recorded first: its tags went on
+    while this one's were retried past the lease, and may be the ones overwritten. Put them back (a
+    verdict that was moved away, superseded or is Clean too needs nothing; a retry of the other
+    worker's actions writes them again all the same)."""
+    if recorded.verdict == Verdict.CLEAN or not policy.tag_objects or recorded.superseded:
+        return
+    if recorded.moved_away or (recorded.verdict == Verdict.ERROR and recorded.object_gone):
+        return
+    s3 = client_for(request.bucket.account, "s3", request.bucket.region)
+    try:
+        s3ops.put_scan_tags(s3, _ref_of(recorded), scan_tags(policy, recorded), policy.managed_tag_keys)
+    except s3ops.S3Error:
+        log.warning("could not put a recorded verdict's tags back", extra={"result": str(recorded.pk)})
 
 
 def _set_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:

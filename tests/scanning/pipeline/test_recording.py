@@ -294,3 +294,34 @@ def test_a_scan_that_still_holds_its_claim_renews_its_lease_as_the_object_stream
     monkeypatch.setattr(scanner, "scan_ref", streaming)
     assert _scan(tenant, bucket, "long.txt", etag).action == "tagged"
     assert leases[1] > leases[0]
+
+
+def test_a_clean_tag_that_outlasted_its_lease_gives_way_to_the_verdict_recorded_meanwhile(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    # The tags went on with half the lease left, but S3 was slow (retries): the lease ran out, another
+    # worker took the claim over, recorded Infected (newer signatures) and tagged. This worker's Clean
+    # tags landed last; its record loses, and the object must end up saying what was recorded.
+    bucket = make_linked_bucket(tenant)
+    version, etag = _put(s3_client, bucket, "slow.txt", b"slow tags " * 100)
+    real = s3ops.put_scan_tags
+
+    def slow_while_taken_over(s3, ref, ours, *args, **kwargs):
+        if dict(ours).get("scan-result") == "Clean":
+            with scope(tenant=tenant):  # the other worker's whole scan, while this PUT is retried
+                ScanResult.objects.filter(key="slow.txt").update(
+                    verdict=Verdict.INFECTED, signatures=["Newer.Sig"], action_status="done", tagged=True,
+                    claimed_until=None, scanned_at=timezone.now(), attempts=2, version_id=version or "",
+                    etag=etag.strip('"'),
+                )  # fmt: skip
+            s3_client.put_object_tagging(
+                Bucket=bucket.name,
+                Key="slow.txt",
+                Tagging={"TagSet": [{"Key": "scan-result", "Value": "Infected"}]},
+            )
+        return real(s3, ref, ours, *args, **kwargs)
+
+    monkeypatch.setattr(s3ops, "put_scan_tags", slow_while_taken_over)
+    result = _scan(tenant, bucket, "slow.txt", etag)
+    assert result.verdict == Verdict.INFECTED
+    assert _tags(s3_client, bucket, "slow.txt")["scan-result"] == "Infected"
