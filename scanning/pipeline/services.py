@@ -304,8 +304,11 @@ def _own_quarantine_copy(tenant: Tenant, bucket: Bucket, key: str) -> bool:
 
 
 def _renew_claim(result: ScanResult) -> None:
+    """Extend this worker's lease, only while the claim is still this worker's: once another worker took
+    it over (this one stalled past its lease), the claim stays the other's and ``_holds_lease`` says so."""
     lease = ScanResult.lease(settings.SCAN_LEASE_SECONDS)
-    if ScanResult.objects.filter(pk=result.pk, verdict="").update(claimed_until=lease):
+    mine = ScanResult.objects.filter(pk=result.pk, verdict="", claimed_until=result.claimed_until)
+    if mine.update(claimed_until=lease):
         result.claimed_until = lease  # what _holds_lease reads
 
 
@@ -575,8 +578,8 @@ def _record_verdict(
       again. Taken only while this worker's lease has at least half its length left, so no other
       worker can have taken the claim over while the tags go on.
     - Anything else (a finding, a move, a promotion, a delete): record the verdict first (actions
-      pending), then act and record the actions, so a crash never loses a finding and a retry resumes
-      the actions instead of finding the object moved.
+      pending), then ask again whether a newer verdict exists, then act and record the actions, so a
+      crash never loses a finding and a retry resumes the actions instead of finding the object moved.
     """
     _set_verdict(result, outcome)
     if result.verdict == Verdict.CLEAN and policy.promote_to_bucket_id is None and _holds_lease(result):
@@ -586,7 +589,9 @@ def _record_verdict(
         return result
     _verdict_recorded(request, result, outcome)
     tenant, bucket = request.tenant, request.bucket
-    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read, newer=newer)
+    # Asked again now that this verdict is recorded (None): a newer one recorded since the look after
+    # the scan must not be overwritten by this one's tags, moves or deletes. Findings are rare.
+    _act(tenant, bucket, policy, result, request.final_attempt, read=outcome.read, newer=newer or None)
     return result
 
 
@@ -604,11 +609,30 @@ def _record_after_tagging(
             _verdict_recorded(request, result, outcome)
         raise
     if not _save(result, [*_VERDICT_FIELDS, *_ACTION_FIELDS]):
+        tagged = result.tagged
         result.refresh_from_db()
+        if tagged:
+            _retag_as_recorded(request, policy, result)
         return result
     _verdict_recorded(request, result, outcome)
     _actions_settled(request.tenant, result)
     return result
+
+
+def _retag_as_recorded(request: ScanRequest, policy: ScanPolicy, recorded: ScanResult) -> None:
+    """This worker tagged Clean, then found another worker's verdict recorded first: its tags went on
+    while this one's were retried past the lease, and may be the ones overwritten. Put them back (a
+    verdict that was moved away, superseded or is Clean too needs nothing; a retry of the other
+    worker's actions writes them again all the same)."""
+    if recorded.verdict == Verdict.CLEAN or not policy.tag_objects or recorded.superseded:
+        return
+    if recorded.moved_away or (recorded.verdict == Verdict.ERROR and recorded.object_gone):
+        return
+    s3 = client_for(request.bucket.account, "s3", request.bucket.region)
+    try:
+        s3ops.put_scan_tags(s3, _ref_of(recorded), scan_tags(policy, recorded), policy.managed_tag_keys)
+    except s3ops.S3Error:
+        log.warning("could not put a recorded verdict's tags back", extra={"result": str(recorded.pk)})
 
 
 def _set_verdict(result: ScanResult, outcome: scanner.Outcome) -> None:

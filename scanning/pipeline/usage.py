@@ -47,18 +47,20 @@ class PendingUsage:
     def add(self, tenant_id: Any, objects: int = 1, size: int = 0, when: datetime | None = None) -> None:
         """Count scans: at once, or (batching) in memory, writing what is pending when it is due."""
         month = UsageMonth.month_of(when)
-        if not self.batching:
+        now = time.monotonic()
+        with self._lock:  # batching is read under the lock ``stop`` turns it off under
+            batching, due = self.batching, False
+            if batching:
+                counts = self._counts.setdefault((tenant_id, month), [0, 0])
+                counts[0] += objects
+                counts[1] += size
+                if self._oldest is None:
+                    self._oldest = now
+                due = now - self._oldest >= self.flush_seconds
+        if not batching:
             with scopes_disabled():
                 UsageMonth.add_to(tenant_id, month, objects, size)
             return
-        now = time.monotonic()
-        with self._lock:
-            counts = self._counts.setdefault((tenant_id, month), [0, 0])
-            counts[0] += objects
-            counts[1] += size
-            if self._oldest is None:
-                self._oldest = now
-            due = now - self._oldest >= self.flush_seconds
         if due:
             try:
                 self.flush()
@@ -87,6 +89,13 @@ class PendingUsage:
                 self._keep(counts, oldest)
         return written
 
+    def stop(self) -> None:
+        """Count at once from now on and write what is pending: a count that went into memory before
+        this is in the flush, one after it is written at once."""
+        with self._lock:
+            self.batching = False
+        self.flush()
+
     def _keep(self, counts: dict[tuple[Any, date], list[int]], oldest: float | None) -> None:
         with self._lock:
             for key, (objects, size) in counts.items():
@@ -110,8 +119,7 @@ def start_batching() -> None:
 
 def stop_batching() -> None:
     """Write what is pending and count at once from now on (a worker shutting down)."""
-    PENDING.batching = False
-    PENDING.flush()
+    PENDING.stop()
 
 
 def flush() -> int:

@@ -600,3 +600,41 @@ def test_a_redelivered_job_scan_of_malware_uploaded_again_is_scanned_not_skipped
     done = _job(tenant, job)
     assert (done.status, done.skipped, done.scanned, done.infected) == (JobStatus.DONE, 0, 1, 1)
     assert_gone_for_good(s3_client, bucket.name, "evil.com", version)
+
+
+@pytest.mark.django_db(transaction=True)  # two connections, each in autocommit, as two workers
+def test_the_last_two_scans_counted_at_once_finish_the_job_once_with_exact_counts(tenant, make_linked_bucket):
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    bucket = make_linked_bucket(tenant)
+    with scope(tenant=tenant):
+        job = ScanJob.objects.create(
+            tenant=tenant, bucket=bucket, status=JobStatus.SCANNING, listed=3, skipped=1
+        )
+        for key in ("a", "b"):
+            ScanJobItem.objects.create(tenant=tenant, job=job, dedupe_key=key)
+    counted = []
+
+    def other_worker():
+        try:
+            with scope(tenant=tenant):  # waits for the first one's row lock
+                counted.append(jobs.count_scan(str(job.pk), "b", None))
+        finally:
+            connection.close()
+
+    with transaction.atomic():  # the first count holds the job row until it commits
+        assert jobs.count_scan(str(job.pk), "a", None)
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        time.sleep(0.5)
+        with scope(tenant=tenant):
+            assert ScanJob.objects.filter(pk=job.pk).values_list("status", flat=True).get() == "scanning"
+    thread.join(10)
+    assert counted == [True]
+    job = _job(tenant, job)
+    assert (job.status, job.listed, job.skipped, job.finished_at is not None) == (JobStatus.DONE, 3, 3, True)
+    with scope(tenant=tenant):
+        assert not ScanJobItem.objects.filter(job_id=job.pk).exists()

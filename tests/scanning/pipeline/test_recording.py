@@ -213,3 +213,115 @@ def test_a_verdict_recorded_while_an_older_scan_ran_is_not_overwritten(
     assert result.action == "superseded"
     assert "scan-result" not in _tags(s3_client, bucket, "both.bin")
     assert s3_client.list_objects_v2(Bucket=bucket.name)["KeyCount"] == 1  # not quarantined
+
+
+def test_a_worker_whose_claim_was_taken_over_never_tags_over_the_verdict_the_other_recorded(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    # Worker A stalls past its lease; B takes the claim over (a duplicate message), scans under newer
+    # signatures and records Infected. A's renewal must not make the claim A's again: then A, its Clean
+    # verdict in hand and "half its lease left", would tag Clean over B's recorded Infected.
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "taken.txt", b"taken " * 100)
+    real_lease, real_scan = ScanResult.lease, scanner.scan_ref
+    monkeypatch.setattr(ScanResult, "lease", staticmethod(lambda s: timezone.now() - timedelta(seconds=1)))
+
+    def stalled_then_taken_over(*args, **kwargs):
+        outcome = real_scan(*args, **kwargs)
+        monkeypatch.setattr(ScanResult, "lease", real_lease)
+        with scope(tenant=tenant):
+            row = ScanResult.objects.get(key="taken.txt")
+            ScanResult.objects.filter(pk=row.pk).update(claimed_until=real_lease(300), attempts=2)  # B's
+        kwargs["heartbeat"]()  # A goes on streaming and renews
+        with scope(tenant=tenant):  # B's scan ends: Infected, recorded, tagged
+            ScanResult.objects.filter(pk=row.pk).update(
+                verdict=Verdict.INFECTED, signatures=["Newer.Sig"], action_status="done", tagged=True,
+                claimed_until=None, scanned_at=timezone.now(),
+            )  # fmt: skip
+        s3_client.put_object_tagging(
+            Bucket=bucket.name,
+            Key="taken.txt",
+            Tagging={"TagSet": [{"Key": "scan-result", "Value": "Infected"}]},
+        )
+        return outcome
+
+    monkeypatch.setattr(scanner, "scan_ref", stalled_then_taken_over)
+    result = _scan(tenant, bucket, "taken.txt", etag)
+    assert result.verdict == Verdict.INFECTED  # B's verdict stands
+    assert _tags(s3_client, bucket, "taken.txt")["scan-result"] == "Infected"
+
+
+def test_a_verdict_recorded_while_a_finding_was_being_recorded_is_not_overwritten(
+    tenant, make_linked_bucket, make_bucket, s3_client, monkeypatch
+):
+    # A newer scan of the same version records its verdict after this (older) scan's outcome but
+    # before its tags and actions: the older finding must not tag or quarantine over it.
+    quarantine = make_bucket()
+    bucket = make_linked_bucket(tenant, on_infected="quarantine", quarantine_bucket=quarantine)
+    version, etag = _put(s3_client, bucket, "late.com", EICAR)
+    real = services._save
+
+    def a_newer_verdict_lands_right_after(result, fields):
+        saved = real(result, fields)
+        with scope(tenant=tenant):
+            ScanResult.objects.create(
+                tenant=tenant, bucket=bucket, bucket_name=bucket.name, key="late.com",
+                version_id=version or "", etag=etag.strip('"'), verdict=Verdict.CLEAN,
+                action_status="done", dedupe_key="newer", scanned_at=timezone.now(),
+            )  # fmt: skip
+        return saved
+
+    monkeypatch.setattr(services, "_save", a_newer_verdict_lands_right_after)
+    result = _scan(tenant, bucket, "late.com", etag)
+    assert (result.verdict, result.action) == (Verdict.INFECTED, "superseded")
+    assert s3_client.list_objects_v2(Bucket=bucket.name)["KeyCount"] == 1  # not quarantined
+
+
+def test_a_scan_that_still_holds_its_claim_renews_its_lease_as_the_object_streams(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    bucket = make_linked_bucket(tenant)
+    _, etag = _put(s3_client, bucket, "long.txt", b"long " * 100)
+    real_scan, leases = scanner.scan_ref, []
+
+    def streaming(*args, **kwargs):
+        with scope(tenant=tenant):
+            leases.append(ScanResult.objects.values_list("claimed_until", flat=True).get(key="long.txt"))
+            kwargs["heartbeat"]()
+            leases.append(ScanResult.objects.values_list("claimed_until", flat=True).get(key="long.txt"))
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(scanner, "scan_ref", streaming)
+    assert _scan(tenant, bucket, "long.txt", etag).action == "tagged"
+    assert leases[1] > leases[0]
+
+
+def test_a_clean_tag_that_outlasted_its_lease_gives_way_to_the_verdict_recorded_meanwhile(
+    tenant, make_linked_bucket, s3_client, monkeypatch
+):
+    # The tags went on with half the lease left, but S3 was slow (retries): the lease ran out, another
+    # worker took the claim over, recorded Infected (newer signatures) and tagged. This worker's Clean
+    # tags landed last; its record loses, and the object must end up saying what was recorded.
+    bucket = make_linked_bucket(tenant)
+    version, etag = _put(s3_client, bucket, "slow.txt", b"slow tags " * 100)
+    real = s3ops.put_scan_tags
+
+    def slow_while_taken_over(s3, ref, ours, *args, **kwargs):
+        if dict(ours).get("scan-result") == "Clean":
+            with scope(tenant=tenant):  # the other worker's whole scan, while this PUT is retried
+                ScanResult.objects.filter(key="slow.txt").update(
+                    verdict=Verdict.INFECTED, signatures=["Newer.Sig"], action_status="done", tagged=True,
+                    claimed_until=None, scanned_at=timezone.now(), attempts=2, version_id=version or "",
+                    etag=etag.strip('"'),
+                )  # fmt: skip
+            s3_client.put_object_tagging(
+                Bucket=bucket.name,
+                Key="slow.txt",
+                Tagging={"TagSet": [{"Key": "scan-result", "Value": "Infected"}]},
+            )
+        return real(s3, ref, ours, *args, **kwargs)
+
+    monkeypatch.setattr(s3ops, "put_scan_tags", slow_while_taken_over)
+    result = _scan(tenant, bucket, "slow.txt", etag)
+    assert result.verdict == Verdict.INFECTED
+    assert _tags(s3_client, bucket, "slow.txt")["scan-result"] == "Infected"

@@ -153,3 +153,25 @@ def test_a_worker_shutting_down_writes_its_usage_and_counts_at_once_after(tenant
     assert not usage.PENDING.batching
     usage.add(tenant.pk, 1, 10)
     assert list(_months(tenant).values()) == [(2, 20)]
+
+
+def test_a_scan_counted_while_the_worker_shuts_down_is_written_not_left_in_memory(tenant, monkeypatch):
+    # A worker thread still finishing its scan (past the shutdown's join) counts it just as the
+    # shutdown turns batching off and writes what is pending: the count is written, never stranded.
+    from scanning.pipeline import usage
+
+    pending = usage.PendingUsage()
+    pending.batching = True
+
+    class ShutdownMidAdd:
+        @staticmethod
+        def monotonic():
+            pending.batching = False  # stop_batching, between the thread's look and its count
+            pending.flush()
+            return 0.0
+
+    monkeypatch.setattr(usage, "time", ShutdownMidAdd)
+    pending.add(tenant.pk, 1, 10)
+    with scope(tenant=tenant):
+        assert list(UsageMonth.objects.values_list("objects_scanned", "bytes_scanned")) == [(1, 10)]
+    assert pending.pending() == {}
