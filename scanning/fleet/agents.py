@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from scanning.engine import signatures
@@ -88,6 +88,12 @@ class Heartbeat:
                 log.exception("could not mark the agent stopped")
 
     def _run(self) -> None:
+        try:
+            self._beat_until_stopped()
+        finally:
+            connection.close()  # this thread's own connection, also when a stopped agent ends the loop
+
+    def _beat_until_stopped(self) -> None:
         while not self._stop.is_set():
             try:
                 self.beat()

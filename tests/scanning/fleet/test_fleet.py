@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -117,6 +118,28 @@ def test_a_workers_liveness_file_is_kept_through_a_database_outage(
         heartbeat._thread.join(10)
     # The process runs: restarting it would not bring the database back.
     assert alive.exists()
+
+
+def test_a_heartbeat_that_stops_closes_its_threads_database_connection(monkeypatch: Any) -> None:
+    # The heartbeat thread has a connection of its own; a worker's agent that is stopped ends the loop,
+    # and the connection must not stay open (and hold the database) until the process exits.
+    closed_in: list[str] = []
+
+    class Connection:
+        def close(self) -> None:
+            closed_in.append(threading.current_thread().name)
+
+    def stopped() -> Any:
+        raise fleet.HeartbeatStopped()
+
+    monkeypatch.setattr(fleet, "connection", Connection())
+    heartbeat = fleet.Heartbeat(["scans"], every=0.05)
+    monkeypatch.setattr(heartbeat, "beat", stopped)
+    heartbeat.start()
+    assert heartbeat._thread is not None
+    heartbeat._thread.join(10)
+    assert not heartbeat._thread.is_alive()
+    assert closed_in == ["s3av-heartbeat"]
 
 
 def test_it_shows_a_silent_agent_as_lost_and_notifies_once(tenant: Any, receiver: Receiver) -> None:
