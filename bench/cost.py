@@ -4,6 +4,11 @@ Run from the repository root (clamd, PostgreSQL and RabbitMQ must be up; moto's 
 are started here and stopped at the end, also on error):
 
     source scripts/test-env.sh && .venv/bin/python bench/cost.py [--count 300] [--size 256K] [--threads 4]
+        [--keep-alive]
+
+moto's own server answers every request with ``Connection: close``, so each S3 call reconnects; with
+``--keep-alive`` the same moto app is served by gunicorn's threaded worker, which keeps connections open
+as S3 does (the clients are the same: they hand every connection back to their pool either way).
 
 In one run, on fresh distinct random objects for every phase (clamd's clean cache cannot help):
 
@@ -35,9 +40,12 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from contextlib import ExitStack
@@ -100,6 +108,50 @@ class MotoLog:
             if match:
                 calls[operation_of(match["method"], match["path"])] += 1
         return calls
+
+
+# --- moto behind a keep-alive server ----------------------------------------------------------------
+
+# moto's own server (werkzeug's development server) answers every request with `Connection: close`, so
+# every S3 call of every client reconnects; S3 keeps connections open. --keep-alive serves the same moto
+# app from gunicorn's threaded worker, which keeps them open; its access log has the same request lines.
+_MOTO_APP = (
+    "from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app\n"
+    "app = DomainDispatcherApplication(create_backend_app)\n"
+)
+
+
+def start_moto_keep_alive(stack: ExitStack, workdir: Path) -> tuple[int, str]:
+    """gunicorn serving moto (one worker process: moto keeps its state in memory); returns the worker's
+    pid (the one whose CPU counts) and the URL."""
+    (workdir / "motoapp.py").write_text(_MOTO_APP)
+    port = common.free_port()
+    url = f"http://127.0.0.1:{port}"
+    logfile = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115 - closed by the stack
+    stack.callback(logfile.close)
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(workdir), "--worker-class", "gthread",
+               "--workers", "1", "--threads", "32", "--keep-alive", "75", "--bind", f"127.0.0.1:{port}",
+               "--access-logfile", str(workdir / "moto.log"), "motoapp:app"]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=logfile, stderr=subprocess.STDOUT, env={**os.environ, **common.AWS_ENV},
+        start_new_session=True,
+    )  # fmt: skip
+    stack.callback(common.stop_process, process, "moto (gunicorn)")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - loopback
+                break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            time.sleep(0.1)
+    workers = common.children_of(process.pid)
+    if process.poll() is not None or len(workers) != 1:
+        raise RuntimeError(
+            f"gunicorn did not start:\n{(workdir / 'gunicorn.log').read_text(errors='replace')}"
+        )
+    return workers[0], url
 
 
 # --- phases ------------------------------------------------------------------------------------------
@@ -370,6 +422,11 @@ def main() -> int:
     )
     parser.add_argument("--clamd", default=os.environ.get("S3AV_CLAMD") or common.DEFAULT_CLAMD)
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each phase")
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="serve moto from gunicorn, which keeps connections open as S3 does (moto's server closes each)",
+    )
     args = parser.parse_args()
     if not 1 <= args.count <= 2000:
         parser.error("--count must be between 1 and 2000")
@@ -389,9 +446,13 @@ def main() -> int:
         (ROOT / "var").mkdir(exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="s3av-cost-", dir=ROOT / "var"))
         stack.callback(shutil.rmtree, workdir, True)
-        moto, endpoint = common.start_moto(stack, workdir)
+        if args.keep_alive:
+            moto_pid, endpoint = start_moto_keep_alive(stack, workdir)
+        else:
+            moto, endpoint = common.start_moto(stack, workdir)
+            moto_pid = moto.pid
         args.moto_log = MotoLog(workdir / "moto.log")
-        pids = {"clamd": clamd_pid, "moto": moto.pid}
+        pids = {"clamd": clamd_pid, "moto": moto_pid}
 
         raw = phase_raw(args, workdir, pids)
 
@@ -450,7 +511,8 @@ def report(args: Any, clamd_version: str, raw: dict, base: dict, events: dict, j
     print()
     print(
         f"s3av per-object cost  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  {clamd_version}  "
-        f"{os.cpu_count()} CPUs  count={n} size={args.size} B threads={args.threads}"
+        f"{os.cpu_count()} CPUs  count={n} size={args.size} B threads={args.threads}  "
+        f"S3: {'moto under gunicorn (keep-alive)' if args.keep_alive else 'moto server (Connection: close)'}"
     )
     print()
     print(f"{'':40} {'obj/s':>7} {'wall s':>7} {'scanner':>9} {'clamd':>7} {'moto':>7}   CPU ms per object")

@@ -723,3 +723,32 @@ def test_a_bucket_versioned_since_it_was_asked_loses_no_version_behind_a_marker(
     assert [v["VersionId"] for v in listing["Versions"]] == [version]
     assert listing.get("DeleteMarkers", []) == []
     assert s3_client.get_object(Bucket=bucket, Key="a.bin")["Body"].read() == b"infected"
+
+
+# --- connections -------------------------------------------------------------------------------------
+
+
+def test_a_scans_calls_hand_their_connection_back_for_the_next_one(s3_endpoint, make_bucket, caplog):
+    # moto's server (werkzeug) answers every request with `Connection: close`, so the client reconnects
+    # anyway ("Resetting dropped connection"); what this checks is ours: every response is read to its
+    # end and its connection returned to the pool, so a keep-alive endpoint (S3) is asked over one
+    # connection. A connection kept by an unread body would make urllib3 start a new one instead.
+    client = make_client("s3", endpoint_url=s3_endpoint, region="us-east-1")
+    bucket = make_bucket()
+    refs = []
+    for i in range(3):
+        put(client, bucket, f"k{i}", os.urandom(300 * 1024))
+        refs.append(s3ops.head_object(client, bucket, f"k{i}"))
+    stale = ObjectRef(bucket=bucket, key="k0", version_id=None, etag="0" * 32, size=300 * 1024)
+
+    with caplog.at_level("DEBUG", logger="urllib3.connectionpool"):
+        for ref in refs:
+            read, body = s3ops.open_object(client, ref, chunk_size=64 * 1024)
+            assert len(b"".join(body)) == ref.size
+            s3ops.put_scan_tags(client, read, OURS)
+        with pytest.raises(PermanentS3Error):
+            s3ops.open_object(client, stale)  # PreconditionFailed: an error body, read by botocore
+        s3ops.put_scan_tags(client, refs[1], OURS)  # not fresh: GetObjectTagging, HeadObject, Put
+
+    started = [r for r in caplog.records if r.getMessage().startswith("Starting new HTTP")]
+    assert len(started) <= 1, [r.getMessage() for r in caplog.records]
