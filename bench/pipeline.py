@@ -507,13 +507,19 @@ def profile_steps(
         result = timed("DB claim (INSERT)", db_claim)
 
         def db_verdict() -> None:
+            # What a Clean scan of a tag-only policy writes (scanning/pipeline/services.py): one look at
+            # the key's other verdicts, then verdict and action in one UPDATE.
+            others = ScanResult.objects.filter(tenant=tenant, bucket_name=bucket.name, bucket=bucket, key=key)
+            others.exclude(pk=result.pk).exclude(verdict="").values_list("pk", "verdict", "etag").first()
             ScanResult.objects.filter(pk=result.pk, verdict="").update(
-                verdict="Clean", scanned_at=datetime.now(UTC), action_status="pending"
+                verdict="Clean",
+                scanned_at=datetime.now(UTC),
+                tagged=True,
+                action_status="done",
+                claimed_until=None,
             )
-            services._newer_verdict_exists(result)
-            ScanResult.objects.filter(pk=result.pk).update(action="tagged", action_status="done")
 
-        timed("DB verdict (UPDATE) + newer-verdict check + action save", db_verdict)
+        timed("DB other-verdicts look (SELECT) + verdict and action (one UPDATE)", db_verdict)
         result.scanned_at = datetime.now(UTC)
         result.verdict = "Clean"
         tags = services.scan_tags(policy, result)
