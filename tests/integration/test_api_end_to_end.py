@@ -19,9 +19,9 @@ import pytest
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
-from accounts import services as account_services
 from accounts.models import Role
 from scanning.models import Schedule
+from tests import factories
 from tests.fixtures.scanning import EICAR, TESTFILES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -69,9 +69,7 @@ def _wait_for(predicate, timeout, what, *processes):
 @pytest.fixture
 def api(tenant, start_process, rabbitmq_broker):
     with scope(tenant=tenant):
-        _, secret = account_services.create_api_key(
-            tenant, account_services.Actor.system("test"), "e2e", Role.ADMIN
-        )
+        _, secret = factories.make_api_key(tenant, Role.ADMIN, "e2e")
     web = start_process("web")
     return Api(web.url, secret)
 

@@ -26,8 +26,8 @@ from django_scopes import scope
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
-from accounts import services
 from accounts.models import Role
+from tests import factories
 from tests.sweeps.test_isolation_sweep import OBJECT_FACTORIES
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,7 @@ def fuzz_tenant(make_tenant: Any, aws_settings: Any, monkeypatch: Any) -> Any:
 @pytest.fixture
 def admin_secret(fuzz_tenant: Any) -> str:
     with scope(tenant=fuzz_tenant):
-        _, secret = services.create_api_key(fuzz_tenant, services.Actor.system("test"), "fuzzer", Role.ADMIN)
+        _, secret = factories.make_api_key(fuzz_tenant, Role.ADMIN, "fuzzer")
     return secret
 
 

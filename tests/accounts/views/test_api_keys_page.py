@@ -7,15 +7,15 @@ import re
 import pytest
 from django_scopes import scope, scopes_disabled
 
-from accounts import services
 from accounts.models import ApiKey, AuditEvent, Role
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
 def _key(tenant, name="ci"):
     with scope(tenant=tenant):
-        key, _ = services.create_api_key(tenant, services.Actor.system("test"), name, Role.OPERATOR)
+        key, _ = factories.make_api_key(tenant, Role.OPERATOR, name)
     return key
 
 

@@ -1,16 +1,16 @@
 import pytest
 from django_scopes import scope, scopes_disabled
 
-from accounts.models import ApiKey, AuditEvent, Role, User
+from accounts.models import ApiKey, AuditEvent, Role
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_client(client):
-    staff = User.objects.create_user(
-        "support@example.com", "a-long-staff-password", is_staff=True, is_superuser=True
+def staff_client(client, make_user):
+    staff = make_user(
+        "support@example.com", password="a-long-staff-password", is_staff=True, is_superuser=True
     )
     client.force_login(staff)
     return client

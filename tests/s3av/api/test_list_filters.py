@@ -12,8 +12,8 @@ from django_scopes import scope
 
 from accounts import services
 from accounts.models import AuditEvent, Role
-from scanning.models import JobStatus, ScanJob, ScanResult
-from tests.factories import make_account, make_bucket_row
+from scanning.models import JobStatus
+from tests.factories import make_account, make_bucket_row, make_job, make_result
 
 pytestmark = pytest.mark.django_db
 
@@ -22,16 +22,7 @@ VERDICTS = "Use one of: Clean, Infected, Unscannable, Error, InfectedAllowed."
 
 
 def _result(tenant, bucket, key, verdict="Infected", **fields):
-    return ScanResult.objects.create(
-        tenant=tenant,
-        bucket=bucket,
-        bucket_name=bucket.name,
-        key=key,
-        verdict=verdict,
-        scanned_at=timezone.now(),
-        dedupe_key=uuid.uuid4().hex,
-        **fields,
-    )
+    return make_result(tenant, bucket, key, verdict, scanned_at=timezone.now(), **fields)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +96,7 @@ def test_a_filter_applies_to_the_list_only(tenant, key_client):
     with scope(tenant=tenant):
         bucket = make_bucket_row(tenant)
         infected = _result(tenant, bucket, "evil.com")
-        job = ScanJob.objects.create(tenant=tenant, bucket=bucket, status="scanning")
+        job = make_job(tenant, bucket, status="scanning")
     viewer = key_client(tenant, Role.VIEWER)
     # A detail route is the object its id names, whatever the query string says.
     assert viewer.get(f"/api/v1/results/{infected.pk}", {"verdict": "Clean"}).status_code == 200
@@ -117,9 +108,9 @@ def test_a_filter_applies_to_the_list_only(tenant, key_client):
 def test_it_filters_jobs_by_bucket_and_status(tenant, key_client):
     with scope(tenant=tenant):
         first, second = make_bucket_row(tenant), make_bucket_row(tenant)
-        done = ScanJob.objects.create(tenant=tenant, bucket=first, status="done")
-        running = ScanJob.objects.create(tenant=tenant, bucket=first, status="scanning")
-        other = ScanJob.objects.create(tenant=tenant, bucket=second, status="done")
+        done = make_job(tenant, first, status="done")
+        running = make_job(tenant, first, status="scanning")
+        other = make_job(tenant, second, status="done")
     viewer = key_client(tenant, Role.VIEWER)
 
     def ids(query):

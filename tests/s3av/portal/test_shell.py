@@ -6,7 +6,7 @@ import pytest
 from django.test import RequestFactory
 from django_scopes import scopes_disabled
 
-from accounts.models import Membership, Role, User
+from accounts.models import Membership, Role
 from s3av import nav
 from tests import factories
 
@@ -66,10 +66,8 @@ def test_a_member_without_a_role_is_told_who_can_grant_one(tenant, session_clien
     assert "mainnav" not in body  # nothing to navigate to
 
 
-def test_the_signed_in_message_shows_on_the_very_next_page(client, tenant):
-    User.objects.create_user("pat@example.com", password="a-long-enough-password")
-    with scopes_disabled():
-        factories.make_member(tenant, User.objects.get(email="pat@example.com"), Role.VIEWER)
+def test_the_signed_in_message_shows_on_the_very_next_page(client, tenant, make_user):
+    make_user("pat@example.com", tenant=tenant, role=Role.VIEWER, password="a-long-enough-password")
     response = client.post(
         "/accounts/login/", {"login": "pat@example.com", "password": "a-long-enough-password"}, follow=True
     )

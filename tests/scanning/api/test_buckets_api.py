@@ -6,7 +6,7 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from scanning.buckets import read_gate
 from scanning.models import ScanPolicy
-from tests.factories import make_account, make_bucket_row
+from tests.factories import make_account, make_bucket_row, make_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ def _bucket(tenant, **fields):
 
 def _policy(tenant, name="strict"):
     with scope(tenant=tenant):
-        return ScanPolicy.objects.create(tenant=tenant, name=name)
+        return make_policy(tenant, name)
 
 
 def test_it_lists_buckets_with_the_contract_fields(tenant, key_client):

@@ -8,6 +8,7 @@ from django_scopes import scope
 from accounts.models import AuditEvent, Role
 from scanning.models import ScanResult
 from scanning.pipeline import services
+from tests import factories
 from tests.fixtures.scanning import EICAR, TESTFILES
 
 pytestmark = pytest.mark.django_db
@@ -154,9 +155,7 @@ def test_a_viewer_cannot_triage(tenant, key_client, scanned):
 def test_pending_claims_are_not_listed(tenant, key_client, make_linked_bucket):
     bucket = make_linked_bucket(tenant)
     with scope(tenant=tenant):
-        ScanResult.objects.create(
-            tenant=tenant, bucket=bucket, bucket_name=bucket.name, key="p", dedupe_key="x"
-        )
+        factories.make_result(tenant, bucket, "p", verdict="")
     assert key_client(tenant, Role.VIEWER).get("/api/v1/results/").json()["results"] == []
 
 
@@ -514,16 +513,14 @@ def test_a_role_that_can_no_longer_be_assumed_is_a_400_saying_what_to_fix(
 def test_s3av_never_scans_its_own_quarantine_copies(
     tenant, make_linked_bucket, make_bucket, s3_client, versioned
 ):
-    from scanning.models import Bucket
-
     bucket, quarantine, infected = _quarantined(tenant, make_linked_bucket, make_bucket, s3_client, versioned)
     with scope(tenant=tenant):
         # A quarantine bucket s3av scans (protected before the policy named it, or by another tenant's
         # policy): its own event for the copy arrives.
-        qbucket = Bucket.objects.create(
-            tenant=tenant,
-            account=bucket.account,
-            name=quarantine,
+        qbucket = factories.make_bucket_row(
+            tenant,
+            bucket.account,
+            quarantine,
             protected=True,
             policy=bucket.policy,
             versioning="Enabled" if versioned else "",

@@ -12,6 +12,7 @@ from scanning.models import JobStatus, JobTrigger, ScanJob, ScanJobItem, ScanRes
 from scanning.pipeline import services
 from scanning.pipeline.services import scan_object
 from scanning.s3 import ops as s3ops
+from tests import factories
 from tests.fixtures.broker import drain, queued
 from tests.fixtures.scanning import EICAR, assert_gone_for_good, next_second
 
@@ -450,17 +451,15 @@ def test_an_error_verdict_is_not_reused_by_a_later_job(
     bucket = make_linked_bucket(tenant)
     _put_many(s3_client, bucket, {"a.txt": b"fine"})
     with scope(tenant=tenant):
-        ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key="a.txt",
+        factories.make_result(
+            tenant,
+            bucket,
+            "a.txt",
+            "Error",
             etag=s3_client.head_object(Bucket=bucket.name, Key="a.txt")["ETag"].strip('"'),
             size=4,
-            verdict="Error",
             message="gave up after retries: clamd down",
             signature_version=services.engine_identity().get()[1],
-            dedupe_key="old-error",
         )
     job = _start(tenant, bucket, "", django_capture_on_commit_callbacks)
     _run_all(tenant)
@@ -611,9 +610,7 @@ def test_the_last_two_scans_counted_at_once_finish_the_job_once_with_exact_count
 
     bucket = make_linked_bucket(tenant)
     with scope(tenant=tenant):
-        job = ScanJob.objects.create(
-            tenant=tenant, bucket=bucket, status=JobStatus.SCANNING, listed=3, skipped=1
-        )
+        job = factories.make_job(tenant, bucket, status=JobStatus.SCANNING, listed=3, skipped=1)
         for key in ("a", "b"):
             ScanJobItem.objects.create(tenant=tenant, job=job, dedupe_key=key)
     counted = []

@@ -520,11 +520,9 @@ def test_the_list_takes_a_constant_number_of_queries(tenant, key_client, django_
     assert len(response.json()["results"]) == 10
 
 
-def test_staff_see_channels_in_the_admin_without_the_secret(client, tenant):
-    from accounts.models import User
-
-    staff = User.objects.create_user(
-        "support@example.com", "a-long-staff-password", is_staff=True, is_superuser=True
+def test_staff_see_channels_in_the_admin_without_the_secret(client, tenant, make_user):
+    staff = make_user(
+        "support@example.com", password="a-long-staff-password", is_staff=True, is_superuser=True
     )
     client.force_login(staff)
     channel = _channel(tenant, kind="webhook", target="https://hooks.example.com/x", secret="do-not-show-me")

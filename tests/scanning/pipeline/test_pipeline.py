@@ -11,6 +11,7 @@ from django_scopes import scope
 
 from scanning.models import ScanResult, Verdict
 from scanning.pipeline import services
+from tests import factories
 from tests.fixtures.scanning import EICAR, TESTFILES, assert_gone_for_good, next_second
 from tests.scanning.engine.test_clamd_client import FakeClamd, instream_dropped_after
 
@@ -287,16 +288,14 @@ def test_a_verdict_is_not_tagged_onto_bytes_that_replaced_the_scanned_ones(
     bucket = make_linked_bucket(tenant)
     _, etag = _put(s3_client, bucket, "swap.txt", b"harmless")
     with scope(tenant=tenant):
-        result = ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key="swap.txt",
+        result = factories.make_result(
+            tenant,
+            bucket,
+            "swap.txt",
+            Verdict.CLEAN,
             etag=etag.strip('"'),
             size=8,
-            verdict=Verdict.CLEAN,
             action_status="pending",
-            dedupe_key="swap",
         )
         _put(s3_client, bucket, "swap.txt", EICAR)  # replaced between the scan and the tagging
         services._act(tenant, bucket, bucket.effective_policy(), result)
@@ -325,11 +324,9 @@ def test_an_unexpected_failure_on_the_last_attempt_is_recorded_as_error(
 
 
 def test_a_tenant_policy_named_default_does_not_break_scanning(tenant, make_linked_bucket, s3_client):
-    from scanning.models import ScanPolicy
-
     bucket = make_linked_bucket(tenant)
     with scope(tenant=tenant):
-        ScanPolicy.objects.create(tenant=tenant, name="Default")
+        factories.make_policy(tenant, "Default")
         bucket.policy = None
         bucket.save(update_fields=["policy"])
     _, etag = _put(s3_client, bucket, "d.txt", b"fine")
@@ -681,17 +678,15 @@ def test_a_finding_without_a_version_id_in_a_versioned_bucket_is_not_hidden_behi
     bucket = make_linked_bucket(tenant, versioned=True)
     version, etag = _put(s3_client, bucket, "old.com", EICAR)
     with scope(tenant=tenant):
-        result = ScanResult.objects.create(
-            tenant=tenant,
-            bucket=bucket,
-            bucket_name=bucket.name,
-            key="old.com",
+        result = factories.make_result(
+            tenant,
+            bucket,
+            "old.com",
+            Verdict.INFECTED,
             etag=etag.strip('"'),
             size=len(EICAR),
-            verdict=Verdict.INFECTED,
             action="tagged",
             action_status="done",
-            dedupe_key="unpinned",
         )
         with pytest.raises(ServiceError, match="without its version id"):
             services.delete_scanned_object(tenant, Actor.system("test"), result)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django_scopes import scope
 
-from linked_accounts.models import AwsAccount
-from scanning.models import Bucket, ScanPolicy, Verdict
+from scanning.models import ScanPolicy, Verdict
 from scanning.pipeline import services
 from scanning.s3 import ops as s3ops
+from tests import factories
 from tests.fixtures.scanning import EICAR, assert_gone_for_good
 
 pytestmark = pytest.mark.django_db
@@ -26,15 +26,8 @@ def _destination(tenant, make_bucket, account_id="210987654321", versioned=False
     """A bucket of the same tenant in another linked account."""
     name = make_bucket(versioned=versioned)
     with scope(tenant=tenant):
-        account, _ = AwsAccount.objects.get_or_create(
-            tenant=tenant,
-            account_id=account_id,
-            defaults={
-                "role_arn": f"arn:aws:iam::{account_id}:role/s3av",
-                "status": AwsAccount.Status.CONNECTED,
-            },
-        )
-        return Bucket.objects.create(tenant=tenant, account=account, name=name)
+        account = factories.make_account(tenant, account_id, role_arn=f"arn:aws:iam::{account_id}:role/s3av")
+        return factories.make_bucket_row(tenant, account, name)
 
 
 def _policy(tenant, bucket, **fields):

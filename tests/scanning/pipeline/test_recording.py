@@ -12,6 +12,7 @@ from django_scopes import scope
 from scanning.models import ScanResult, UsageMonth, Verdict
 from scanning.pipeline import scanner, services
 from scanning.s3 import ops as s3ops
+from tests import factories
 from tests.fixtures.scanning import EICAR
 
 pytestmark = pytest.mark.django_db
@@ -193,16 +194,14 @@ def test_a_verdict_recorded_while_an_older_scan_ran_is_not_overwritten(
     def a_newer_scan_finishes_meanwhile(*args, **kwargs):
         outcome = real(*args, **kwargs)
         with scope(tenant=tenant):
-            ScanResult.objects.create(
-                tenant=tenant,
-                bucket=bucket,
-                bucket_name=bucket.name,
-                key="both.bin",
+            factories.make_result(
+                tenant,
+                bucket,
+                "both.bin",
+                Verdict.CLEAN,
                 version_id=version or "",
                 etag=etag.strip('"'),
-                verdict=Verdict.CLEAN,
                 action_status="done",
-                dedupe_key="newer",
                 scanned_at=timezone.now(),
             )
         return outcome
@@ -264,10 +263,9 @@ def test_a_verdict_recorded_while_a_finding_was_being_recorded_is_not_overwritte
     def a_newer_verdict_lands_right_after(result, fields):
         saved = real(result, fields)
         with scope(tenant=tenant):
-            ScanResult.objects.create(
-                tenant=tenant, bucket=bucket, bucket_name=bucket.name, key="late.com",
-                version_id=version or "", etag=etag.strip('"'), verdict=Verdict.CLEAN,
-                action_status="done", dedupe_key="newer", scanned_at=timezone.now(),
+            factories.make_result(
+                tenant, bucket, "late.com", Verdict.CLEAN, version_id=version or "", etag=etag.strip('"'),
+                action_status="done", scanned_at=timezone.now(),
             )  # fmt: skip
         return saved
 

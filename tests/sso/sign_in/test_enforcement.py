@@ -7,7 +7,8 @@ from typing import Any
 from django.test import Client
 from django_scopes import scopes_disabled
 
-from accounts.models import AuditEvent, Membership, Role, User
+from accounts.models import AuditEvent, Role, User
+from tests import factories
 
 PASSWORD = "a-long-password-123"
 
@@ -15,7 +16,7 @@ PASSWORD = "a-long-password-123"
 def _member(tenant: Any, email: str, role: str = Role.VIEWER, **extra: Any) -> User:
     user = User.objects.create_user(email, password=PASSWORD, **extra)
     with scopes_disabled():
-        Membership.objects.create(tenant=tenant, user=user, role=role)
+        factories.make_member(tenant, user, role)
     return user
 
 

@@ -263,12 +263,12 @@ def test_it_refuses_a_response_for_another_tenants_request(make_sso) -> None:
     assert acme.events("sso.refused")
 
 
-def test_it_never_takes_over_a_user_whose_domain_the_tenant_has_not_claimed(make_sso, make_tenant) -> None:
+def test_it_never_takes_over_a_user_whose_domain_the_tenant_has_not_claimed(
+    make_sso, make_tenant, make_user
+) -> None:
     sso = make_sso()
     other = make_tenant("Other")
-    victim = User.objects.create_user("boss@elsewhere.test", password="a-long-password-123")
-    with scopes_disabled():
-        Membership.objects.create(tenant=other, user=victim, role="admin")
+    victim = make_user("boss@elsewhere.test", tenant=other, role="admin", password="a-long-password-123")
     client = sso.client()
     response = _sp_initiated(sso, client, email="boss@elsewhere.test")
     _assert_refused(sso, client, response, "not claimed")

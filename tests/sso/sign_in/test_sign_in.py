@@ -8,6 +8,7 @@ import pytest
 from django_scopes import scopes_disabled
 
 from accounts.models import Membership, User
+from tests import factories
 
 ENTRA = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims"
 ENTRA_GROUPS = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"
@@ -80,7 +81,7 @@ def test_an_sso_session_reaches_this_tenant_only(make_sso, make_tenant) -> None:
     assert sso.sign_in(sso.client(), "carol@acme.test").status_code == 302
     carol = User.objects.get(email="carol@acme.test")
     with scopes_disabled():
-        Membership.objects.create(tenant=other, user=carol, role="admin")
+        factories.make_member(other, carol, "admin")
     client = sso.client()
     assert sso.sign_in(client, "carol@acme.test").status_code == 302
     assert _me(client)["tenant"]["slug"] == sso.tenant.slug

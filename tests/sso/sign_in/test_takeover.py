@@ -28,12 +28,10 @@ def _refused(sso: Any, client: Any, response: Any, reason: str) -> None:
     assert not sso.events("sso.sign_in")
 
 
-def test_it_never_takes_over_a_user_who_belongs_to_another_tenant(make_sso, make_tenant) -> None:
+def test_it_never_takes_over_a_user_who_belongs_to_another_tenant(make_sso, make_tenant, make_user) -> None:
     sso = make_sso()
     other = make_tenant("Other")
-    carol = User.objects.create_user("carol@acme.test", password=PASSWORD)
-    with scopes_disabled():
-        Membership.objects.create(tenant=other, user=carol, role="admin")
+    carol = make_user("carol@acme.test", tenant=other, role="admin", password=PASSWORD)
     client = sso.client()
     _refused(sso, client, sso.sign_in(client, "carol@acme.test"), "another tenant")
     assert not SocialAccount.objects.filter(user=carol).exists()
@@ -41,19 +39,17 @@ def test_it_never_takes_over_a_user_who_belongs_to_another_tenant(make_sso, make
         assert not Membership.objects.filter(tenant=sso.tenant, user=carol).exists()
 
 
-def test_it_never_signs_in_support_staff(make_sso) -> None:
+def test_it_never_signs_in_support_staff(make_sso, make_user) -> None:
     sso = make_sso()
-    User.objects.create_user("support@acme.test", password=PASSWORD, is_staff=True)
+    make_user("support@acme.test", password=PASSWORD, is_staff=True)
     client = sso.client()
     _refused(sso, client, sso.sign_in(client, "support@acme.test"), "Support staff")
     assert client.get("/admin/").status_code == 302  # to the admin's sign-in, not the admin
 
 
-def test_it_links_an_existing_user_of_this_tenant_only(make_sso) -> None:
+def test_it_links_an_existing_user_of_this_tenant_only(make_sso, make_user) -> None:
     sso = make_sso()
-    dan = User.objects.create_user("dan@acme.test", password=PASSWORD)
-    with scopes_disabled():
-        Membership.objects.create(tenant=sso.tenant, user=dan, role="operator")
+    dan = make_user("dan@acme.test", tenant=sso.tenant, role="operator", password=PASSWORD)
     client = sso.client()
     assert sso.sign_in(client, "dan@acme.test").status_code == 302
     assert client.get("/api/v1/me").json()["role"] == "operator"

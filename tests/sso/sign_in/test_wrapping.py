@@ -126,10 +126,10 @@ def test_it_refuses_an_unsigned_assertion_inside_a_signed_response(make_sso) -> 
     assert any("assertion" in r.lower() and "signed" in r.lower() for r in reasons), reasons
 
 
-def test_a_comment_in_the_name_id_does_not_shorten_the_address(make_sso) -> None:
+def test_a_comment_in_the_name_id_does_not_shorten_the_address(make_sso, make_user) -> None:
     """CVE-2017-11427's shape: the IdP signs mallory's long address, a comment cuts it to alice's."""
     sso = make_sso()
-    alice = User.objects.create_user("alice@acme.test")
+    alice = make_user("alice@acme.test")
     client = sso.client()
     request = sso.start(client, email="alice@acme.test")
     signed = sso.idp.response(

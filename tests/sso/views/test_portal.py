@@ -7,7 +7,7 @@ from typing import Any
 from django.test import Client
 from django_scopes import scopes_disabled
 
-from accounts.models import AuditEvent, Membership, Role, User
+from accounts.models import AuditEvent, Role
 from sso.models import SamlConnection
 from tests.sso.idp import PysamlIdp
 
@@ -108,9 +108,7 @@ def test_an_admin_requires_sso_from_the_settings_page(make_sso, make_user) -> No
     # Now a password session no longer reaches the tenant; an admin signed in through the IdP does.
     assert client.post("/sso/settings/require", {}).status_code == 403
     with scopes_disabled():
-        Membership.objects.create(
-            tenant=sso.tenant, user=User.objects.create_user("root@acme.test"), role="admin"
-        )
+        make_user("root@acme.test", tenant=sso.tenant, role="admin")
     via_idp = sso.client()
     assert sso.sign_in(via_idp, "root@acme.test").status_code == 302
     assert via_idp.post("/sso/settings/require", {}).status_code == 302
