@@ -72,7 +72,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-size", default=None, help="larger objects are Unscannable (e.g. 512M)")
 
     def run_from_argv(self, argv: list[str]) -> None:
-        # Run as a process of its own (manage.py, not call_command): everything Django, DRF and boto3
+        # Run as a process of its own (manage.py, not call_command): everything Django and boto3
         # built at start-up lives until the process ends. Frozen, the collector never walks it again, and
         # the interpreter's shutdown (which collects over and over while it tears the modules down)
         # takes ~0.02 s instead of ~0.25 s (docs/performance.md, "Large objects").
