@@ -15,7 +15,7 @@ def require_sso_wiring() -> None:
     session's limits only through ``SsoMiddleware``. Without either, sign-in would still work, without
     those rules.
     """
-    from sso.adapter import SsoAccountAdapter
+    from sso.adapter import SsoAccountAdapter  # imports models: only once the app registry is ready
 
     adapter = import_string(settings.ACCOUNT_ADAPTER)
     if not (isinstance(adapter, type) and issubclass(adapter, SsoAccountAdapter)):
