@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -113,7 +114,19 @@ class Heartbeat:
             if heartbeat_file:
                 with contextlib.suppress(OSError):
                     Path(heartbeat_file).touch()
-            self._stop.wait(self.every)
+            self._wait_for_next_beat()
+
+    def _wait_for_next_beat(self) -> None:
+        """Sleep until the next beat, writing the usage counts that fall due meanwhile (an idle worker's
+        last scans show in the usage report seconds after, not at the next beat)."""
+        next_beat = time.monotonic() + self.every
+        while not self._stop.is_set() and (left := next_beat - time.monotonic()) > 0:
+            self._stop.wait(min(left, usage.FLUSH_SECONDS))
+            try:
+                if usage.flush_if_due():
+                    close_old_connections()
+            except Exception:  # kept for the next try
+                log.exception("usage flush failed")
 
     def beat(self) -> Agent:
         engine_name, signature_version, engine_ok, engine_error = "", "", True, ""

@@ -4,17 +4,18 @@ records, added up in memory and written every few seconds instead of one UPDATE 
 Batching is on in worker processes only: ``fleet.middleware.FleetMiddleware`` turns it on when the worker
 boots, and flushes and turns it off once the worker's threads have finished at shutdown. While it is
 on, the scan that finds the oldest pending count ``FLUSH_SECONDS`` old writes what is pending, and the
-heartbeat (``fleet.agents.Heartbeat``) flushes at every beat, so an idle worker's last counts are
-written too. Everywhere else (the web process scanning an existing object, commands, tests) a scan's
-usage is written at once, as before.
+heartbeat thread (``fleet.agents.Heartbeat``) flushes at every beat and, between beats, whenever the
+oldest count is due: an idle worker's last counts are written within about twice ``FLUSH_SECONDS``.
+Everywhere else (the web process scanning an existing object, commands, tests) a scan's usage is
+written at once, as before.
 
 What a crash can lose: a worker process that dies without its shutdown (SIGKILL, the OOM killer, a
-power cut) loses the usage of the scans it recorded since its last flush, which is at most
-``FLUSH_SECONDS`` of that process's scans (a scan after that writes them; a process that went idle has
-them written by its next beat). Verdicts, tags, actions and job counters never wait for this: usage
-feeds the usage report and the scan API's monthly byte limit, which may so lag by those seconds. A
-flush that fails (the database is unreachable) keeps its counts for the next one; counts are added to
-the month the scan was recorded in, whenever they are written.
+power cut) loses the usage of the scans it recorded since its last flush, at most ``FLUSH_SECONDS`` of
+that process's scans (a later scan writes them, and in an idle process the heartbeat thread does).
+Verdicts, tags, actions and job counters never wait for this: usage feeds the usage report and the
+scan API's monthly byte limit, which may so lag by those seconds. A flush that fails (the database is
+unreachable) keeps its counts for the next one; counts are added to the month the scan was recorded
+in, whenever they are written.
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ class PendingUsage:
                 self._keep(counts, oldest)
         return written
 
+    def flush_if_due(self) -> int:
+        """Write what is pending when its oldest count is ``flush_seconds`` old (the heartbeat thread
+        asks between beats, so the counts of a worker that went idle are not left waiting for a beat)."""
+        with self._lock:
+            due = self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
+        return self.flush() if due else 0
+
     def stop(self) -> None:
         """Count at once from now on and write what is pending: a count that went into memory before
         this is in the flush, one after it is written at once."""
@@ -124,3 +132,7 @@ def stop_batching() -> None:
 
 def flush() -> int:
     return PENDING.flush()
+
+
+def flush_if_due() -> int:
+    return PENDING.flush_if_due()

@@ -8,7 +8,7 @@ import pytest
 from django_scopes import scope
 
 from accounts.models import Role
-from scanning.models import UsageMonth
+from scanning.models import Agent, UsageMonth
 from scanning.pipeline import services
 from tests.fixtures.scanning import EICAR
 
@@ -139,6 +139,32 @@ def test_the_heartbeat_writes_an_idle_workers_usage(tenant, worker_usage, settin
     heartbeat._stop.wait = lambda timeout: heartbeat._stop.set()  # type: ignore[method-assign] # one beat
     heartbeat._run()  # the heartbeat thread's loop, here
     assert list(_months(tenant).values()) == [(4, 40)]
+
+
+@pytest.mark.django_db(transaction=True)  # as the heartbeat runs: autocommit
+def test_an_idle_workers_last_usage_is_written_when_due_not_at_the_next_beat(
+    tenant, worker_usage, settings, monkeypatch
+):
+    import time
+
+    from scanning.fleet.agents import Heartbeat
+    from scanning.pipeline import usage
+
+    settings.CLAMD_ADDRESS = "tcp://127.0.0.1:9"  # the beat's engine check fails fast
+    monkeypatch.setattr(usage, "FLUSH_SECONDS", 0.05)
+    monkeypatch.setattr(usage.PENDING, "flush_seconds", 0.05)
+    heartbeat = Heartbeat(["scans"], every=60)  # one beat now, the next in a minute
+    heartbeat.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not Agent.objects.filter(pk=heartbeat.agent_id).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        usage.add(tenant.pk, 3, 30)  # the worker's last scans, after the beat
+        while not _months(tenant) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(_months(tenant).values()) == [(3, 30)]
+    finally:
+        heartbeat.stop()
 
 
 def test_a_worker_shutting_down_writes_its_usage_and_counts_at_once_after(tenant, worker_usage):
