@@ -21,6 +21,13 @@ def test_it_serves_the_stylesheet_and_htmx_itself(client):
     assert htmx.status_code == 200
 
 
+def test_every_page_names_its_icon_so_browsers_do_not_ask_for_a_missing_favicon(client):
+    page = client.get("/accounts/login/")
+    assert b'<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in page.content
+    icon = client.get("/static/img/favicon.svg")
+    assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
+
+
 def test_every_page_carries_a_strict_csp_and_refuses_frames(client):
     response = client.get("/accounts/login/")
     policy = response["Content-Security-Policy"]
