@@ -73,6 +73,30 @@ def test_a_clean_verdict_is_recorded_with_its_tags_after_they_are_written(
     assert _tags(s3_client, bucket, "fine.txt")["scan-result"] == "Clean"
 
 
+def test_a_clean_verdict_tagged_first_goes_on_the_version_scanned_not_a_newer_one(
+    tenant, make_linked_bucket, s3_client, verdict_when_tagged
+):
+    # Tag first, record after (the Clean way): the tags go on the version the engine read, even when
+    # a newer version of the key arrived before the scan ran.
+    bucket = make_linked_bucket(tenant, versioned=True)
+    first, etag = _put(s3_client, bucket, "doc.txt", b"version one " * 50)
+    newer, _ = _put(s3_client, bucket, "doc.txt", b"version two " * 50)
+    with scope(tenant=tenant):
+        dedupe = services.dedupe_key_for(bucket, "doc.txt", first, etag, False)
+        result = services.run_scan(
+            tenant, bucket, "doc.txt", version_id=first, etag=etag, trigger="event", dedupe_key=dedupe
+        )
+    assert verdict_when_tagged == [""]
+    assert (result.verdict, result.version_id, result.tagged) == (Verdict.CLEAN, first, True)
+
+    def tags(version):
+        answer = s3_client.get_object_tagging(Bucket=bucket.name, Key="doc.txt", VersionId=version)
+        return {t["Key"]: t["Value"] for t in answer["TagSet"]}
+
+    assert tags(first)["scan-result"] == "Clean"
+    assert "scan-result" not in tags(newer)  # not scanned yet: nothing says it is Clean
+
+
 def test_a_finding_is_recorded_before_anything_is_done_with_it(
     tenant, make_linked_bucket, s3_client, verdict_when_tagged
 ):
