@@ -210,3 +210,27 @@ def test_a_detail_route_documents_no_list_filter(tenant, key_client):
     schema = key_client(tenant).get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
     detail = schema["paths"]["/api/v1/results/{id}/"]["get"]
     assert {p["name"] for p in detail.get("parameters", []) if p["in"] == "query"} == set()
+
+
+@pytest.mark.parametrize(
+    "path, param", [("results", "bucket"), ("jobs", "bucket"), ("buckets", "account")], ids=str
+)
+def test_a_filter_naming_another_tenants_row_finds_nothing_of_either_tenant(
+    tenant, outsider_tenant, key_client, path, param
+):
+    # A filter value is only ever matched inside the caller's rows: another tenant's id is no way in
+    # (neither its rows nor a 500), and it hides the caller's own rows like any id that is not theirs.
+    with scope(tenant=outsider_tenant):
+        theirs = make_bucket_row(outsider_tenant)
+        make_result(outsider_tenant, theirs, "their.txt", scanned_at=timezone.now())
+        make_job(outsider_tenant, theirs, status="done")
+    with scope(tenant=tenant):
+        mine = make_bucket_row(tenant)
+        make_result(tenant, mine, "mine.txt", scanned_at=timezone.now())
+        make_job(tenant, mine, status="done")
+    value = theirs.account_id if param == "account" else theirs.pk
+    client = key_client(tenant, Role.VIEWER)
+    assert len(client.get(f"/api/v1/{path}/").json()["results"]) == 1  # the caller's own row is listed
+    response = client.get(f"/api/v1/{path}/", {param: str(value)})
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == []
